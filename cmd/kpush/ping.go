@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// ping is a health check that needs no shell or extra tools, so it works in
+// the distroless image: docker-compose and systemd call it.
+func init() {
+	var timeout time.Duration
+	var caFile string
+	cmd := &cobra.Command{
+		Use:   "ping ADDR|URL",
+		Short: "Check that a queued server (host:port) or an HTTP endpoint (URL) answers",
+		Long: `ping exits 0 when the target answers:
+
+  kpush ping 127.0.0.1:22133                  queued: sends "version", expects "VERSION ..."
+  kpush ping http://127.0.0.1:22134/healthz   HTTP: expects a 2xx status
+  kpush ping --tls-ca ca.pem https://127.0.0.1:2197/sim/stats`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := args[0]
+			if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+				return pingHTTP(cmd, target, caFile, timeout)
+			}
+			return pingQueued(cmd, target, timeout)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	cmd.Flags().StringVar(&caFile, "tls-ca", "", "PEM file of the CA to trust for https URLs")
+	rootCmd.AddCommand(cmd)
+}
+
+func pingQueued(cmd *cobra.Command, addr string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w (is kpush queued running there?)", addr, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("version\r\n")); err != nil {
+		return fmt.Errorf("ping %s: %w", addr, err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("ping %s: reading reply: %w", addr, err)
+	}
+	line = strings.TrimSpace(line)
+	if !strings.HasPrefix(line, "VERSION ") {
+		return fmt.Errorf("ping %s: unexpected reply %q to version", addr, line)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), line)
+	return nil
+}
+
+func pingHTTP(cmd *cobra.Command, url, caFile string, timeout time.Duration) error {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("ping: --tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("ping: --tls-ca %s: no PEM certificate in it", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Transport: tr, Timeout: timeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("ping %s: %s", url, resp.Status)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), resp.Status)
+	return nil
+}
