@@ -1,6 +1,9 @@
 package queued
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SyncPolicy says how a journal write relates to fsync: Always (the
 // acknowledgement waits for an fsync that covers it; concurrent writers share
@@ -36,6 +39,14 @@ type QueueConfig struct {
 	FanoutOnly             bool          // fanout_only
 	OpenTransactionTimeout time.Duration // open_transaction_timeout (ms in the file)
 	MaxQueueAge            time.Duration // max_queue_age (ms in the file): drop items older than this at the head
+
+	// Journal sizing, as in Kestrel 1.x: once the journal passes
+	// MaxJournalSize and the queue is empty (or the journal passes
+	// MaxJournalSize*MaxJournalOverflow, or MaxJournalSizeAbsolute) it is
+	// rewritten. Zero means the journal engineer's default.
+	MaxJournalSize         int64 // max_journal_size, bytes
+	MaxJournalOverflow     int   // max_journal_overflow, a multiple of MaxJournalSize
+	MaxJournalSizeAbsolute int64 // max_journal_size_absolute, bytes
 }
 
 // Config is the effective configuration of a queued server: a Kestrel 1.x
@@ -77,10 +88,16 @@ func DefaultConfig() Config {
 }
 
 // QueueConfig returns the settings of the named queue: its own block if the
-// config has one, else the defaults.
+// config has one; for a fanout queue "parent+child" without a block of its
+// own, the parent's block (as Kestrel 1.x does); else the defaults.
 func (c Config) QueueConfig(name string) QueueConfig {
 	if q, ok := c.Queues[name]; ok {
 		return q
+	}
+	if parent, _, ok := strings.Cut(name, "+"); ok {
+		if q, ok := c.Queues[parent]; ok {
+			return q
+		}
 	}
 	return c.Defaults
 }
