@@ -225,21 +225,21 @@ type pos struct{ line, col int }
 type tokKind int
 
 const (
-	tokEOF      tokKind = iota
-	tokWord             // a bare word: key, number, boolean, duration
-	tokString           // a double-quoted string, unescaped
-	tokAssign           // =
-	tokSetIfNew         // ?=
-	tokLBrace           // {
-	tokRBrace           // }
-	tokLBracket         // [
-	tokRBracket         // ]
-	tokComma            // ,
-	tokLParen           // (
-	tokRParen           // )
-	tokLAngle           // <
-	tokLAngleSlash      // </
-	tokRAngle           // >
+	tokEOF         tokKind = iota
+	tokWord                // a bare word: key, number, boolean, duration
+	tokString              // a double-quoted string, unescaped
+	tokAssign              // =
+	tokSetIfNew            // ?=
+	tokLBrace              // {
+	tokRBrace              // }
+	tokLBracket            // [
+	tokRBracket            // ]
+	tokComma               // ,
+	tokLParen              // (
+	tokRParen              // )
+	tokLAngle              // <
+	tokLAngleSlash         // </
+	tokRAngle              // >
 )
 
 var tokNames = map[tokKind]string{

@@ -228,7 +228,9 @@ func TestSyntaxVariants(t *testing.T) {
 		{"unquoted host", `host = 0.0.0.0`, func(c Config) bool { return c.Listen == "0.0.0.0:22133" }},
 		{"ipv6 host", `host = "::1"` + "\nport = 1", func(c Config) bool { return c.Listen == "[::1]:1" }},
 		{"sync never", `sync_journal = false`, func(c Config) bool { return c.Defaults.Sync.Mode == SyncNever }},
-		{"sync bare ms", `sync_journal = 5`, func(c Config) bool { return c.Defaults.Sync == SyncPolicy{Mode: SyncInterval, Interval: 5 * time.Millisecond} }},
+		{"sync bare ms", `sync_journal = 5`, func(c Config) bool {
+			return c.Defaults.Sync == SyncPolicy{Mode: SyncInterval, Interval: 5 * time.Millisecond}
+		}},
 		{"shutdown alias", `shutdown = false`, func(c Config) bool { return !c.EnableShutdown }},
 		{"list value on unknown key", `hosts = ["a", "b", 3,]`, func(c Config) bool { return true }},
 		{"old section syntax", "<queues>\n<a>\nmax_items = 4\n</a>\n</queues>", func(c Config) bool { return c.QueueConfig("a").MaxItems == 4 }},
