@@ -1,0 +1,362 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/kpush/kpush/push"
+)
+
+// MaxQueueNameLen is the longest queue name queued accepts, in bytes.
+const MaxQueueNameLen = 250
+
+// Producer enqueues items on a set of queued servers. It is safe for
+// concurrent use; share one per process.
+type Producer struct {
+	opts    options
+	log     *slog.Logger
+	servers []*server
+	ring    *ring
+	next    atomic.Uint64 // round-robin cursor for items without a routing key
+
+	ctx    context.Context // cancelled by Close; ends the probes
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup // probe goroutines
+}
+
+// New returns a Producer for the given servers (host:port each). It does
+// not connect: servers are assumed up until a request to one fails.
+func New(servers []string, opts ...Option) (*Producer, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.check(); err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	if len(servers) == 0 {
+		return nil, fmt.Errorf("producer: %w: no servers given", ErrInvalidOption)
+	}
+	p := &Producer{opts: o, log: o.log}
+	seen := map[string]bool{}
+	for _, addr := range servers {
+		if seen[addr] {
+			return nil, fmt.Errorf("producer: %w: server %s listed twice", ErrInvalidOption, addr)
+		}
+		seen[addr] = true
+		s, err := newServer(addr, &o)
+		if err != nil {
+			return nil, fmt.Errorf("producer: %w", err)
+		}
+		p.servers = append(p.servers, s)
+	}
+	p.ring = newRing(servers)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Close stops the background probes and closes idle connections. Enqueue
+// calls after Close fail with ErrClosed.
+func (p *Producer) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	var errs []error
+	for _, s := range p.servers {
+		if err := s.mc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connections to %s: %w", s.addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Servers returns the server addresses, in the order given to New.
+func (p *Producer) Servers() []string {
+	addrs := make([]string, len(p.servers))
+	for i, s := range p.servers {
+		addrs[i] = s.addr
+	}
+	return addrs
+}
+
+// Stats returns each server's counters, by address.
+func (p *Producer) Stats() map[string]ServerStats {
+	m := make(map[string]ServerStats, len(p.servers))
+	for _, s := range p.servers {
+		m[s.addr] = s.stats()
+	}
+	return m
+}
+
+// ValidateQueueName checks a queue name the way queued does: 1 to 250
+// bytes of [A-Za-z0-9_-], with at most one '+' (the fanout separator)
+// between two non-empty parts.
+func ValidateQueueName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidQueue)
+	}
+	if len(name) > MaxQueueNameLen {
+		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidQueue, len(name), MaxQueueNameLen)
+	}
+	plus := -1
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		case c == '+':
+			if plus >= 0 {
+				return fmt.Errorf("%w: %q has more than one '+'", ErrInvalidQueue, name)
+			}
+			plus = i
+		default:
+			return fmt.Errorf("%w: %q contains %q; use only letters, digits, '_', '-' and one '+'", ErrInvalidQueue, name, c)
+		}
+	}
+	if plus == 0 || plus == len(name)-1 {
+		return fmt.Errorf("%w: %q: '+' must separate two names (parent+child)", ErrInvalidQueue, name)
+	}
+	return nil
+}
+
+// Enqueue validates msg, encodes it and stores it on one server. It returns
+// nil only after a server answered STORED. An invalid message is refused
+// before anything is sent (the error wraps push.ErrInvalidMessage and holds
+// a *push.ValidationError). EnqueuedAt is set to now when zero, in the
+// stored copy only.
+func (p *Producer) Enqueue(ctx context.Context, queue string, msg *push.Message, opts ...EnqueueOption) error {
+	data, err := encodeMessage(msg)
+	if err != nil {
+		return &EnqueueError{Queue: queue, Err: err}
+	}
+	return p.EnqueueRaw(ctx, queue, data, opts...)
+}
+
+func encodeMessage(msg *push.Message) ([]byte, error) {
+	if msg == nil {
+		return nil, fmt.Errorf("%w: nil message", push.ErrInvalidMessage)
+	}
+	if err := msg.Validate(); err != nil {
+		return nil, err
+	}
+	m := *msg
+	if m.EnqueuedAt == 0 {
+		m.EnqueuedAt = time.Now().UnixMilli()
+	}
+	data, err := m.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode: %v", push.ErrInvalidMessage, err)
+	}
+	return data, nil
+}
+
+// EnqueueRaw stores an already encoded item, as Enqueue does. The worker
+// uses it to re-queue messages (failed, invalid-token and delay queues)
+// without decoding them.
+//
+// Placement: without a RoutingKey, items go round-robin over the healthy
+// servers (of two neighbours the one with fewer requests in flight, so a
+// slow server gets less). With one, they go to the key's server on the
+// ketama ring. A server that fails to connect, fails the write or answers
+// SERVER_ERROR is marked down and the item tries the next one; NOT_STORED
+// (queue full) also moves to the next one. If the request was written but
+// no answer came, the item fails with ErrOutcomeUnknown naming the server
+// (unless WithAtLeastOnce).
+//
+// A request in flight is bounded by WithTimeout, not by ctx: ctx is checked
+// before each attempt.
+func (p *Producer) EnqueueRaw(ctx context.Context, queue string, data []byte, opts ...EnqueueOption) error {
+	if err := ValidateQueueName(queue); err != nil {
+		return &EnqueueError{Queue: queue, Err: err}
+	}
+	var eo enqueueOptions
+	for _, opt := range opts {
+		opt(&eo)
+	}
+	exptime, err := eo.exptime(time.Now())
+	if err != nil {
+		return &EnqueueError{Queue: queue, Err: err}
+	}
+	return p.enqueue(ctx, queue, &eo, &memcache.Item{Key: queue, Value: data, Expiration: exptime})
+}
+
+func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions, item *memcache.Item) error {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return &EnqueueError{Queue: queue, Err: ErrClosed}
+	}
+	var buf [8]int
+	order := p.candidates(eo, buf[:0])
+	var (
+		attempts    []*AttemptError
+		sawFull     bool
+		unknownFrom *server
+	)
+	for _, i := range order {
+		s := p.servers[i]
+		if !s.healthy.Load() {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			if unknownFrom != nil {
+				break
+			}
+			return &EnqueueError{Queue: queue, Err: err, Attempts: attempts}
+		}
+		oc, err := s.set(item, p.opts.maxIdleConns)
+		switch oc {
+		case outcomeStored:
+			if s.backoff.Load() != int64(p.opts.retryBackoff) {
+				s.backoff.Store(int64(p.opts.retryBackoff))
+			}
+			return nil
+		case outcomeFull:
+			sawFull = true
+			attempts = append(attempts, &AttemptError{Server: s.addr, Err: ErrQueueFull})
+		case outcomeNotSent:
+			p.markDown(s, err)
+			attempts = append(attempts, &AttemptError{Server: s.addr, Err: fmt.Errorf("not stored: %s", serverReply(err))})
+		case outcomeUnknown:
+			p.markDown(s, err)
+			a := &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)}
+			attempts = append(attempts, a)
+			if !p.opts.atLeastOnce {
+				return &EnqueueError{Queue: queue, Server: s.addr, Err: a.Err, Attempts: attempts}
+			}
+			unknownFrom = s
+		case outcomeRejected:
+			a := &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %s", ErrRejected, serverReply(err))}
+			attempts = append(attempts, a)
+			return &EnqueueError{Queue: queue, Server: s.addr, Err: a.Err, Attempts: attempts}
+		}
+	}
+	switch {
+	case unknownFrom != nil:
+		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w (first on %s), and no other server stored it", ErrOutcomeUnknown, unknownFrom.addr), Attempts: attempts}
+	case sawFull:
+		return &EnqueueError{Queue: queue, Err: ErrQueueFull, Attempts: attempts}
+	case len(attempts) == 0:
+		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: all %d servers are down (probing in the background)", ErrNoServers, len(p.servers)), Attempts: p.downAttempts()}
+	}
+	return &EnqueueError{Queue: queue, Err: ErrNoServers, Attempts: attempts}
+}
+
+// downAttempts describes why each server is down, for an error.
+func (p *Producer) downAttempts() []*AttemptError {
+	var out []*AttemptError
+	for _, s := range p.servers {
+		st := s.stats()
+		if !st.Healthy {
+			out = append(out, &AttemptError{Server: s.addr, Err: fmt.Errorf("down since %s: %s", st.DownSince.Format(time.RFC3339), st.LastError)})
+		}
+	}
+	return out
+}
+
+// candidates returns the servers an item tries, in order. With a routing
+// key it is the key's ketama order (all servers; down ones are skipped at
+// send time). Without, it is the healthy servers rotated by a shared
+// cursor, the first two swapped when the second has fewer requests in
+// flight (two choices: a slow server gets less).
+func (p *Producer) candidates(eo *enqueueOptions, dst []int) []int {
+	if eo.hasKey {
+		return p.ring.order(eo.routingKey, dst)
+	}
+	// Rotate over the healthy servers only, so a down server's share is
+	// spread evenly over the others rather than falling to its neighbour.
+	var buf [16]int
+	healthy := buf[:0]
+	for i, s := range p.servers {
+		if s.healthy.Load() {
+			healthy = append(healthy, i)
+		}
+	}
+	if len(healthy) == 0 {
+		return dst
+	}
+	start := int(p.next.Add(1) % uint64(len(healthy)))
+	dst = append(dst, healthy[start:]...)
+	dst = append(dst, healthy[:start]...)
+	if len(dst) >= 2 && p.servers[dst[1]].inflight.Load() < p.servers[dst[0]].inflight.Load() {
+		dst[0], dst[1] = dst[1], dst[0]
+	}
+	return dst
+}
+
+// EnqueueBatch enqueues msgs on queue and returns how many were stored.
+// Invalid messages are refused without being sent; the others are sent
+// (several at once, see WithBatchConcurrency; one by one, in order, with a
+// RoutingKey). If any item was not stored the error is a *BatchError
+// listing exactly those items by index; every other item was stored.
+func (p *Producer) EnqueueBatch(ctx context.Context, queue string, msgs []*push.Message, opts ...EnqueueOption) (int, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return 0, &EnqueueError{Queue: queue, Err: err}
+	}
+	var eo enqueueOptions
+	for _, opt := range opts {
+		opt(&eo)
+	}
+	exptime, err := eo.exptime(time.Now())
+	if err != nil {
+		return 0, &EnqueueError{Queue: queue, Err: err}
+	}
+	errs := make([]error, len(msgs))
+	items := make([]*memcache.Item, len(msgs))
+	for i, m := range msgs {
+		data, err := encodeMessage(m)
+		if err != nil {
+			errs[i] = &EnqueueError{Queue: queue, Err: err}
+			continue
+		}
+		items[i] = &memcache.Item{Key: queue, Value: data, Expiration: exptime}
+	}
+
+	workers := p.opts.batchConcurrency
+	if eo.hasKey {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(msgs)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(items) {
+					return
+				}
+				if items[i] != nil {
+					errs[i] = p.enqueue(ctx, queue, &eo, items[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	be := &BatchError{Total: len(msgs)}
+	for i, err := range errs {
+		if err != nil {
+			be.Failed = append(be.Failed, ItemError{Index: i, Err: err})
+		}
+	}
+	stored := len(msgs) - len(be.Failed)
+	if len(be.Failed) > 0 {
+		return stored, be
+	}
+	return stored, nil
+}
