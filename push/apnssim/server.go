@@ -1,0 +1,472 @@
+package apnssim
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// DefaultAddr is where kpush apns-sim listens unless told otherwise (2197
+// is Apple's alternative APNs port).
+const DefaultAddr = "127.0.0.1:2197"
+
+// MaxConcurrentStreams is the stream limit the simulator advertises once a
+// connection has presented a valid provider token (APNS.md §6).
+const MaxConcurrentStreams = 1000
+
+// Config configures a simulator. The zero value plus TLSDir is a faithful,
+// fault-free APNs that checks the form of provider tokens.
+type Config struct {
+	// TLSDir holds ca.pem, cert.pem and key.pem; they are generated there
+	// when absent. Required.
+	TLSDir string
+	// TrustKeys are files (.p8 auth keys or PEM public keys) whose keys
+	// verify provider-token signatures. Without any, only the token's
+	// form and age are checked.
+	TrustKeys []string
+	// ClientCAFile enables certificate auth: a client certificate signed
+	// by it authenticates the connection; any other client certificate
+	// gets GOAWAY {"reason":"BadCertificate"}. Connections without a
+	// certificate use token auth.
+	ClientCAFile string
+	// DeadTokens answer 410 Unregistered with the simulator's start time.
+	DeadTokens []string
+	// TokenTopics binds device tokens to a topic; a push of a bound token
+	// to another topic gets 400 DeviceTokenNotForTopic.
+	TokenTopics map[string]string
+	// Failures injects reasons at random rates (0..1) into would-be 200s.
+	Failures []Failure
+	// Latency (plus a uniform ±Jitter) delays every 200.
+	Latency time.Duration
+	Jitter  time.Duration
+	// RateLimit is the pushes per second one device token may receive
+	// before 429 TooManyRequests (burst: one second's worth); 0 is off.
+	RateLimit float64
+	// IdleTimeout closes connections idle this long (with a GOAWAY; the
+	// stock HTTP/2 server cannot attach the IdleTimeout reason).
+	IdleTimeout time.Duration
+	// Topics, when not empty, is the allow-list of bundle IDs; others get
+	// 400 TopicDisallowed.
+	Topics []string
+	// TokenHexLen is the device-token length in hex digits; default 64.
+	// -1 accepts any even length.
+	TokenHexLen int
+	// Development adds apns-unique-id to responses, like Apple's sandbox.
+	Development bool
+	Logger      *slog.Logger
+	// Now is the clock for provider-token ages; default time.Now.
+	Now func() time.Time
+}
+
+// Failure injects Reason into a fraction Rate of would-be 200 responses.
+type Failure struct {
+	Reason string
+	Rate   float64
+}
+
+// Server is a running simulator. Create it with New, start it with Start or
+// Serve, stop it with Close.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	tlsConf    *tls.Config
+	certPool   *x509.CertPool // client CAs; nil: certificate auth off
+	trustKeys  []*ecdsa.PublicKey
+	dead       map[string]bool
+	started    time.Time
+	h2         *http2.Server
+	limiter    *rateLimiter
+	stats      *counters
+	invalidLog atomic.Int64
+
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[*simConn]struct{}
+	closed  bool
+	serving sync.WaitGroup
+}
+
+// New loads or creates the TLS material and checks the configuration; it
+// does not listen yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.TLSDir == "" {
+		return nil, errors.New("apnssim: TLSDir is required (where ca.pem, cert.pem and key.pem live)")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TokenHexLen == 0 {
+		cfg.TokenHexLen = 64
+	}
+	for _, f := range cfg.Failures {
+		if _, ok := reasonStatus[f.Reason]; !ok {
+			return nil, fmt.Errorf("apnssim: unknown failure reason %q (want one of Apple's reasons, e.g. ServiceUnavailable)", f.Reason)
+		}
+		if f.Rate < 0 || f.Rate > 1 {
+			return nil, fmt.Errorf("apnssim: failure rate %v for %s is outside 0..1", f.Rate, f.Reason)
+		}
+	}
+	if cfg.RateLimit < 0 {
+		return nil, errors.New("apnssim: rate limit must not be negative")
+	}
+	cert, _, created, err := loadOrCreateTLS(cfg.TLSDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		dead:    make(map[string]bool, len(cfg.DeadTokens)),
+		started: cfg.Now(),
+		limiter: newRateLimiter(cfg.RateLimit),
+		stats:   newCounters(),
+		conns:   make(map[*simConn]struct{}),
+	}
+	if created {
+		s.log.Info("created simulator TLS files", "dir", cfg.TLSDir)
+	}
+	for _, tok := range cfg.DeadTokens {
+		s.dead[strings.ToLower(tok)] = true
+	}
+	for _, path := range cfg.TrustKeys {
+		k, err := loadTrustKey(path)
+		if err != nil {
+			return nil, err
+		}
+		s.trustKeys = append(s.trustKeys, k)
+	}
+	s.tlsConf = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{http2.NextProtoTLS},
+		MinVersion:   tls.VersionTLS12,
+	}
+	if cfg.ClientCAFile != "" {
+		pool, err := loadCertPool(cfg.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		s.certPool = pool
+		// Verified by us after the handshake, so a bad certificate can
+		// be answered with Apple's GOAWAY instead of a TLS alert.
+		s.tlsConf.ClientAuth = tls.RequestClientCert
+	}
+	s.h2 = &http2.Server{
+		MaxConcurrentStreams: MaxConcurrentStreams,
+		IdleTimeout:          cfg.IdleTimeout,
+	}
+	return s, nil
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a port) and serves in the
+// background until Close.
+func (s *Server) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("apnssim: listen on %s: %w", addr, err)
+	}
+	if err := s.setListener(ln); err != nil {
+		ln.Close()
+		return err
+	}
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		s.acceptLoop(ln)
+	}()
+	return nil
+}
+
+// Serve serves on ln until Close, then returns nil (or the accept error
+// that stopped it).
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.setListener(ln); err != nil {
+		return err
+	}
+	s.serving.Add(1)
+	defer s.serving.Done()
+	return s.acceptLoop(ln)
+}
+
+func (s *Server) setListener(ln net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("apnssim: server closed")
+	}
+	if s.ln != nil {
+		return errors.New("apnssim: server already started")
+	}
+	s.ln = ln
+	s.log.Info("listening", "service", "apns-sim", "addr", ln.Addr().String())
+	return nil
+}
+
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("apnssim: accept: %w", err)
+		}
+		delay = 0
+		c := &simConn{Conn: raw, release: make(chan struct{})}
+		if !s.track(c) {
+			raw.Close()
+			return nil
+		}
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			defer s.untrack(c)
+			s.serveConn(c)
+		}()
+	}
+}
+
+func (s *Server) track(c *simConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *simConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveConn owns one TCP connection: TLS handshake, certificate check, then
+// the HTTP/2 server until the connection ends.
+func (s *Server) serveConn(c *simConn) {
+	s.stats.connections.Add(1)
+	tc := tls.Server(c, s.tlsConf)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	state := tc.ConnectionState()
+	if state.NegotiatedProtocol != http2.NextProtoTLS {
+		s.log.Warn("client did not negotiate HTTP/2 (ALPN h2); closing", "remote", c.RemoteAddr().String())
+		return
+	}
+	cs := &connState{gate: make(chan struct{}, 1)}
+	if len(state.PeerCertificates) > 0 {
+		topic, err := s.verifyClientCert(state.PeerCertificates)
+		if err != nil {
+			s.log.Info("rejected client certificate", "remote", c.RemoteAddr().String(), "err", err)
+			s.stats.reject(reasonBadCertificate)
+			goAwayAfterFirstRequest(tc, reasonBadCertificate)
+			return
+		}
+		cs.certAuth, cs.certTopic = true, topic
+		cs.open.Store(true)
+	}
+	s.h2.ServeConn(tc, &http2.ServeConnOpts{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handle(cs, w, r) }),
+	})
+}
+
+func (s *Server) verifyClientCert(chain []*x509.Certificate) (string, error) {
+	if s.certPool == nil {
+		return "", errors.New("certificate auth is not enabled (no client CA)")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         s.certPool,
+		Intermediates: inter,
+		CurrentTime:   s.cfg.Now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return "", err
+	}
+	// Apple's push certificates carry the bundle ID as the subject UID;
+	// ours use the common name.
+	return chain[0].Subject.CommonName, nil
+}
+
+// goAwayAfterFirstRequest speaks just enough HTTP/2 to answer a
+// connection-level error the way Apple does: server SETTINGS, wait for the
+// client's first request, then GOAWAY with that stream as the last
+// processed one and {"reason": ...} as debug data, so the client reports the
+// reason instead of retrying elsewhere.
+func goAwayAfterFirstRequest(tc *tls.Conn, reason string) {
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(tc, preface); err != nil || string(preface) != http2.ClientPreface {
+		return
+	}
+	fr := http2.NewFramer(tc, tc)
+	if err := fr.WriteSettings(); err != nil {
+		return
+	}
+	var last uint32
+	for last == 0 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			last = f.StreamID
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					return
+				}
+			}
+		}
+	}
+	_ = fr.WriteGoAway(last, http2.ErrCodeNo, []byte(`{"reason":"`+reason+`"}`))
+}
+
+// URL is the base URL clients push to, e.g. https://127.0.0.1:2197.
+func (s *Server) URL() string { return "https://" + s.Addr() }
+
+// Addr is the listening address, or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// CAFile is the path of the CA certificate clients must trust.
+func (s *Server) CAFile() string { return s.cfg.TLSDir + "/" + CAFileName }
+
+// Close stops listening, closes every connection (like a crash or restart
+// of APNs) and waits for the connection goroutines to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.serving.Wait()
+	return err
+}
+
+// StallConnections makes every open connection stop reading and writing,
+// like a peer that vanished without closing TCP; the client sees silence,
+// not a reset. New connections are served normally. For tests of stalled
+// connection detection; Close releases the stalled goroutines.
+func (s *Server) StallConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.stalled.Store(true)
+	}
+	return len(s.conns)
+}
+
+// simConn is a server connection that can be stalled.
+type simConn struct {
+	net.Conn
+	stalled   atomic.Bool
+	release   chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *simConn) Read(p []byte) (int, error) {
+	if c.stalled.Load() {
+		<-c.release
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(p)
+	if c.stalled.Load() {
+		<-c.release
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *simConn) Write(p []byte) (int, error) {
+	if c.stalled.Load() {
+		<-c.release
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *simConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.release)
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+// connState is what the simulator remembers per connection, as Apple does:
+// the first provider token's team and key, the current token, and whether a
+// valid token has been seen (until then streams run one at a time).
+type connState struct {
+	open      atomic.Bool
+	gate      chan struct{} // one-slot semaphore while !open
+	certAuth  bool
+	certTopic string
+
+	mu     sync.Mutex
+	team   string
+	keyID  string
+	bearer string
+	iat    time.Time
+}
+
+// rand01 is a uniform float in [0, 1) for fault injection.
+func rand01() float64 { return rand.Float64() }

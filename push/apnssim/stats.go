@@ -1,0 +1,141 @@
+package apnssim
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is what the simulator has answered since it started. /sim/stats
+// serves it as JSON; readers must ignore fields they do not know.
+type Stats struct {
+	// Accepted counts 200 responses.
+	Accepted int64 `json:"accepted"`
+	// Rejected counts error responses (and GOAWAYs) by reason.
+	Rejected map[string]int64 `json:"rejected"`
+	// Tokens counts 200 responses per device token (lowercase hex).
+	Tokens map[string]int64 `json:"tokens"`
+	// Connections counts accepted TCP connections.
+	Connections int64 `json:"connections"`
+	// TokenUpdates counts provider-token changes accepted on a connection.
+	TokenUpdates int64 `json:"token_updates"`
+	// Uptime is how long the simulator has run, in seconds.
+	Uptime float64 `json:"uptime_seconds"`
+}
+
+type counters struct {
+	connections  atomic.Int64
+	tokenUpdates atomic.Int64
+	start        time.Time
+
+	mu       sync.Mutex
+	accepted int64
+	rejected map[string]int64
+	tokens   map[string]int64
+}
+
+func newCounters() *counters {
+	return &counters{start: time.Now(), rejected: map[string]int64{}, tokens: map[string]int64{}}
+}
+
+func (c *counters) accept(token string) {
+	c.mu.Lock()
+	c.accepted++
+	c.tokens[token]++
+	c.mu.Unlock()
+}
+
+func (c *counters) reject(reason string) {
+	c.mu.Lock()
+	c.rejected[reason]++
+	c.mu.Unlock()
+}
+
+// Stats returns a copy of the counters.
+func (s *Server) Stats() Stats {
+	c := s.stats
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Stats{
+		Accepted:     c.accepted,
+		Rejected:     make(map[string]int64, len(c.rejected)),
+		Tokens:       make(map[string]int64, len(c.tokens)),
+		Connections:  c.connections.Load(),
+		TokenUpdates: c.tokenUpdates.Load(),
+		Uptime:       time.Since(c.start).Seconds(),
+	}
+	for k, v := range c.rejected {
+		st.Rejected[k] = v
+	}
+	for k, v := range c.tokens {
+		st.Tokens[k] = v
+	}
+	return st
+}
+
+func (s *Server) serveStats(w http.ResponseWriter) {
+	b, err := json.Marshal(s.Stats())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("content-type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// WriteSummary prints a human summary of the stats: totals and rejections
+// by reason (tokens are summarised, not listed).
+func (st Stats) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "apns-sim: accepted %d notifications for %d device tokens over %d connections in %.1fs\n",
+		st.Accepted, len(st.Tokens), st.Connections, st.Uptime)
+	reasons := make([]string, 0, len(st.Rejected))
+	for r := range st.Rejected {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "apns-sim: rejected %d %s\n", st.Rejected[r], r)
+	}
+}
+
+// rateLimiter is a token bucket per device token.
+type rateLimiter struct {
+	rate float64
+	mu   sync.Mutex
+	b    map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(rate float64) *rateLimiter {
+	return &rateLimiter{rate: rate, b: map[string]*bucket{}}
+}
+
+func (l *rateLimiter) allow(token string, now time.Time) bool {
+	if l.rate <= 0 {
+		return true
+	}
+	burst := max(l.rate, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.b[token]
+	if !ok {
+		b = &bucket{tokens: burst, last: now}
+		l.b[token] = b
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,463 @@
+package push
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+	"github.com/google/uuid"
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/certificate"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+)
+
+// Apple's hosts.
+const (
+	HostProduction  = apns2.HostProduction
+	HostDevelopment = apns2.HostDevelopment
+)
+
+// Provider-token refresh bounds (APNS.md §4): Apple rejects a token older
+// than an hour and a token changed more often than every 20 minutes. The
+// upper bound stays below apns2's own 3000 s regeneration so apns2 never
+// refreshes behind our back.
+const (
+	MinTokenRefresh     = 20 * time.Minute
+	MaxTokenRefresh     = 50 * time.Minute
+	DefaultTokenRefresh = 45 * time.Minute
+)
+
+// Sentinels for configuration errors, for errors.Is.
+var (
+	ErrNoCredentials = errors.New("no APNs credentials: give --auth-key, --key-id and --team-id (token auth) or --cert (certificate auth)")
+	ErrBadConfig     = errors.New("bad APNs sender configuration")
+	ErrClosed        = errors.New("push: sender closed")
+)
+
+// Config configures a Sender. Exactly one of token auth (AuthKeyFile,
+// KeyID, TeamID) or certificate auth (CertFile) is required.
+type Config struct {
+	// Host is the APNs base URL. Empty means Apple production, or Apple's
+	// sandbox when Development is set.
+	Host        string
+	Development bool
+	// CAFile is a PEM file of extra roots to trust (the simulator's
+	// ca.pem); empty means the system roots.
+	CAFile string
+
+	AuthKeyFile string // .p8 PKCS#8 EC private key
+	KeyID       string
+	TeamID      string
+
+	CertFile     string // .p12/.pfx or .pem certificate with its key
+	CertPassword string
+
+	// Connections is the number of HTTP/2 connections (apns2 clients)
+	// used round-robin; default 4. Each carries up to the server's stream
+	// limit concurrently (1,000 at Apple), and Go opens more if needed.
+	Connections int
+	// RequestTimeout bounds one push; default 30 s.
+	RequestTimeout time.Duration
+	// ReadIdleTimeout is how long a connection may receive nothing before
+	// it is PINGed; PingTimeout is how long the PING may go unanswered
+	// before the connection is closed and replaced. Defaults 15 s, 10 s.
+	ReadIdleTimeout time.Duration
+	PingTimeout     time.Duration
+	// DialTimeout bounds TCP connect plus TLS handshake; default 20 s.
+	DialTimeout time.Duration
+	// TokenRefresh is the provider-token lifetime, within [20 min, 50
+	// min]; default 45 min.
+	TokenRefresh time.Duration
+	// Backoff computes Result.RetryAfter.
+	Backoff Backoff
+	Logger  *slog.Logger
+	// Now is the clock used for provider tokens; default time.Now. Tests
+	// move it forward to exercise refresh without waiting an hour.
+	Now func() time.Time
+}
+
+// Sender sends messages to APNs over several HTTP/2 connections. It is safe
+// for concurrent use by many goroutines.
+type Sender struct {
+	cfg     Config
+	log     *slog.Logger
+	host    string
+	clients []*apns2.Client
+	next    atomic.Uint64
+	token   *providerToken // nil with certificate auth
+	closed  atomic.Bool
+}
+
+// NewSender checks the configuration, loads the credentials and, for token
+// auth, signs the first provider token, so a bad key, certificate or CA
+// fails here rather than on every push.
+func NewSender(cfg Config) (*Sender, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = 4
+	}
+	cfg.RequestTimeout = cmpOr(cfg.RequestTimeout, 30*time.Second)
+	cfg.ReadIdleTimeout = cmpOr(cfg.ReadIdleTimeout, 15*time.Second)
+	cfg.PingTimeout = cmpOr(cfg.PingTimeout, 10*time.Second)
+	cfg.DialTimeout = cmpOr(cfg.DialTimeout, 20*time.Second)
+	cfg.TokenRefresh = cmpOr(cfg.TokenRefresh, DefaultTokenRefresh)
+	if cfg.TokenRefresh < MinTokenRefresh || cfg.TokenRefresh > MaxTokenRefresh {
+		return nil, fmt.Errorf("%w: token refresh %v outside [%v, %v] (Apple rejects tokens changed more often than every 20 minutes or older than an hour)", ErrBadConfig, cfg.TokenRefresh, MinTokenRefresh, MaxTokenRefresh)
+	}
+
+	host, err := resolveHost(cfg.Host, cfg.Development)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pool, err := loadCAFile(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf.RootCAs = pool
+	}
+
+	s := &Sender{cfg: cfg, log: cfg.Logger, host: host}
+	tokenAuth := cfg.AuthKeyFile != "" || cfg.KeyID != "" || cfg.TeamID != ""
+	switch {
+	case tokenAuth && cfg.CertFile != "":
+		return nil, fmt.Errorf("%w: give either token auth (auth key, key id, team id) or a certificate, not both", ErrBadConfig)
+	case tokenAuth:
+		tok, err := newProviderToken(cfg.AuthKeyFile, cfg.KeyID, cfg.TeamID, cfg.TokenRefresh, cfg.Now)
+		if err != nil {
+			return nil, err
+		}
+		s.token = tok
+	case cfg.CertFile != "":
+		cert, err := loadCertificate(cfg.CertFile, cfg.CertPassword)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+	default:
+		return nil, ErrNoCredentials
+	}
+
+	for range cfg.Connections {
+		tr := &http2.Transport{
+			TLSClientConfig:  tlsConf.Clone(),
+			ReadIdleTimeout:  cfg.ReadIdleTimeout,
+			PingTimeout:      cfg.PingTimeout,
+			WriteByteTimeout: cfg.PingTimeout,
+			DialTLSContext:   dialer(cfg.DialTimeout),
+		}
+		c := &apns2.Client{
+			Host:       host,
+			HTTPClient: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
+		}
+		if s.token != nil {
+			c.Token = s.token.tok
+		}
+		s.clients = append(s.clients, c)
+	}
+	return s, nil
+}
+
+func dialer(timeout time.Duration) func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+		d := &tls.Dialer{
+			NetDialer: &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second},
+			Config:    cfg,
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func resolveHost(host string, development bool) (string, error) {
+	if host == "" {
+		if development {
+			return HostDevelopment, nil
+		}
+		return HostProduction, nil
+	}
+	u, err := url.Parse(host)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("%w: APNs host %q: want an https URL such as https://127.0.0.1:2197", ErrBadConfig, host)
+	}
+	return strings.TrimSuffix(host, "/"), nil
+}
+
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read APNs CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrBadConfig, path)
+	}
+	return pool, nil
+}
+
+func loadCertificate(path, password string) (tls.Certificate, error) {
+	var (
+		cert tls.Certificate
+		err  error
+	)
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".p12", ".pfx":
+		cert, err = certificate.FromP12File(path, password)
+	default:
+		cert, err = certificate.FromPemFile(path, password)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("load APNs certificate %s: %w (want a .p12 or a PEM with certificate and key)", path, err)
+	}
+	if cert.Leaf == nil && len(cert.Certificate) > 0 {
+		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	}
+	if cert.Leaf != nil && time.Now().After(cert.Leaf.NotAfter) {
+		return tls.Certificate{}, fmt.Errorf("%w: APNs certificate %s expired on %s", ErrBadConfig, path, cert.Leaf.NotAfter.Format(time.DateOnly))
+	}
+	return cert, nil
+}
+
+// Host is the APNs base URL the sender pushes to.
+func (s *Sender) Host() string { return s.host }
+
+// Send pushes m to one device token and classifies the outcome. It never
+// returns Class Retry without RetryAfter computed from m.Attempt. A 503
+// Shutdown or 400 IdleTimeout is resent once at once on a fresh
+// connection; an ExpiredProviderToken makes the sender sign a new token and
+// resend once.
+func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Result {
+	res := Result{Token: deviceToken}
+	if s.closed.Load() {
+		res.Class, res.Err = Retry, ErrClosed
+		return res
+	}
+	if err := ValidateToken(deviceToken); err != nil {
+		res.Class, res.Reason = BadMessage, apns2.ReasonBadDeviceToken
+		res.Err = &ValidationError{Field: "token", Reason: err.Error()}
+		return res
+	}
+	payload, err := m.APNsPayload()
+	if err != nil {
+		res.Class, res.Err = BadMessage, &ValidationError{Field: "payload", Reason: err.Error()}
+		return res
+	}
+	n := &apns2.Notification{
+		DeviceToken: deviceToken,
+		Topic:       m.Topic,
+		CollapseID:  m.CollapseID,
+		Priority:    m.Priority,
+		PushType:    apns2.EPushType(m.EffectivePushType()),
+		Payload:     json.RawMessage(payload),
+	}
+	if m.ID != "" {
+		n.ApnsID = APNsID(m.ID, deviceToken)
+	}
+	if m.Expiration > 0 {
+		n.Expiration = time.Unix(m.Expiration, 0)
+	}
+
+	idx := s.next.Add(1)
+	resentShutdown, resentToken := false, false
+	for {
+		client := s.clients[idx%uint64(len(s.clients))]
+		if s.token != nil {
+			s.token.refreshIfDue(s.log)
+		}
+		res = s.push(ctx, client, n, m.Attempt)
+		switch {
+		case !resentShutdown && res.Class == Retry && (res.Reason == apns2.ReasonShutdown || res.Reason == apns2.ReasonIdleTimeout || isGoAway(res.Err)):
+			// The connection is going away: let the transport drop it
+			// and resend once on a fresh one.
+			resentShutdown = true
+			client.CloseIdleConnections()
+			idx++
+			continue
+		case !resentToken && s.token != nil && res.Reason == apns2.ReasonExpiredProviderToken:
+			resentToken = true
+			s.log.Warn("APNs says the provider token expired; signing a new one (check the clock)", "token_age", s.token.age())
+			s.token.forceRefresh(s.log)
+			continue
+		}
+		break
+	}
+	switch {
+	case res.Class == BadCredentials:
+		s.log.Error("APNs rejected our credentials or configuration; stop sending and fix them", "status", res.Status, "reason", res.Reason, "topic", m.Topic, "host", s.host)
+	case res.Err == nil && res.Class != Delivered && !KnownReason(res.Reason):
+		s.log.Warn("unknown APNs reason", "status", res.Status, "reason", res.Reason, "class", res.Class)
+	}
+	return res
+}
+
+func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notification, attempt int) Result {
+	res := Result{Token: n.DeviceToken, APNsID: n.ApnsID}
+	resp, err := client.PushWithContext(ctx, n)
+	if err != nil {
+		res.Err = err
+		res.Class = Retry
+		var goAway http2.GoAwayError
+		if errors.As(err, &goAway) {
+			var body struct{ Reason string }
+			if json.Unmarshal([]byte(goAway.DebugData), &body) == nil && body.Reason != "" {
+				res.Reason = body.Reason
+				res.Class = Classify(0, body.Reason)
+			}
+		}
+		if ctx.Err() != nil {
+			res.Err = fmt.Errorf("push to APNs: %w", ctx.Err())
+		}
+		res.RetryAfter = s.cfg.Backoff.Delay(res.Reason, attempt)
+		return res
+	}
+	res.Status = resp.StatusCode
+	res.Reason = resp.Reason
+	if resp.ApnsID != "" {
+		res.APNsID = resp.ApnsID
+	}
+	res.Timestamp = resp.Timestamp.Time
+	res.Class = Classify(resp.StatusCode, resp.Reason)
+	if res.Class == Retry {
+		res.RetryAfter = s.cfg.Backoff.Delay(resp.Reason, attempt)
+	}
+	return res
+}
+
+func isGoAway(err error) bool {
+	var goAway http2.GoAwayError
+	return err != nil && errors.As(err, &goAway)
+}
+
+// Close closes idle connections; later Sends return Retry with ErrClosed.
+func (s *Sender) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	for _, c := range s.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// apnsIDSpace is the UUID namespace for name-based apns-ids.
+var apnsIDSpace = uuid.MustParse("6f0d3c5e-2b1a-4f6e-9c1d-6b7a1e2f3a4b")
+
+// APNsID is the apns-id kpush sends for message id and device token: a
+// lowercase name-based (SHA-1) UUID, the same on every retry.
+func APNsID(messageID, deviceToken string) string {
+	return uuid.NewSHA1(apnsIDSpace, []byte(messageID+"/"+strings.ToLower(deviceToken))).String()
+}
+
+// providerToken is the one provider token of a process, shared by every
+// apns2 client. apns2 reads it under tok's mutex; we replace Bearer and
+// IssuedAt under the same mutex, on our clock and our schedule.
+type providerToken struct {
+	tok     *token.Token
+	refresh time.Duration
+	now     func() time.Time
+
+	mu     sync.Mutex // serialises signing; tok.Mutex guards tok's fields
+	issued time.Time  // on our clock
+}
+
+func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now func() time.Time) (*providerToken, error) {
+	switch {
+	case keyFile == "":
+		return nil, fmt.Errorf("%w: token auth needs the .p8 auth key file (--auth-key)", ErrBadConfig)
+	case keyID == "":
+		return nil, fmt.Errorf("%w: token auth needs the key ID (--key-id)", ErrBadConfig)
+	case teamID == "":
+		return nil, fmt.Errorf("%w: token auth needs the team ID (--team-id)", ErrBadConfig)
+	}
+	key, err := token.AuthKeyFromFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load APNs auth key %s: %w (want Apple's .p8 PKCS#8 EC key)", keyFile, err)
+	}
+	p := &providerToken{
+		tok:     &token.Token{AuthKey: key, KeyID: keyID, TeamID: teamID},
+		refresh: refresh,
+		now:     now,
+	}
+	if err := p.sign(); err != nil {
+		return nil, fmt.Errorf("sign APNs provider token with %s: %w", keyFile, err)
+	}
+	return p, nil
+}
+
+// sign makes a new JWT with iat from our clock. apns2's IssuedAt gets the
+// wall-clock time, so apns2's own 3000 s expiry never fires before ours.
+func (p *providerToken) sign() error {
+	iat := p.now()
+	jwtToken := &jwt.Token{
+		Header: map[string]any{"alg": "ES256", "kid": p.tok.KeyID},
+		Claims: jwt.MapClaims{"iss": p.tok.TeamID, "iat": iat.Unix()},
+		Method: jwt.SigningMethodES256,
+	}
+	bearer, err := jwtToken.SignedString(p.tok.AuthKey)
+	if err != nil {
+		return err
+	}
+	p.tok.Lock()
+	p.tok.Bearer = bearer
+	p.tok.IssuedAt = time.Now().Unix()
+	p.tok.Unlock()
+	p.issued = iat
+	return nil
+}
+
+func (p *providerToken) refreshIfDue(log *slog.Logger) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.now().Sub(p.issued) < p.refresh {
+		return
+	}
+	if err := p.sign(); err != nil {
+		log.Error("cannot sign a new APNs provider token; the old one will expire", "err", err)
+	}
+}
+
+func (p *providerToken) forceRefresh(log *slog.Logger) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sign(); err != nil {
+		log.Error("cannot sign a new APNs provider token", "err", err)
+	}
+}
+
+func (p *providerToken) age() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.now().Sub(p.issued)
+}
+
+// Bearer returns the current provider token (empty with certificate
+// auth), for diagnostics and tests.
+func (s *Sender) Bearer() string {
+	if s.token == nil {
+		return ""
+	}
+	s.token.tok.Lock()
+	defer s.token.tok.Unlock()
+	return s.token.tok.Bearer
+}
