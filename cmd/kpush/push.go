@@ -190,4 +190,3 @@ func printResult(w io.Writer, r push.Result) {
 	}
 	fmt.Fprintln(w)
 }
-
