@@ -1,0 +1,74 @@
+// Package producer puts push messages on a cluster of queued servers.
+//
+// queued speaks Kestrel's memcache text protocol, so enqueueing is a plain
+// `set <queue> 0 <exptime> <bytes>`; any memcache client can do it (see
+// examples/). This package is the careful way to do it from Go, on
+// github.com/bradfitz/gomemcache.
+//
+// # Contract
+//
+// Enqueue returns nil only after a server answered STORED (which queued
+// sends once the item is journaled, and synced under its sync policy). A
+// message push.Message.Validate refuses is never sent. Every other outcome
+// is an error wrapping one sentinel:
+//
+//   - ErrQueueFull: every server that answered said NOT_STORED. This is
+//     back-pressure; nothing was stored.
+//   - ErrNoServers: no server could be reached; nothing was stored.
+//   - ErrOutcomeUnknown: the request was written but no answer came (the
+//     server died or exceeded WithTimeout). The item may have been stored.
+//     The error names the server. Retrying is at-least-once: it may store
+//     the item twice. WithAtLeastOnce makes Enqueue do that retry itself,
+//     on another server.
+//   - ErrRejected: the server refused the item itself (CLIENT_ERROR, e.g.
+//     too large); other servers would too, so it is not retried.
+//
+// The concrete error is an *EnqueueError listing each failed attempt.
+//
+// # Placement
+//
+// Each server has its own gomemcache.Client, so gomemcache's key hashing
+// (the key is the queue name: one queue would land on one server) never
+// chooses. Items without a routing key go round-robin over the healthy
+// servers; of the first two candidates the one with fewer requests in
+// flight goes first, so a slow server receives less. Items with a
+// RoutingKey go to the key's server on a ketama continuum (160 points per
+// server, MD5, as libketama): related items share a server and, sent one
+// after another, keep their order; adding a server moves about 1/N of the
+// keys. When that server is down its keys move together to the next server
+// on the ring; their order holds again once it is back.
+//
+// # Failures
+//
+// One attempt's result decides what happens next:
+//
+//	STORED                          done
+//	NOT_STORED                      try the next server (queue full there)
+//	connect or write failed,
+//	SERVER_ERROR                    nothing stored: mark down, next server
+//	written, no answer              mark down; ErrOutcomeUnknown (or next
+//	                                server with WithAtLeastOnce)
+//	CLIENT_ERROR, ERROR             ErrRejected
+//
+// A write can fail only before the server has the whole request, so it
+// stored nothing. Connections idle in gomemcache's pool may have been
+// closed by the server (restart, client_timeout); before the first write of
+// each request a non-blocking MSG_PEEK finds those, and the request is
+// redialled instead of being written into a dead socket and reported as
+// unknown.
+//
+// # Goroutines
+//
+// Enqueue runs on the caller's goroutine; EnqueueBatch adds at most
+// WithBatchConcurrency goroutines for its own duration. A server marked
+// down is owned by one probe goroutine, which sends `version` after a
+// jittered, doubling backoff (WithRetryBackoff) until the server answers
+// and then puts it back in rotation. Close cancels the probes and waits
+// for them. Health flags and counters are atomics read on every enqueue.
+//
+// # Limits
+//
+// gomemcache has no context support: ctx is checked before each attempt,
+// and a request in flight is bounded by WithTimeout. Addresses are
+// resolved once, in New.
+package producer
