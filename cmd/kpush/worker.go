@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kpush/kpush/producer"
+	"github.com/kpush/kpush/push"
+	"github.com/kpush/kpush/worker"
+)
+
+func init() {
+	var (
+		servers string
+		cfg     worker.Config
+		apns    push.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Reliably fetch push messages from queued servers and deliver them to APNs",
+		Long: `worker consumes push messages from every queued server in --servers (a fair
+share from each), delivers them to APNs through a bounded pool of
+--concurrency pushes, and confirms each queue item only after all its tokens
+reached an outcome. A worker killed at any moment loses nothing: the servers
+give back whatever it held (see docs/worker.md for the duplicates this can
+cause).
+
+Outcomes: dead tokens go to <queue>_invalid_tokens, transient failures are
+retried and then re-queued with a delay through <queue>_retry (each server
+needs  queues { <queue>_retry { expire_to_queue = "<queue>" } }  in its
+config), undeliverable messages go to <queue>_failed. Bad credentials stop
+the worker (exit 1) after returning everything it held.
+
+SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
+--shutdown-timeout, give the rest back, exit 0.`,
+		Example: `  kpush worker --servers 10.0.0.1:22133,10.0.0.2:22133 --queue push --concurrency 1000 \
+    --auth-key AuthKey_ABC123DEFG.p8 --key-id ABC123DEFG --team-id DEF123GHIJ --admin-listen 127.0.0.1:9100
+  kpush worker --servers 127.0.0.1:22133 --apns-host https://127.0.0.1:2197 --apns-ca apns-sim-tls/ca.pem \
+    --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, s := range strings.Split(servers, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					cfg.Servers = append(cfg.Servers, s)
+				}
+			}
+			log := slog.Default()
+			cfg.Logger = log
+			apns.Logger = log
+			sender, err := push.NewSender(apns)
+			if err != nil {
+				return err
+			}
+			defer sender.Close()
+			// At-least-once: a record whose STORED reply was lost is
+			// stored again on another server rather than failing.
+			prod, err := producer.New(cfg.Servers, producer.WithAtLeastOnce(), producer.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			defer prod.Close()
+			w, err := worker.New(cfg, sender, prod)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := w.Run(ctx); err != nil {
+				return fmt.Errorf("worker stopped: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&servers, "servers", "127.0.0.1:22133", "comma-separated queued servers (host:port) to consume from")
+	f.StringVar(&cfg.Queue, "queue", "push", "queue to consume")
+	f.IntVar(&cfg.Concurrency, "concurrency", 1000, "most pushes in flight (pool size), also the most queue items held open")
+	f.IntVar(&cfg.LoopsPerServer, "loops-per-server", 2, "fetch connections per server")
+	f.IntVar(&cfg.MonitorSeconds, "monitor-seconds", 1, "how long one monitor waits for items; bounds how long an idle connection delays its confirms")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight pushes may finish before the rest is given back")
+	f.IntVar(&cfg.Attempts, "attempts", 3, "in-process attempts per token before a transient failure is re-queued with a delay")
+	f.DurationVar(&cfg.RetryBase, "retry-base", 100*time.Millisecond, "base of the in-process retry backoff (full jitter)")
+	f.IntVar(&cfg.MaxRequeues, "max-requeues", 10, "re-queues through <queue>_retry before a message is dead-lettered to <queue>_failed")
+	f.BoolVar(&cfg.AllowMissingRetryQueue, "allow-missing-retry-queue", false, "warn instead of failing when a server has no <queue>_retry delay queue")
+	f.StringVar(&cfg.AdminListen, "admin-listen", "", "serve /metrics and /healthz on this address (empty: off)")
+	f.DurationVar(&cfg.SummaryInterval, "summary-interval", 10*time.Second, "period of the one-line summary in the log (negative: off)")
+	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
+	f.DurationVar(&apns.Backoff.TokenBase, "requeue-backoff-token", push.DefaultTokenBackoff, "base delay of a re-queue after 429 TooManyRequests")
+	apns.RegisterFlags(f)
+	rootCmd.AddCommand(cmd)
+}

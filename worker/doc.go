@@ -1,0 +1,83 @@
+// Package worker is the consumer side of kpush: it reads push messages from
+// a cluster of queued (Kestrel-compatible) servers with reliable reads,
+// delivers them through a Pusher on a bounded pond pool, and confirms each
+// queue item only after every one of its tokens reached an outcome.
+//
+// # Fetching
+//
+// For each server the worker runs LoopsPerServer fetch loops. A fetch loop
+// owns exactly one TCP connection (not gomemcache's pool: a reliable read
+// belongs to the connection that opened it) and speaks the text protocol
+// itself:
+//
+//	confirm <queue> <k>          settle the k oldest open reads (pipelined)
+//	monitor <queue> <secs> <n>   stream up to n items, each an open read
+//
+// Each loop has a window of W = Concurrency / (servers × LoopsPerServer)
+// open reads, so the worker never holds more items than its pool can work
+// on, and every server gets the same share whichever is busiest. Items are
+// dispatched as they stream in. Pushes finish out of order, but `confirm`
+// always settles the oldest open reads, so the window (window.go) tracks
+// completions in fetch order and only the contiguous finished prefix is
+// confirmed; a finished item behind an unfinished one waits. A loop
+// fetches again once a quarter of its window is free (or it holds
+// nothing), which keeps round trips per item low under load; the confirm
+// rides in the same write as the next monitor.
+//
+// Any I/O or protocol error drops the connection; the server then puts
+// every read it held back at the head of the queue. The loop redials with
+// jittered exponential backoff (ReconnectMin..ReconnectMax) and starts a
+// fresh window; completions of items from the old connection are ignored
+// (those items will be delivered again).
+//
+// # Dispatch and outcomes
+//
+// A message with several tokens fans out: one pool task per token. The
+// pool's queue is bounded (Concurrency tasks); the fetch loop submits
+// tasks itself, so a full pool stops it reading from its connection, which
+// is the back-pressure. The last token task of an item settles it:
+//
+//   - delivered tokens are counted;
+//   - dead tokens become InvalidTokenRecords in <queue>_invalid_tokens;
+//   - transient failures are retried in process (Attempts, full-jitter
+//     backoff RetryBase..RetryMax), then the still-failing tokens are
+//     re-queued as one message with Attempt+1 to the delay queue
+//     <queue>_retry with an expiry of push.Result.RetryAfter (at least
+//     MinRequeueDelay); the servers move it back to <queue> when it
+//     expires (expire_to_queue, checked with dump_config at connect);
+//   - bad messages, messages past their expiration and messages re-queued
+//     MaxRequeues times become FailedRecords in <queue>_failed;
+//   - bad credentials make the worker fail: it stops fetching, cancels
+//     every push, closes its connections (the servers take every held
+//     item back), and Run returns ErrBadCredentials.
+//
+// Records are written through the Enqueuer (a *producer.Producer) and must
+// be STORED before the item is marked finished, so a crash can duplicate a
+// record but never lose one.
+//
+// # Goroutines
+//
+// Run owns: one goroutine per fetch loop (owning its connection and
+// window), the pond pool's workers (token tasks and settling), a summary
+// ticker, and the admin HTTP server when AdminListen is set. A hard stop
+// (shutdown timeout or fatal error) cancels sendCtx, which aborts pushes,
+// record writes and (through context.AfterFunc) closes every connection.
+//
+// # Invariants
+//
+//   - An item is confirmed only after its outcome is durable (delivered or
+//     its record STORED). Hence at-least-once: after a crash, the items a
+//     connection had finished but not yet confirmed are delivered again.
+//     At most Concurrency items are open at once, which bounds the
+//     duplicates of one crash (docs/worker.md).
+//   - confirm k is sent only for k finished items at the head of the
+//     connection's window, so it settles exactly those.
+//   - Open reads per connection ≤ W; tasks queued in the pool ≤ Concurrency.
+//
+// # Shutdown
+//
+// Cancelling Run's context stops fetching (a monitor in progress runs to
+// its END, at most MonitorSeconds; its items are worked on too), waits up
+// to ShutdownTimeout for every held item to finish and be confirmed, then
+// closes the connections, which returns whatever is left.
+package worker

@@ -1,0 +1,130 @@
+package worker
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+func TestWindowConfirmsOnlyTheFinishedPrefix(t *testing.T) {
+	tests := []struct {
+		name    string
+		open    int
+		steps   [][]int // finishes, then takeConfirmable, per step
+		confirm []int   // expected takeConfirmable result per step
+	}{
+		{"in order", 3, [][]int{{0}, {1}, {2}}, []int{1, 1, 1}},
+		{"reverse order waits for the oldest", 3, [][]int{{2}, {1}, {0}}, []int{0, 0, 3}},
+		{"gap in the middle", 4, [][]int{{0, 2}, {3}, {1}}, []int{1, 0, 3}},
+		{"nothing finished", 2, [][]int{{}}, []int{0}},
+		{"all at once", 5, [][]int{{4, 3, 2, 1, 0}}, []int{5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWindow()
+			seqs := make([]uint64, tt.open)
+			for i := range seqs {
+				seqs[i] = w.add()
+			}
+			for i, step := range tt.steps {
+				for _, j := range step {
+					w.finish(seqs[j])
+				}
+				if got := w.takeConfirmable(); got != tt.confirm[i] {
+					t.Fatalf("step %d: takeConfirmable = %d, want %d", i, got, tt.confirm[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWindowCounts(t *testing.T) {
+	w := newWindow()
+	a, b, c := w.add(), w.add(), w.add()
+	w.finish(b)
+	if w.open() != 3 || w.working() != 2 {
+		t.Fatalf("open=%d working=%d, want 3 and 2", w.open(), w.working())
+	}
+	select {
+	case <-w.changes():
+	default:
+		t.Fatal("finish did not signal changes")
+	}
+	w.finish(a)
+	if k := w.takeConfirmable(); k != 2 {
+		t.Fatalf("confirmable = %d, want 2", k)
+	}
+	if w.open() != 1 || w.working() != 1 {
+		t.Fatalf("after confirm open=%d working=%d, want 1 and 1", w.open(), w.working())
+	}
+	d := w.add()
+	if d != c+1 {
+		t.Fatalf("sequence numbers not consecutive across a confirm: %d after %d", d, c)
+	}
+	w.finish(d)
+	w.finish(c)
+	if k := w.takeConfirmable(); k != 2 || w.open() != 0 {
+		t.Fatalf("confirmable = %d, open = %d; want 2 and 0", k, w.open())
+	}
+}
+
+func TestWindowFinishTwicePanics(t *testing.T) {
+	w := newWindow()
+	s := w.add()
+	w.finish(s)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("second finish of the same read did not panic")
+		}
+	}()
+	w.finish(s)
+}
+
+// TestWindowConcurrentFinishes finishes reads from many goroutines in random
+// order while a confirmer pops prefixes, and checks against a model that
+// the confirmer never confirms a read before it finished and confirms each
+// exactly once.
+func TestWindowConcurrentFinishes(t *testing.T) {
+	const n = 20000
+	w := newWindow()
+	seqs := make([]uint64, n)
+	for i := range seqs {
+		seqs[i] = w.add()
+	}
+	finished := make([]bool, n)
+	var mu sync.Mutex
+	order := rand.Perm(n)
+	var wg sync.WaitGroup
+	const workers = 8
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += workers {
+				j := order[i]
+				mu.Lock()
+				finished[j] = true
+				mu.Unlock()
+				w.finish(seqs[j])
+			}
+		}()
+	}
+	confirmed := 0
+	for confirmed < n {
+		<-w.changes()
+		k := w.takeConfirmable()
+		mu.Lock()
+		for i := confirmed; i < confirmed+k; i++ {
+			if !finished[i] {
+				mu.Unlock()
+				t.Fatalf("read %d confirmed before it finished", i)
+			}
+		}
+		mu.Unlock()
+		confirmed += k
+	}
+	wg.Wait()
+	if k := w.takeConfirmable(); k != 0 || w.open() != 0 {
+		t.Fatalf("after all confirmed: confirmable=%d open=%d", k, w.open())
+	}
+}

@@ -1,0 +1,476 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/alitto/pond/v2"
+
+	"github.com/kpush/kpush/producer"
+	"github.com/kpush/kpush/push"
+)
+
+// Pusher sends one message to one device token. *push.Sender implements it.
+type Pusher interface {
+	Send(ctx context.Context, msg *push.Message, token string) push.Result
+}
+
+// Enqueuer appends one raw item to a queue on some server of the cluster
+// and returns nil only once a server answered STORED. *producer.Producer
+// implements it; the worker passes producer.Delay for the delay queue.
+// Errors wrapping producer.ErrRejected or producer.ErrInvalidQueue are
+// final; any other error is retried.
+type Enqueuer interface {
+	EnqueueRaw(ctx context.Context, queue string, data []byte, opts ...producer.EnqueueOption) error
+}
+
+// Sentinels for errors.Is on what Run returns.
+var (
+	// ErrBadCredentials: APNs rejected the credentials or configuration
+	// (403 and friends). The worker stopped taking work and returned
+	// everything it held to the servers.
+	ErrBadCredentials = errors.New("APNs rejected the credentials or configuration")
+	// ErrRetryQueueNotConfigured: a server has no `<queue>_retry` delay
+	// queue expiring into `<queue>`, so retried messages would never come
+	// back.
+	ErrRetryQueueNotConfigured = errors.New("retry delay queue not configured on the server")
+	// ErrBadConfig: a Config field is invalid.
+	ErrBadConfig = errors.New("bad worker configuration")
+)
+
+// Config configures a Worker. Zero fields take the defaults listed.
+type Config struct {
+	// Servers are the queued (Kestrel) servers, host:port; the worker
+	// reads from every one of them.
+	Servers []string
+	// Queue is the work queue. Outcomes go to Queue+"_invalid_tokens",
+	// Queue+"_failed" and the delay queue Queue+"_retry".
+	Queue string
+	// Concurrency is the most pushes in flight at once (the pond pool's
+	// size) and also the most queue items held open across all servers;
+	// default 1000.
+	Concurrency int
+	// LoopsPerServer is the number of fetch connections per server;
+	// default 2, so one can confirm while another waits in monitor.
+	LoopsPerServer int
+	// MonitorSeconds is how long one `monitor` waits for items; default 1.
+	// Confirms of a connection are sent between monitors, so this bounds
+	// how long a finished item stays unconfirmed on an idle queue.
+	MonitorSeconds int
+	// ShutdownTimeout bounds the graceful shutdown after the context of
+	// Run is cancelled: in-flight pushes get this long to finish; whatever
+	// is left goes back to the servers. Default 30 s.
+	ShutdownTimeout time.Duration
+	// Attempts is the number of in-process attempts per token before a
+	// transient failure is re-queued through the delay queue; default 3.
+	Attempts int
+	// RetryBase and RetryMax shape the in-process backoff between those
+	// attempts (full jitter); defaults 100 ms and 2 s.
+	RetryBase, RetryMax time.Duration
+	// MaxRequeues is how many times a message may go through the delay
+	// queue (push.Message.Attempt) before it is dead-lettered to
+	// Queue+"_failed"; default 10.
+	MaxRequeues int
+	// MinRequeueDelay is the least delay of a re-queued message (a
+	// Kestrel exptime has whole seconds); default 1 s. The delay is
+	// otherwise push.Result.RetryAfter.
+	MinRequeueDelay time.Duration
+	// AllowMissingRetryQueue turns the start-up check of the delay queue
+	// into a warning.
+	AllowMissingRetryQueue bool
+	// ReconnectMin and ReconnectMax bound the backoff between attempts to
+	// reach a server that is down; defaults 100 ms and 5 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// IOTimeout bounds one network read or write to a queued server beyond
+	// the monitor wait; default 10 s.
+	IOTimeout time.Duration
+	// AdminListen, when set, serves /metrics and /healthz there.
+	AdminListen string
+	// SummaryInterval is the period of the one-line summary in the log;
+	// default 10 s, negative disables it.
+	SummaryInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Servers) == 0 {
+		return fmt.Errorf("%w: no servers (give --servers host:port,...)", ErrBadConfig)
+	}
+	for _, s := range c.Servers {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("%w: server %q is not host:port: %v", ErrBadConfig, s, err)
+		}
+	}
+	if c.Queue == "" {
+		return fmt.Errorf("%w: no queue name", ErrBadConfig)
+	}
+	for _, r := range c.Queue {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return fmt.Errorf("%w: queue name %q: only letters, digits, _ and - are allowed", ErrBadConfig, c.Queue)
+		}
+	}
+	if len(c.Queue) > 250-len("_invalid_tokens") {
+		return fmt.Errorf("%w: queue name %q too long", ErrBadConfig, c.Queue)
+	}
+	if c.Concurrency < 0 || c.LoopsPerServer < 0 || c.MonitorSeconds < 0 || c.Attempts < 0 || c.MaxRequeues < 0 {
+		return fmt.Errorf("%w: negative concurrency, loops, monitor seconds or attempts", ErrBadConfig)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt(&c.Concurrency, 1000)
+	defInt(&c.LoopsPerServer, 2)
+	defInt(&c.MonitorSeconds, 1)
+	defInt(&c.Attempts, 3)
+	defInt(&c.MaxRequeues, 10)
+	def(&c.ShutdownTimeout, 30*time.Second)
+	def(&c.RetryBase, 100*time.Millisecond)
+	def(&c.RetryMax, 2*time.Second)
+	def(&c.MinRequeueDelay, time.Second)
+	def(&c.ReconnectMin, 100*time.Millisecond)
+	def(&c.ReconnectMax, 5*time.Second)
+	def(&c.IOTimeout, 10*time.Second)
+	if c.SummaryInterval == 0 {
+		c.SummaryInterval = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Worker consumes push messages from the queued servers and delivers them.
+// Create it with New and run it with Run, once.
+type Worker struct {
+	cfg    Config
+	pusher Pusher
+	enq    Enqueuer
+	log    *slog.Logger
+	pool   pond.Pool
+	m      *metrics
+	window int // open reads per fetch connection
+
+	// sendCtx is cancelled on a hard stop: shutdown timeout or fatal
+	// error. Every push and enqueue uses it.
+	sendCtx    context.Context
+	cancelSend context.CancelFunc
+	// fetchStop is closed when fetching must stop (graceful shutdown or
+	// fatal error).
+	fetchStop     chan struct{}
+	stopFetchOnce sync.Once
+
+	fatalMu  sync.Mutex
+	fatalErr error
+
+	ran atomic.Bool
+}
+
+// New checks cfg and returns a Worker that pushes through pusher and writes
+// outcome records and retries through enq.
+func New(cfg Config, pusher Pusher, enq Enqueuer) (*Worker, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if pusher == nil || enq == nil {
+		return nil, fmt.Errorf("%w: a Pusher and an Enqueuer are required", ErrBadConfig)
+	}
+	loops := len(cfg.Servers) * cfg.LoopsPerServer
+	w := &Worker{
+		cfg:       cfg,
+		pusher:    pusher,
+		enq:       enq,
+		log:       cfg.Logger,
+		window:    max(1, cfg.Concurrency/loops),
+		fetchStop: make(chan struct{}),
+	}
+	// The queue holds at most as many tasks as the pool runs: a full pool
+	// blocks the fetch loop that submits, so fetching waits for capacity.
+	w.pool = pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency))
+	w.sendCtx, w.cancelSend = context.WithCancel(context.Background())
+	w.m = newMetrics(w)
+	return w, nil
+}
+
+// Handler serves /metrics (Prometheus, the worker's own registry) and
+// /healthz (200 while the worker runs normally, 503 after a fatal error).
+func (w *Worker) Handler() http.Handler { return w.m.handler() }
+
+// Stats returns the counters since start.
+func (w *Worker) Stats() Stats { return w.m.stats() }
+
+// Run consumes until ctx is cancelled, then shuts down gracefully: it stops
+// fetching, lets in-flight pushes finish within ShutdownTimeout, confirms
+// what finished and returns the rest to the servers. It returns nil after
+// a graceful shutdown, or the fatal error (wrapping ErrBadCredentials or
+// ErrRetryQueueNotConfigured) that made it stop early.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.ran.Swap(true) {
+		return errors.New("worker: Run called twice")
+	}
+	defer w.cancelSend()
+
+	if w.cfg.AdminListen != "" {
+		ln, err := net.Listen("tcp", w.cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("admin listener --admin-listen %s: %w", w.cfg.AdminListen, err)
+		}
+		srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		w.log.Info("listening", "service", "worker-admin", "addr", ln.Addr().String())
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+
+	w.log.Info("worker starting", "servers", strings.Join(w.cfg.Servers, ","), "queue", w.cfg.Queue,
+		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer, "window", w.window)
+
+	var loops sync.WaitGroup
+	for _, addr := range w.cfg.Servers {
+		for i := 0; i < w.cfg.LoopsPerServer; i++ {
+			loops.Add(1)
+			go func() {
+				defer loops.Done()
+				w.fetchLoop(addr, i)
+			}()
+		}
+	}
+	loopsDone := make(chan struct{})
+	go func() { loops.Wait(); close(loopsDone) }()
+
+	summaryDone := make(chan struct{})
+	summaryStop := make(chan struct{})
+	go func() { defer close(summaryDone); w.summaryLoop(summaryStop) }()
+
+	select {
+	case <-ctx.Done():
+		w.log.Info("shutting down: stopped fetching, finishing in-flight pushes", "timeout", w.cfg.ShutdownTimeout, "in_flight", w.m.inFlight.Load())
+		w.stopFetching()
+		timer := time.NewTimer(w.cfg.ShutdownTimeout)
+		select {
+		case <-loopsDone:
+			timer.Stop()
+		case <-timer.C:
+			w.log.Warn("shutdown timeout: returning unfinished items to the servers", "in_flight", w.m.inFlight.Load())
+			w.cancelSend()
+			<-loopsDone
+		}
+	case <-loopsDone: // only after a fatal error
+	}
+	w.cancelSend()
+	w.pool.StopAndWait()
+	close(summaryStop)
+	<-summaryDone
+	w.logSummary()
+
+	if err := w.fatal(); err != nil {
+		return err
+	}
+	w.log.Info("worker stopped", "delivered", w.m.delivered.Load())
+	return nil
+}
+
+func (w *Worker) stopFetching() {
+	w.stopFetchOnce.Do(func() { close(w.fetchStop) })
+}
+
+func (w *Worker) fetching() bool {
+	select {
+	case <-w.fetchStop:
+		return false
+	default:
+		return true
+	}
+}
+
+// fail records a fatal error, stops fetching and aborts everything in
+// flight: the fetch loops close their connections, so the servers return
+// every item the worker held.
+func (w *Worker) fail(err error) {
+	w.fatalMu.Lock()
+	first := w.fatalErr == nil
+	if first {
+		w.fatalErr = err
+	}
+	w.fatalMu.Unlock()
+	if !first {
+		return
+	}
+	w.m.healthy.Store(false)
+	w.log.Error("WORKER STOPPING: returning every held item to the servers", "err", err)
+	w.stopFetching()
+	w.cancelSend()
+}
+
+func (w *Worker) fatal() error {
+	w.fatalMu.Lock()
+	defer w.fatalMu.Unlock()
+	return w.fatalErr
+}
+
+// fetchLoop owns one connection to addr at a time: it dials, consumes
+// until an error, drops the connection (the server returns what it held)
+// and dials again with backoff, until fetching stops.
+func (w *Worker) fetchLoop(addr string, idx int) {
+	log := w.log.With("server", addr, "loop", idx)
+	backoff := w.cfg.ReconnectMin
+	down := false
+	for w.fetching() {
+		dialCtx, cancel := context.WithTimeout(w.sendCtx, w.cfg.IOTimeout)
+		c, err := dialKestrel(dialCtx, addr, w.cfg.IOTimeout)
+		cancel()
+		if err == nil {
+			err = w.checkRetryQueue(c)
+			if errors.Is(err, ErrRetryQueueNotConfigured) {
+				c.Close()
+				w.fail(err)
+				return
+			}
+		}
+		if err != nil {
+			if c != nil {
+				c.Close()
+			}
+			if !down && idx == 0 {
+				log.Warn("queued server unreachable; retrying with backoff", "err", err)
+			}
+			down = true
+			w.m.serverUp(addr, false)
+			if !w.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, w.cfg.ReconnectMax)
+			continue
+		}
+		if down && idx == 0 {
+			log.Info("queued server reachable again")
+		}
+		down = false
+		w.m.serverUp(addr, true)
+		backoff = w.cfg.ReconnectMin
+		err = w.consume(c)
+		c.Close()
+		if err != nil && w.fetching() {
+			log.Warn("connection to queued server lost; its open reads go back to the queue", "err", err)
+			w.m.serverUp(addr, false)
+			if !w.sleep(backoff) {
+				return
+			}
+		}
+	}
+}
+
+// sleep waits d (with jitter) unless fetching stops first; it reports
+// whether fetching goes on.
+func (w *Worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.fetchStop:
+		return false
+	}
+}
+
+// checkRetryQueue verifies that the server expires Queue_retry into Queue.
+func (w *Worker) checkRetryQueue(c *kconn) error {
+	retry := w.cfg.Queue + "_retry"
+	if err := c.touchQueue(retry); err != nil {
+		return err
+	}
+	lines, err := c.dumpConfig()
+	if err != nil {
+		return err
+	}
+	target, _ := expireTarget(lines, retry)
+	if target == w.cfg.Queue {
+		return nil
+	}
+	err = fmt.Errorf("%w: server %s: queue %s expires into %q, not %q; add to its config file:  queues { %s { expire_to_queue = \"%s\" } }  and run `reload` (or start the worker with --allow-missing-retry-queue)",
+		ErrRetryQueueNotConfigured, c.addr, retry, target, w.cfg.Queue, retry, w.cfg.Queue)
+	if w.cfg.AllowMissingRetryQueue {
+		w.log.Warn("retry delay queue not configured; retried messages will wait in it forever", "server", c.addr, "err", err)
+		return nil
+	}
+	return err
+}
+
+// consume runs the fetch protocol on one connection until it fails or
+// fetching stops and every item of the connection finished. See doc.go.
+func (w *Worker) consume(c *kconn) error {
+	// A hard stop closes the connection at once, even inside a monitor.
+	stop := context.AfterFunc(w.sendCtx, func() { c.Close() })
+	defer stop()
+
+	win := newWindow()
+	// Whatever is still open when the connection goes is the server's again.
+	defer func() { w.m.held.Add(-int64(win.open())) }()
+	minBatch := max(1, w.window/4)
+	q := w.cfg.Queue
+	var err error
+	for {
+		if w.sendCtx.Err() != nil {
+			return nil
+		}
+		k := win.takeConfirmable()
+		free := w.window - win.open()
+		working := win.working()
+		fetching := w.fetching()
+		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
+		if k > 0 {
+			c.queueConfirm(q, k)
+		}
+		if wantFetch {
+			c.queueMonitor(q, w.cfg.MonitorSeconds, free)
+		}
+		if k > 0 || wantFetch {
+			if err = c.flush(); err != nil {
+				return err
+			}
+		}
+		if k > 0 {
+			if err = c.readConfirm(q, k); err != nil {
+				return err
+			}
+			w.m.held.Add(-int64(k))
+		}
+		if wantFetch {
+			_, err = c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte) {
+				w.m.held.Add(1)
+				w.dispatch(win, win.add(), data)
+			})
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !fetching && working == 0 {
+			return nil
+		}
+		var fetchStop <-chan struct{}
+		if fetching {
+			fetchStop = w.fetchStop
+		}
+		select {
+		case <-win.changes():
+		case <-fetchStop:
+		case <-w.sendCtx.Done():
+		}
+	}
+}
