@@ -1,0 +1,175 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// A Cursor reads live items in id order from disk: at start-up to fill the
+// in-memory head, and later for read-behind. It survives rotation and
+// compaction: it keeps its open file (an unlinked file stays readable) and
+// finds its next segment by sequence number, skipping ids it has passed.
+// A Cursor is not safe for concurrent use; distinct Cursors are.
+type Cursor struct {
+	j      *Journal
+	last   uint64   // highest id returned or passed over
+	seg    *segment // segment being read, nil = find one
+	// doneSeq is the sequence number of the segment last read to its end;
+	// 0 means find the segment by id instead.
+	doneSeq uint64
+	f      *os.File
+	r      frameReader
+	closed bool
+}
+
+// Cursor returns a cursor positioned after afterID.
+func (j *Journal) Cursor(afterID uint64) *Cursor {
+	return &Cursor{j: j, last: afterID}
+}
+
+// Next returns up to maxItems live items (and at least one if any is
+// available, even if bigger than maxBytes) with ID > the last returned.
+// It sees every Append whose Commit has been issued. An empty slice with
+// nil error means caught up with the writer.
+func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
+	if c.closed {
+		return nil, fmt.Errorf("journal cursor: %w", ErrClosed)
+	}
+	maxItems = max(maxItems, 1)
+	j := c.j
+	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		return nil, fmt.Errorf("journal %s cursor: %w", j.name, ErrClosed)
+	}
+	target := j.nextID - 1
+	if c.last >= target {
+		j.mu.Unlock()
+		return nil, nil
+	}
+	if !j.live.anyLiveAfter(c.last) {
+		// Nothing live ahead: skip the disk entirely.
+		c.last = target
+		c.dropFile(false)
+		j.mu.Unlock()
+		return nil, nil
+	}
+	// Appends still in the write buffer must reach the file first.
+	for j.writtenNext <= target && !j.closing && !j.dead {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+		j.cond.Wait()
+	}
+	j.mu.Unlock()
+
+	var out []Item
+	var bytes int64
+	for len(out) < maxItems && (len(out) == 0 || bytes < maxBytes) {
+		if c.seg == nil {
+			ok, err := c.locate()
+			if err != nil {
+				return out, err
+			}
+			if !ok {
+				break
+			}
+		}
+		j.mu.Lock()
+		c.r.limit = c.seg.size
+		active := c.seg == j.active
+		j.mu.Unlock()
+		rec, off, err := c.r.next()
+		if errors.Is(err, io.EOF) {
+			if active {
+				break // caught up with what is written
+			}
+			c.dropFile(true) // move on to the next segment
+			continue
+		}
+		if err != nil {
+			if isDecodeErr(err) {
+				return out, &CorruptError{c.seg.path, off, err.Error()}
+			}
+			return out, fmt.Errorf("read journal %s: %w", c.seg.path, err)
+		}
+		if rec.Type != RecAdd || rec.ID <= c.last {
+			continue
+		}
+		c.last = rec.ID
+		j.mu.Lock()
+		_, live := j.live.size(rec.ID)
+		j.mu.Unlock()
+		if !live {
+			continue
+		}
+		out = append(out, Item{ID: rec.ID, AddTime: rec.AddTime, Expiry: rec.Expiry, Data: append([]byte(nil), rec.Data...)})
+		bytes += int64(len(rec.Data))
+	}
+	return out, nil
+}
+
+// locate opens the segment that follows the one just finished (or, at
+// first, the one that holds the id after c.last).
+func (c *Cursor) locate() (bool, error) {
+	j := c.j
+	j.mu.Lock()
+	var seg *segment
+	for i, s := range j.segs {
+		if s.firstID <= c.last+1 {
+			seg = s
+			continue
+		}
+		if seg == nil {
+			seg = j.segs[i]
+		}
+		break
+	}
+	if c.doneSeq > 0 {
+		seg = nil
+		for _, s := range j.segs {
+			if s.seq > c.doneSeq {
+				seg = s
+				break
+			}
+		}
+	}
+	j.mu.Unlock()
+	if seg == nil {
+		return false, nil
+	}
+	f, err := os.Open(seg.path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// Dropped or compacted since we looked: look again.
+			return c.locate()
+		}
+		return false, fmt.Errorf("open journal segment %s: %w", seg.path, err)
+	}
+	c.seg, c.f = seg, f
+	c.r = frameReader{ra: f, off: fileHeaderSize, buf: c.r.buf}
+	return true, nil
+}
+
+func (c *Cursor) dropFile(finished bool) {
+	c.doneSeq = 0
+	if finished && c.seg != nil {
+		c.doneSeq = c.seg.seq
+	}
+	if c.f != nil {
+		c.f.Close()
+	}
+	c.seg, c.f = nil, nil
+}
+
+// Close releases the cursor's file.
+func (c *Cursor) Close() error {
+	if c.f != nil {
+		c.f.Close()
+	}
+	c.seg, c.f, c.closed = nil, nil, true
+	return nil
+}

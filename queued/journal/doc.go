@@ -1,0 +1,39 @@
+// Package journal is the on-disk journal of one queue of the queue daemon:
+// a sequence of segment files of CRC32C-framed records (ADD, REMOVE,
+// CLEAR, and a START opening each file), replayed at Open to rebuild which
+// items are live. docs/journal.md specifies the bytes.
+//
+// # Goroutines
+//
+// Each Journal has one writer goroutine (run) that owns the files: it is
+// the only code that writes, fsyncs, rolls or deletes segments. Append,
+// Remove and Clear encode their records into a shared pending buffer under
+// Journal.mu and return a *Commit; the writer takes the whole buffer, writes
+// it with one write(2) and (SyncAlways) one fsync, and then finishes the
+// batch's Commit, releasing every waiter of the batch at once (group
+// commit). A compaction runs in its own goroutine, reading immutable old
+// segments and writing a temp file; only the final swap takes the lock.
+// Cursors read segment files with their own file descriptors.
+//
+// # Invariants
+//
+//   - Ids are assigned under mu in the same critical section that encodes
+//     the ADD, so file order is id order, across segments too.
+//   - Every segment but the last is whole: the writer fsyncs a segment
+//     before it creates the next, so only the last can have a torn tail.
+//   - A REMOVE is always in the segment of its items or a later one, so
+//     only a prefix of segments may be deleted: a segment goes once every
+//     id below the next segment's first id is dead, judged on a snapshot
+//     whose REMOVEs are already written and fsynced.
+//   - A compacted file supersedes every segment with a lower sequence
+//     number; it is renamed into place only after the REMOVEs that made
+//     the items it dropped look dead are durable.
+//   - Memory: no item data is held beyond the write buffer and read
+//     windows. The live set is 4 bytes per id between the oldest live item
+//     and the newest (chunks of 4096 ids, freed when empty).
+//   - Disk full: space for a REMOVE of every live item is kept
+//     preallocated (fallocate, KEEP_SIZE) in the active segment, so a full
+//     disk refuses new ADDs with ErrDiskFull but removes still fit.
+//
+// Open reads are not journaled: after a crash they come back as live items.
+package journal

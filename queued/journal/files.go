@@ -1,0 +1,241 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// File names, all inside the data directory:
+//
+//	<queue>.<seq:016x>.kj      a segment, replayed in seq order
+//	<queue>.<seq:016x>.kj.tmp  a compaction in progress; deleted at open
+//	<queue>.<seq:016x>.kj.broken  a copy of a segment taken before its torn tail was cut
+//	<queue>.lock               flock(2)ed while a Journal has the queue open
+const (
+	segExt   = ".kj"
+	tmpExt   = ".tmp"
+	lockExt  = ".lock"
+	brokeExt = ".broken"
+)
+
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$`)
+	segFileRE = regexp.MustCompile(`^([A-Za-z0-9_+-]+)\.([0-9a-f]{16})\.kj$`)
+)
+
+// ValidName reports whether name may name a journal: [A-Za-z0-9_-] and at
+// most one '+', at most 250 bytes. Nothing else ever reaches the file system.
+func ValidName(name string) bool {
+	return len(name) <= 250 && nameRE.MatchString(name)
+}
+
+func segName(name string, seq uint64) string {
+	return fmt.Sprintf("%s.%016x%s", name, seq, segExt)
+}
+
+// Names lists the queues that have journals in dir, sorted.
+func Names(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list journals in %s: %w", dir, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range ents {
+		m := segFileRE.FindStringSubmatch(e.Name())
+		if m == nil || !ValidName(m[1]) || seen[m[1]] {
+			continue
+		}
+		seen[m[1]] = true
+		out = append(out, m[1])
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+type segFile struct {
+	seq  uint64
+	path string
+}
+
+// listSegments returns the segment files of one queue in seq order.
+func listSegments(dir, name string) ([]segFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list journal %s in %s: %w", name, dir, err)
+	}
+	var out []segFile
+	for _, e := range ents {
+		m := segFileRE.FindStringSubmatch(e.Name())
+		if m == nil || m[1] != name {
+			continue
+		}
+		seq, err := strconv.ParseUint(m[2], 16, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, segFile{seq, filepath.Join(dir, e.Name())})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].seq < out[b].seq })
+	return out, nil
+}
+
+// removeTemps deletes leftovers of compactions interrupted by a crash.
+func removeTemps(dir, name string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list journal %s in %s: %w", name, dir, err)
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, name+".") && strings.HasSuffix(n, segExt+tmpExt) && segFileRE.MatchString(strings.TrimSuffix(n, tmpExt)) {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+				return fmt.Errorf("remove stale compaction file %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %s for fsync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lockQueue takes an exclusive, non-blocking flock on <name>.lock.
+func lockQueue(dir, name string) (*os.File, error) {
+	path := filepath.Join(dir, name+lockExt)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is held by another process (is another kpush queued running on this data dir?)", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// copyFile copies src to dst and fsyncs dst.
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// frameReader reads frames from a file region through a reusable window.
+type frameReader struct {
+	ra     io.ReaderAt
+	off    int64 // file offset of the next frame
+	limit  int64 // end of the readable region
+	buf    []byte
+	bufOff int64
+	n      int
+}
+
+const readWindow = 256 << 10
+
+func (r *frameReader) window(need int) ([]byte, error) {
+	start := r.off - r.bufOff
+	if r.n > 0 && start >= 0 && start+int64(need) <= int64(r.n) {
+		return r.buf[start:r.n], nil
+	}
+	want := int64(max(need, readWindow))
+	if avail := r.limit - r.off; want > avail {
+		want = avail
+	}
+	if int64(cap(r.buf)) < want {
+		r.buf = make([]byte, want)
+	}
+	n, err := r.ra.ReadAt(r.buf[:want], r.off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	r.bufOff, r.n = r.off, n
+	return r.buf[:n], nil
+}
+
+// next decodes the frame at r.off. It returns io.EOF exactly at the limit,
+// and a decoding error (with the frame's offset) otherwise.
+func (r *frameReader) next() (Record, int64, error) {
+	off := r.off
+	if off >= r.limit {
+		return Record{}, off, io.EOF
+	}
+	b, err := r.window(frameHeaderSize)
+	if err != nil {
+		return Record{}, off, err
+	}
+	if len(b) >= frameHeaderSize {
+		n := int(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
+		if n > 0 && n <= maxPayload {
+			total := frameHeaderSize + padded(n)
+			if len(b) < total && off+int64(total) <= r.limit {
+				if b, err = r.window(total); err != nil {
+					return Record{}, off, err
+				}
+			}
+		}
+	}
+	rec, size, err := DecodeRecord(b)
+	if err != nil {
+		return Record{}, off, err
+	}
+	r.off += int64(size)
+	return rec, off, nil
+}
+
+// validFrameAfter reports the offset of the first whole, valid frame at
+// or after from (8-aligned), or -1. It tells a torn tail (nothing valid
+// follows) from corruption in the middle (valid data follows).
+func validFrameAfter(f io.ReaderAt, from, size int64) (int64, error) {
+	if from >= size {
+		return -1, nil
+	}
+	tail := make([]byte, size-from)
+	if _, err := f.ReadAt(tail, from); err != nil && !errors.Is(err, io.EOF) {
+		return -1, err
+	}
+	for i := 0; i+frameHeaderSize <= len(tail); i += frameAlign {
+		if _, _, err := DecodeRecord(tail[i:]); err == nil {
+			return from + int64(i), nil
+		}
+	}
+	return -1, nil
+}

@@ -1,0 +1,525 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// SyncMode says when a Commit counts as done.
+type SyncMode int
+
+const (
+	// SyncAlways: Commit.Wait returns after the fsync covering the record.
+	SyncAlways SyncMode = iota
+	// SyncNever: after the write(2) to the OS; fsync only on roll and close.
+	SyncNever
+	// SyncInterval: after the write(2); a ticker fsyncs every SyncInterval
+	// (idle ticks are skipped).
+	SyncInterval
+)
+
+func (m SyncMode) String() string {
+	switch m {
+	case SyncAlways:
+		return "always"
+	case SyncNever:
+		return "never"
+	case SyncInterval:
+		return "interval"
+	}
+	return fmt.Sprintf("SyncMode(%d)", int(m))
+}
+
+// DefaultSegmentSize is the segment size used when Options.SegmentSize is 0.
+const DefaultSegmentSize = 16 << 20
+
+// Options configure a Journal.
+type Options struct {
+	Sync         SyncMode
+	SyncInterval time.Duration // SyncInterval only
+	SegmentSize  int64         // 0 = DefaultSegmentSize
+	Logger       *slog.Logger  // nil = slog.Default()
+
+	// crashAt names a step (see step) at which the goroutine performing
+	// it stops dead, as if the process had been killed there. Tests only.
+	crashAt string
+}
+
+// Item is one queue item as the journal stores it.
+type Item struct {
+	ID      uint64 // assigned by Append, increasing per journal
+	AddTime int64  // unix ms
+	Expiry  int64  // unix ms, 0 = never
+	Data    []byte
+}
+
+// Stats are counters of one journal.
+type Stats struct {
+	Items, Bytes        int64 // live (not removed) items and their data bytes
+	DiskBytes           int64 // bytes of all journal files on disk ("logsize")
+	Rotations, Rewrites int64 // segments dropped / compactions done since open
+	Writes, Syncs       int64 // records written / fsyncs done since open (group commit ratio)
+}
+
+// Commit is the promise of one Append, Remove, Clear or Sync. Every call
+// that lands in the same write batch shares one Commit.
+type Commit struct {
+	done chan struct{}
+	err  error
+}
+
+// Wait blocks until the records are durable under the sync policy, and
+// returns the write or fsync error if that failed.
+func (c *Commit) Wait() error {
+	<-c.done
+	return c.err
+}
+
+func (c *Commit) finish(err error) {
+	c.err = err
+	close(c.done)
+}
+
+func finished(err error) *Commit {
+	c := &Commit{done: make(chan struct{})}
+	c.finish(err)
+	return c
+}
+
+type segment struct {
+	seq       uint64
+	path      string
+	firstID   uint64 // every ADD in the file has an id >= firstID
+	compacted bool
+	size      int64    // bytes written; guarded by Journal.mu
+	f         *os.File // open only while the segment is the active one
+}
+
+const (
+	maxPending        = 8 << 20 // Append waits while this much is unwritten
+	reserveSlack      = 1 << 20 // preallocation granularity
+	slowSync          = time.Second
+	compactCheckEvery = time.Second
+	fallocKeepSize    = 1 // FALLOC_FL_KEEP_SIZE
+)
+
+// Journal is the on-disk journal of one queue. All methods are safe for
+// concurrent use; see doc.go for the goroutine structure.
+type Journal struct {
+	dir, name string
+	opts      Options
+	log       *slog.Logger
+	lockFile  *os.File
+
+	kick       chan struct{}
+	stopC      chan struct{}
+	writerDone chan struct{}
+	deadC      chan struct{} // closed when a crash point fires (tests)
+	deadOnce   sync.Once
+	bg         sync.WaitGroup
+
+	mu             sync.Mutex
+	cond           *sync.Cond // written progress and freed pending space
+	closing        bool
+	dead           bool
+	segs           []*segment // replay order; the last one is active
+	active         *segment
+	nextSeq        uint64
+	nextID         uint64 // id the next Append assigns
+	writtenNext    uint64 // every ADD with a lower id has been written (or failed)
+	live           *liveTable
+	pending        []byte
+	spare          []byte
+	pendingRecs    int64
+	pendingAdds    []uint64
+	pendingRetry   []Record // REMOVE/CLEAR records of the batch, re-queued if it fails
+	pendingCommit  *Commit
+	syncReq        bool
+	inflight       int64
+	allocEnd       int64 // preallocated end of the active file
+	reserve        bool  // fallocate works here
+	compacting     bool
+	lastCompactChk time.Time
+	st             Stats
+	closeErr       error
+
+	// writer-goroutine-only state
+	dirty bool
+}
+
+// Open opens or creates the journal of the named queue in dir and replays it.
+func Open(dir, name string, opts Options) (*Journal, error) {
+	if !ValidName(name) {
+		return nil, fmt.Errorf("open journal %q: %w: want [A-Za-z0-9_-] with at most one '+'", name, ErrBadName)
+	}
+	switch opts.Sync {
+	case SyncAlways, SyncNever:
+	case SyncInterval:
+		if opts.SyncInterval <= 0 {
+			return nil, fmt.Errorf("open journal %s: SyncInterval mode needs a positive SyncInterval", name)
+		}
+	default:
+		return nil, fmt.Errorf("open journal %s: unknown sync mode %d", name, int(opts.Sync))
+	}
+	if opts.SegmentSize < 0 {
+		return nil, fmt.Errorf("open journal %s: negative SegmentSize %d", name, opts.SegmentSize)
+	}
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	lock, err := lockQueue(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{
+		dir: dir, name: name, opts: opts,
+		log:        opts.Logger.With("queue", name),
+		lockFile:   lock,
+		kick:       make(chan struct{}, 1),
+		stopC:      make(chan struct{}),
+		writerDone: make(chan struct{}),
+		deadC:      make(chan struct{}),
+		live:       newLiveTable(),
+		reserve:    true,
+	}
+	j.cond = sync.NewCond(&j.mu)
+	if err := j.load(); err != nil {
+		j.closeFiles()
+		return nil, err
+	}
+	go j.run()
+	return j, nil
+}
+
+// load replays the segment files and opens the active one for appending.
+func (j *Journal) load() error {
+	if err := removeTemps(j.dir, j.name); err != nil {
+		return err
+	}
+	files, err := listSegments(j.dir, j.name)
+	if err != nil {
+		return err
+	}
+	res, err := replay(files, j.live, j.log, true)
+	if err != nil {
+		return err
+	}
+	j.nextSeq = 1
+	if n := len(res.segs); n > 0 {
+		j.nextSeq = res.segs[n-1].seq + 1
+	}
+	j.nextID = max(res.nextID, 1)
+	j.writtenNext = j.nextID
+	j.segs = res.segs
+	if len(j.segs) == 0 {
+		seg, err := j.createSegment(j.nextSeq, j.nextID, 0)
+		if err != nil {
+			return err
+		}
+		j.nextSeq++
+		j.segs = []*segment{seg}
+	} else {
+		seg := j.segs[len(j.segs)-1]
+		f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("open journal segment %s: %w", seg.path, err)
+		}
+		seg.f = f
+	}
+	j.active = j.segs[len(j.segs)-1]
+	j.allocEnd = j.active.size
+	j.ensureReserveLocked()
+	return nil
+}
+
+// createSegment writes a new segment file with its header and START
+// record, preallocates room for the removes of live items, and fsyncs the
+// file and the directory.
+func (j *Journal) createSegment(seq, firstID uint64, flags uint64) (*segment, error) {
+	path := filepath.Join(j.dir, segName(j.name, seq))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, diskErr("create journal segment", path, err)
+	}
+	buf := EncodeRecord(fileHeader(), &Record{Type: RecStart, ID: firstID, Flags: flags})
+	fail := func(err error) (*segment, error) {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if _, err := f.WriteAt(buf, 0); err != nil {
+		return fail(diskErr("write journal segment", path, err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(diskErr("fsync journal segment", path, err))
+	}
+	if j.step("segment:created") {
+		return nil, errCrashed
+	}
+	if err := syncDir(j.dir); err != nil {
+		return fail(err)
+	}
+	return &segment{seq: seq, path: path, firstID: firstID, compacted: flags&startCompacted != 0, size: int64(len(buf)), f: f}, nil
+}
+
+// errCrashed is returned internally once a test crash point fired.
+var errCrashed = errors.New("journal: simulated crash")
+
+// step is a named point in a multi-step file operation. In tests,
+// Options.crashAt makes the goroutine stop dead at that point.
+func (j *Journal) step(name string) bool {
+	if j.opts.crashAt == "" || j.opts.crashAt != name {
+		return false
+	}
+	j.deadOnce.Do(func() {
+		j.mu.Lock()
+		j.dead = true
+		j.mu.Unlock()
+		close(j.deadC)
+	})
+	return true
+}
+
+// Append journals items, assigning each its ID. The data is copied before
+// Append returns. An error means nothing was journaled.
+func (j *Journal) Append(items []Item) (*Commit, error) {
+	if len(items) == 0 {
+		return finished(nil), nil
+	}
+	size := 0
+	for i := range items {
+		if len(items[i].Data) > MaxItemSize {
+			return nil, fmt.Errorf("append to journal %s: %w: %d bytes (max %d)", j.name, ErrTooLarge, len(items[i].Data), MaxItemSize)
+		}
+		size += addFrameSize(len(items[i].Data))
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for !j.closing && len(j.pending) >= maxPending {
+		j.cond.Wait()
+	}
+	if j.closing {
+		return nil, fmt.Errorf("append to journal %s: %w", j.name, ErrClosed)
+	}
+	if err := j.reserveLocked(int64(size), int64(len(items))); err != nil {
+		return nil, err
+	}
+	for i := range items {
+		it := &items[i]
+		it.ID = j.nextID
+		j.nextID++
+		j.pending = EncodeRecord(j.pending, &Record{Type: RecAdd, ID: it.ID, AddTime: it.AddTime, Expiry: it.Expiry, Data: it.Data})
+		j.live.add(it.ID, len(it.Data))
+		j.pendingAdds = append(j.pendingAdds, it.ID)
+	}
+	j.pendingRecs += int64(len(items))
+	return j.commitLocked(), nil
+}
+
+// Remove journals that the items are gone for good. Ids that are not live
+// (already removed, never added) are ignored. Removes never need new disk
+// space: room for them was reserved when the items were appended.
+func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closing {
+		return nil, fmt.Errorf("remove from journal %s: %w", j.name, ErrClosed)
+	}
+	gone := sorted[:0]
+	for _, id := range sorted {
+		if _, ok := j.live.remove(id); ok {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return finished(nil), nil
+	}
+	rec := Record{Type: RecRemove, Ranges: rangesOf(gone)}
+	j.pending = EncodeRecord(j.pending, &rec)
+	j.pendingRetry = append(j.pendingRetry, rec)
+	j.pendingRecs++
+	return j.commitLocked(), nil
+}
+
+// Clear journals that every item is removed (flush).
+func (j *Journal) Clear() (*Commit, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closing {
+		return nil, fmt.Errorf("clear journal %s: %w", j.name, ErrClosed)
+	}
+	if j.live.items == 0 {
+		return finished(nil), nil
+	}
+	rec := Record{Type: RecClear, ID: j.nextID - 1}
+	j.live.reset()
+	j.pending = EncodeRecord(j.pending, &rec)
+	j.pendingRetry = append(j.pendingRetry, rec)
+	j.pendingRecs++
+	return j.commitLocked(), nil
+}
+
+// Sync writes everything pending and fsyncs it, whatever the sync mode.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		return fmt.Errorf("sync journal %s: %w", j.name, ErrClosed)
+	}
+	j.syncReq = true
+	c := j.commitLocked()
+	j.mu.Unlock()
+	return c.Wait()
+}
+
+func (j *Journal) commitLocked() *Commit {
+	if j.pendingCommit == nil {
+		j.pendingCommit = &Commit{done: make(chan struct{})}
+	}
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+	return j.pendingCommit
+}
+
+// Stats returns the journal's counters.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s := j.st
+	s.Items, s.Bytes = j.live.items, j.live.bytes
+	for _, seg := range j.segs {
+		s.DiskBytes += seg.size
+	}
+	return s
+}
+
+// Close finishes pending writes, fsyncs, closes the files and releases
+// the lock. Closing twice is harmless.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		<-j.writerDone
+		return nil
+	}
+	j.closing = true
+	j.cond.Broadcast()
+	j.mu.Unlock()
+	close(j.stopC)
+	<-j.writerDone
+	j.bg.Wait()
+	j.mu.Lock()
+	err := j.closeErr
+	j.mu.Unlock()
+	j.closeFiles()
+	return err
+}
+
+func (j *Journal) closeFiles() {
+	for _, s := range j.segs {
+		if s.f != nil {
+			s.f.Close()
+			s.f = nil
+		}
+	}
+	if j.lockFile != nil {
+		j.lockFile.Close()
+		j.lockFile = nil
+	}
+}
+
+// Delete closes the journal and removes all of its files.
+func (j *Journal) Delete() error {
+	cerr := j.Close()
+	matches, err := filepath.Glob(filepath.Join(j.dir, j.name+".*"))
+	if err != nil {
+		return fmt.Errorf("delete journal %s: %w", j.name, err)
+	}
+	for _, m := range matches {
+		base := filepath.Base(m)
+		if base == j.name+lockExt {
+			continue
+		}
+		if segFileRE.MatchString(base) || segFileRE.MatchString(trimAny(base, tmpExt, brokeExt)) {
+			if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("delete journal file %s: %w", m, err)
+			}
+		}
+	}
+	os.Remove(filepath.Join(j.dir, j.name+lockExt))
+	if err := syncDir(j.dir); err != nil {
+		return err
+	}
+	if cerr != nil && !errors.Is(cerr, ErrClosed) {
+		return cerr
+	}
+	return nil
+}
+
+func trimAny(s string, suffixes ...string) string {
+	for _, x := range suffixes {
+		if len(s) > len(x) && s[len(s)-len(x):] == x {
+			return s[:len(s)-len(x)]
+		}
+	}
+	return s
+}
+
+// reserveLocked makes sure the active file has room preallocated for
+// size more bytes plus a REMOVE of every live item and the n new ones.
+func (j *Journal) reserveLocked(size, n int64) error {
+	if !j.reserve {
+		return nil
+	}
+	end := j.active.size + j.inflight + int64(len(j.pending)) + size
+	need := end + (j.live.items+n)*removeReserve
+	if need <= j.allocEnd {
+		return nil
+	}
+	grow := need - j.allocEnd + reserveSlack
+	if err := fallocate(j.active.f, j.allocEnd, grow); err != nil {
+		if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+			j.reserve = false
+			j.log.Warn("file system cannot preallocate; removes are not guaranteed room on a full disk", "file", j.active.path)
+			return nil
+		}
+		return diskErr("append to journal: preallocate", j.active.path, err)
+	}
+	j.allocEnd += grow
+	return nil
+}
+
+// ensureReserveLocked tops up the preallocation of the active file after
+// a roll or a truncation; failure is logged, not fatal.
+func (j *Journal) ensureReserveLocked() {
+	if err := j.reserveLocked(0, 0); err != nil {
+		j.log.Warn("cannot preallocate room for removes", "file", j.active.path, "err", err)
+	}
+}
+
+func fallocate(f *os.File, off, n int64) error {
+	for {
+		err := syscall.Fallocate(int(f.Fd()), fallocKeepSize, off, n)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}

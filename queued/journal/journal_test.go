@@ -1,0 +1,184 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func openT(t testing.TB, dir string, opts Options) *Journal {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	j, err := Open(dir, "q", opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return j
+}
+
+func appendT(t testing.TB, j *Journal, data ...string) []uint64 {
+	t.Helper()
+	items := make([]Item, len(data))
+	for i, d := range data {
+		items[i] = Item{AddTime: int64(1000 + i), Expiry: int64(i), Data: []byte(d)}
+	}
+	c, err := j.Append(items)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("Append commit: %v", err)
+	}
+	ids := make([]uint64, len(items))
+	for i := range items {
+		ids[i] = items[i].ID
+	}
+	return ids
+}
+
+func removeT(t testing.TB, j *Journal, ids ...uint64) {
+	t.Helper()
+	c, err := j.Remove(ids...)
+	if err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("Remove commit: %v", err)
+	}
+}
+
+// readAll drains a fresh cursor and returns the live items' data.
+func readAll(t testing.TB, j *Journal) []Item {
+	t.Helper()
+	c := j.Cursor(0)
+	defer c.Close()
+	var out []Item
+	for {
+		items, err := c.Next(7, 1<<20)
+		if err != nil {
+			t.Fatalf("Cursor.Next: %v", err)
+		}
+		if len(items) == 0 {
+			return out
+		}
+		out = append(out, items...)
+	}
+}
+
+func datas(items []Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = string(it.Data)
+	}
+	return out
+}
+
+func TestAppendRemoveReplay(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncNever, SyncInterval} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Sync: mode, SyncInterval: 5e6}
+			j := openT(t, dir, opts)
+			ids := appendT(t, j, "a", "bb", "ccc", "dddd")
+			if want := []uint64{1, 2, 3, 4}; fmt.Sprint(ids) != fmt.Sprint(want) {
+				t.Fatalf("ids = %v, want %v", ids, want)
+			}
+			removeT(t, j, 2)
+			if got := datas(readAll(t, j)); fmt.Sprint(got) != "[a ccc dddd]" {
+				t.Fatalf("live before reopen = %v", got)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			j = openT(t, dir, opts)
+			defer j.Close()
+			items := readAll(t, j)
+			if got := datas(items); fmt.Sprint(got) != "[a ccc dddd]" {
+				t.Fatalf("live after reopen = %v", got)
+			}
+			if items[1].ID != 3 || items[1].AddTime != 1002 || items[1].Expiry != 2 {
+				t.Fatalf("item fields lost: %+v", items[1])
+			}
+			st := j.Stats()
+			if st.Items != 3 || st.Bytes != 8 {
+				t.Fatalf("stats = %+v, want 3 items 8 bytes", st)
+			}
+			ids = appendT(t, j, "e")
+			if ids[0] != 5 {
+				t.Fatalf("id after reopen = %d, want 5", ids[0])
+			}
+			c, err := j.Clear()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, j); len(got) != 0 {
+				t.Fatalf("after clear: %v", datas(got))
+			}
+		})
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Sync: SyncAlways})
+	defer j.Close()
+	const writers, per = 50, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				c, err := j.Append([]Item{{Data: []byte(fmt.Sprintf("%d-%d", w, i))}})
+				if err == nil {
+					err = c.Wait()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := j.Stats()
+	if st.Writes != writers*per {
+		t.Fatalf("Writes = %d, want %d", st.Writes, writers*per)
+	}
+	if st.Syncs >= st.Writes {
+		t.Fatalf("no group commit: %d fsyncs for %d records", st.Syncs, st.Writes)
+	}
+	t.Logf("%d records, %d fsyncs", st.Writes, st.Syncs)
+	if got := readAll(t, j); len(got) != writers*per {
+		t.Fatalf("cursor saw %d items, want %d", len(got), writers*per)
+	}
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{})
+	defer j.Close()
+	_, err := Open(dir, "q", Options{Logger: quietLogger()})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: err = %v, want ErrLocked", err)
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte("q.lock")) {
+		t.Fatalf("error does not name the lock file: %v", err)
+	}
+}

@@ -1,0 +1,312 @@
+package journal
+
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// batch is what the writer takes from the pending buffer in one go.
+type batch struct {
+	buf    []byte
+	recs   int64
+	adds   []uint64
+	retry  []Record
+	commit *Commit
+	sync   bool
+	seg    *segment
+	off    int64
+	// firstLive is the lowest live id when the batch was taken (nextID if
+	// none). The batch holds every REMOVE that made ids below it dead, so
+	// once the batch is durable, segments wholly below it may go.
+	firstLive uint64
+}
+
+// run is the writer goroutine: the only code that writes, fsyncs, rolls
+// or deletes segment files (compaction writes its own temp file).
+func (j *Journal) run() {
+	defer close(j.writerDone)
+	var tick <-chan time.Time
+	if j.opts.Sync == SyncInterval {
+		t := time.NewTicker(j.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-j.kick:
+		case <-tick:
+			if j.dirty {
+				if err := j.fsyncActive(); err != nil {
+					j.log.Error("periodic fsync failed", "file", j.active.path, "err", err)
+				}
+			}
+			continue
+		case <-j.stopC:
+		case <-j.deadC:
+			return
+		}
+		for j.flushOnce() {
+		}
+		j.mu.Lock()
+		closing, dead, empty := j.closing, j.dead, len(j.pending) == 0
+		j.mu.Unlock()
+		if dead {
+			return
+		}
+		if closing && empty {
+			var err error
+			if j.dirty {
+				err = j.fsyncActive()
+			}
+			j.mu.Lock()
+			j.closeErr = err
+			j.cond.Broadcast()
+			j.mu.Unlock()
+			return
+		}
+		if closing {
+			// Leftovers after a failed write: one last attempt.
+			j.flushOnce()
+			j.mu.Lock()
+			if c := j.pendingCommit; c != nil {
+				j.pendingCommit = nil
+				c.finish(ErrClosed)
+			}
+			j.closeErr = errors.New("journal closed with unwritten records after a write error")
+			j.cond.Broadcast()
+			j.mu.Unlock()
+			return
+		}
+	}
+}
+
+// flushOnce writes one batch. It returns false when there was nothing to
+// do or the write failed (the failed records wait for the next kick, so a
+// broken disk does not spin the writer).
+func (j *Journal) flushOnce() bool {
+	j.mu.Lock()
+	if j.dead || (len(j.pending) == 0 && !j.syncReq) {
+		j.mu.Unlock()
+		return false
+	}
+	b := batch{
+		buf: j.pending, recs: j.pendingRecs, adds: j.pendingAdds, retry: j.pendingRetry,
+		commit: j.pendingCommit, sync: j.syncReq, seg: j.active, off: j.active.size,
+	}
+	if id, ok := j.live.firstLive(); ok {
+		b.firstLive = id
+	} else {
+		b.firstLive = j.nextID
+	}
+	j.pending, j.spare = j.spare[:0], nil
+	j.pendingRecs, j.pendingAdds, j.pendingRetry, j.pendingCommit, j.syncReq = 0, nil, nil, nil, false
+	j.inflight = int64(len(b.buf))
+	j.cond.Broadcast()
+	j.mu.Unlock()
+
+	var err error
+	if len(b.buf) > 0 {
+		if _, err = b.seg.f.WriteAt(b.buf, b.off); err != nil {
+			err = diskErr("write journal", b.seg.path, err)
+		} else {
+			j.dirty = true
+		}
+	}
+	if err == nil && j.dirty && (j.opts.Sync == SyncAlways || b.sync) {
+		err = j.fsyncActive()
+	}
+	if err != nil {
+		j.failBatch(&b, err)
+		return false
+	}
+	j.mu.Lock()
+	b.seg.size = b.off + int64(len(b.buf))
+	j.inflight = 0
+	if n := len(b.adds); n > 0 {
+		j.writtenNext = max(j.writtenNext, b.adds[n-1]+1)
+	}
+	j.st.Writes += b.recs
+	if cap(b.buf) <= maxPending {
+		j.spare = b.buf[:0]
+	}
+	j.cond.Broadcast()
+	j.mu.Unlock()
+	if b.commit != nil {
+		b.commit.finish(nil)
+	}
+	if j.step("batch:written") {
+		return false
+	}
+	j.maintain(b.firstLive)
+	return true
+}
+
+// failBatch undoes a batch whose write or fsync failed: the file is cut
+// back to the last good offset, its ADDs are forgotten (their Append
+// reported the error) and its REMOVE/CLEAR records go back to the front of
+// the queue, since the items are already gone from memory.
+func (j *Journal) failBatch(b *batch, err error) {
+	j.log.Error("journal write failed", "file", b.seg.path, "offset", b.off, "bytes", len(b.buf), "err", err)
+	if terr := b.seg.f.Truncate(b.off); terr != nil {
+		j.log.Error("cannot truncate journal after failed write", "file", b.seg.path, "offset", b.off, "err", terr)
+	}
+	j.dirty = true
+	j.mu.Lock()
+	j.inflight = 0
+	j.allocEnd = b.off
+	for _, id := range b.adds {
+		j.live.remove(id)
+	}
+	if n := len(b.adds); n > 0 {
+		j.writtenNext = max(j.writtenNext, b.adds[n-1]+1)
+	}
+	if len(b.retry) > 0 {
+		var front []byte
+		for i := range b.retry {
+			front = EncodeRecord(front, &b.retry[i])
+		}
+		j.pending = append(front, j.pending...)
+		j.pendingRetry = append(b.retry, j.pendingRetry...)
+		j.pendingRecs += int64(len(b.retry))
+	}
+	j.ensureReserveLocked()
+	j.cond.Broadcast()
+	j.mu.Unlock()
+	if b.commit != nil {
+		b.commit.finish(err)
+	}
+}
+
+func (j *Journal) fsyncActive() error {
+	seg := j.active
+	start := time.Now()
+	err := seg.f.Sync()
+	took := time.Since(start)
+	if took > slowSync {
+		j.log.Warn("slow fsync", "file", seg.path, "took", took)
+	}
+	if err != nil {
+		return diskErr("fsync journal", seg.path, err)
+	}
+	j.dirty = false
+	j.mu.Lock()
+	j.st.Syncs++
+	j.mu.Unlock()
+	return nil
+}
+
+// maintain runs after each successful batch: roll a full (or drained)
+// segment, drop dead segments, and start a compaction if the old segments
+// are mostly dead.
+func (j *Journal) maintain(firstLive uint64) {
+	j.mu.Lock()
+	seg := j.active
+	full := seg.size >= j.opts.SegmentSize
+	drained := j.live.items == 0 && seg.size >= min(j.opts.SegmentSize/2, 1<<20) && len(j.segs) >= 1 && seg.size > int64(fileHeaderSize+frameHeaderSize+padded(1+startFixedSize))
+	j.mu.Unlock()
+	rolled := false
+	if full || drained {
+		if err := j.roll(); err != nil {
+			if errors.Is(err, errCrashed) {
+				return
+			}
+			j.log.Warn("cannot roll journal segment; appending to the current one", "file", seg.path, "err", err)
+		} else {
+			rolled = true
+		}
+	}
+	if !j.deletePrefix(firstLive) {
+		return
+	}
+	j.maybeCompact(rolled)
+}
+
+// roll starts a new active segment. The old one is fsynced first, so only
+// the last segment can ever have a torn tail.
+func (j *Journal) roll() error {
+	if j.dirty {
+		if err := j.fsyncActive(); err != nil {
+			return err
+		}
+	}
+	if j.step("roll:old-synced") {
+		return errCrashed
+	}
+	j.mu.Lock()
+	seq, first := j.nextSeq, j.writtenNext
+	j.mu.Unlock()
+	seg, err := j.createSegment(seq, first, 0)
+	if err != nil {
+		return err
+	}
+	if j.step("roll:created") {
+		return errCrashed
+	}
+	j.mu.Lock()
+	old := j.active
+	j.nextSeq = seq + 1
+	j.segs = append(j.segs, seg)
+	j.active = seg
+	j.allocEnd = seg.size
+	j.ensureReserveLocked()
+	j.mu.Unlock()
+	// Give back the old file's unused preallocation.
+	if err := old.f.Truncate(old.size); err != nil {
+		j.log.Warn("cannot trim preallocation of rolled segment", "file", old.path, "err", err)
+	}
+	old.f.Close()
+	old.f = nil
+	return nil
+}
+
+// deletePrefix removes leading segments none of whose items are live as
+// of firstLive (a snapshot whose REMOVEs are written). Only a prefix is
+// safe: a later segment may hold the REMOVEs of an earlier one's items.
+// It returns false if a crash point fired.
+func (j *Journal) deletePrefix(firstLive uint64) bool {
+	j.mu.Lock()
+	if j.compacting {
+		j.mu.Unlock()
+		return true
+	}
+	var dead []*segment
+	for len(j.segs) > 1 && firstLive >= j.segs[1].firstID {
+		dead = append(dead, j.segs[0])
+		j.segs = j.segs[1:]
+	}
+	j.mu.Unlock()
+	if len(dead) == 0 {
+		return true
+	}
+	if j.dirty {
+		if err := j.fsyncActive(); err != nil {
+			j.log.Error("fsync before dropping segments failed; keeping them", "err", err)
+			j.mu.Lock()
+			j.segs = append(dead, j.segs...)
+			j.mu.Unlock()
+			return true
+		}
+	}
+	for i, s := range dead {
+		if j.step("delete:before") {
+			return false
+		}
+		if err := os.Remove(s.path); err != nil {
+			j.log.Error("cannot delete dead journal segment", "file", s.path, "err", err)
+			j.mu.Lock()
+			j.segs = append(dead[i:], j.segs...)
+			j.mu.Unlock()
+			return true
+		}
+		// Deletions must reach the disk in order: dropping a later file
+		// first could resurrect items whose REMOVEs it held.
+		if err := syncDir(j.dir); err != nil {
+			j.log.Error("fsync dir after deleting segment failed", "err", err)
+		}
+		j.mu.Lock()
+		j.st.Rotations++
+		j.mu.Unlock()
+	}
+	return true
+}
