@@ -13,15 +13,15 @@ import (
 // finds its next segment by sequence number, skipping ids it has passed.
 // A Cursor is not safe for concurrent use; distinct Cursors are.
 type Cursor struct {
-	j      *Journal
-	last   uint64   // highest id returned or passed over
-	seg    *segment // segment being read, nil = find one
+	j    *Journal
+	last uint64   // highest id returned or passed over
+	seg  *segment // segment being read, nil = find one
 	// doneSeq is the sequence number of the segment last read to its end;
 	// 0 means find the segment by id instead.
 	doneSeq uint64
-	f      *os.File
-	r      frameReader
-	closed bool
+	f       *os.File
+	r       frameReader
+	closed  bool
 }
 
 // Cursor returns a cursor positioned after afterID.
