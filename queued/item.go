@@ -1,0 +1,134 @@
+package queued
+
+// itemState is where an item is in its life. Every change of state happens
+// in exactly one queue method (see queue.go), under the queue's lock.
+type itemState uint8
+
+const (
+	// itemReady: in the queue, in memory, available to readers.
+	itemReady itemState = iota
+	// itemBehind: in the queue but only in the journal (read-behind); it
+	// becomes itemReady when a journal cursor refills the head.
+	itemBehind
+	// itemOpen: handed to a connection by an open read; removed from the
+	// queue but not yet from the journal. close → itemGone, abort (or the
+	// connection dropping, or open_transaction_timeout) → itemReady at the
+	// head.
+	itemOpen
+	// itemGone: removed for good (consumed, confirmed, expired, discarded
+	// or flushed); a remove record is in the journal.
+	itemGone
+)
+
+func (s itemState) String() string {
+	switch s {
+	case itemReady:
+		return "ready"
+	case itemBehind:
+		return "behind"
+	case itemOpen:
+		return "open"
+	case itemGone:
+		return "gone"
+	}
+	return "invalid"
+}
+
+// entry is an item held in memory. It is small and stored by value in a
+// ring, so a queue of a million items is one allocation plus their data.
+type entry struct {
+	id      uint64 // journal id (a per-queue counter when there is no journal)
+	addTime int64  // unix ms
+	expiry  int64  // unix ms, 0 = never
+	data    []byte // immutable once stored; shared with readers
+	state   itemState
+}
+
+// ring is a growable FIFO deque of entries.
+type ring struct {
+	buf  []entry
+	head int
+	n    int
+}
+
+func (r *ring) len() int { return r.n }
+
+func (r *ring) grow() {
+	size := len(r.buf) * 2
+	if size == 0 {
+		size = 16
+	}
+	nb := make([]entry, size)
+	for i := 0; i < r.n; i++ {
+		nb[i] = r.buf[(r.head+i)%len(r.buf)]
+	}
+	r.buf, r.head = nb, 0
+}
+
+func (r *ring) pushBack(e entry) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = e
+	r.n++
+}
+
+func (r *ring) pushFront(e entry) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.head = (r.head - 1 + len(r.buf)) % len(r.buf)
+	r.buf[r.head] = e
+	r.n++
+}
+
+func (r *ring) front() *entry { return &r.buf[r.head] }
+
+func (r *ring) back() *entry { return &r.buf[(r.head+r.n-1)%len(r.buf)] }
+
+func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
+
+func (r *ring) popFront() entry {
+	e := r.buf[r.head]
+	r.buf[r.head] = entry{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	r.maybeShrink()
+	return e
+}
+
+func (r *ring) popBack() entry {
+	i := (r.head + r.n - 1) % len(r.buf)
+	e := r.buf[i]
+	r.buf[i] = entry{}
+	r.n--
+	r.maybeShrink()
+	return e
+}
+
+// removeAt deletes entry i, keeping order.
+func (r *ring) removeAt(i int) entry {
+	e := *r.at(i)
+	for j := i; j < r.n-1; j++ {
+		*r.at(j) = *r.at(j + 1)
+	}
+	*r.at(r.n - 1) = entry{}
+	r.n--
+	return e
+}
+
+// maybeShrink gives memory back after a large backlog drained.
+func (r *ring) maybeShrink() {
+	if len(r.buf) > 1024 && r.n < len(r.buf)/8 {
+		nb := make([]entry, len(r.buf)/4)
+		for i := 0; i < r.n; i++ {
+			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = nb, 0
+	}
+	if r.n == 0 {
+		r.head = 0
+	}
+}
+
+func (r *ring) clear() { *r = ring{} }

@@ -1,0 +1,616 @@
+package queued
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kpush/kpush/queued/journal"
+)
+
+// Version is reported by `version` and `stats`; cmd/kpush sets it from the
+// build.
+var Version = "devel"
+
+// Status is the server's availability, set with `status <UP|READONLY|QUIESCENT>`
+// and kept across restarts.
+type Status int32
+
+const (
+	StatusUp        Status = iota // every command allowed
+	StatusReadOnly                // sets refused
+	StatusQuiescent               // every queue command refused
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusReadOnly:
+		return "READONLY"
+	case StatusQuiescent:
+		return "QUIESCENT"
+	}
+	return "UP"
+}
+
+// ParseStatus parses UP, READONLY or QUIESCENT (any case).
+func ParseStatus(v string) (Status, error) {
+	switch strings.ToUpper(v) {
+	case "UP":
+		return StatusUp, nil
+	case "READONLY":
+		return StatusReadOnly, nil
+	case "QUIESCENT":
+		return StatusQuiescent, nil
+	}
+	return 0, fmt.Errorf("unknown status %q: want UP, READONLY or QUIESCENT", v)
+}
+
+// statusFile holds the persisted Status in the data directory. Its name has
+// a '.', so it can never be a queue's.
+const statusFile = "queued.status"
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("queued: server closed")
+
+// Server is a queued daemon: a set of queues and the connections using them.
+type Server struct {
+	log     *slog.Logger
+	started time.Time
+
+	cfgMu sync.RWMutex // guards cfg.Queues/Defaults on reload
+	cfg   Config
+
+	mu     sync.RWMutex
+	queues map[string]*queue
+
+	status atomic.Int32
+
+	connMu   sync.Mutex
+	conns    map[*conn]struct{}
+	lns      []net.Listener
+	addr     net.Addr
+	closing  bool
+	connWG   sync.WaitGroup
+	done     chan struct{} // closed by Shutdown
+	doneOnce sync.Once
+	bgWG     sync.WaitGroup
+	closed   bool // journals closed
+
+	reloader func() (Config, error)
+
+	// writeTimeout bounds how long a reply may wait for a client that does
+	// not read; after it the connection is dropped.
+	writeTimeout time.Duration
+
+	memBytes atomic.Int64 // item data held in memory, all queues
+
+	totalItems, currConns, totalConns           atomic.Int64
+	cmdGet, cmdSet, cmdPeek, getHits, getMisses atomic.Int64
+	bytesRead, bytesWritten                     atomic.Int64
+	queueCreates, queueDeletes, queueExpires    atomic.Int64
+}
+
+// NewServer opens cfg.DataDir (creating it), restores the persisted status
+// and replays every queue's journal. A queue whose journal is corrupt is
+// logged and kept unavailable; the others work.
+func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Queues == nil {
+		cfg.Queues = map[string]QueueConfig{}
+	}
+	if cfg.MaxOpenTransactions <= 0 {
+		cfg.MaxOpenTransactions = 1
+	}
+	if cfg.ExpirationTimerFrequency <= 0 {
+		cfg.ExpirationTimerFrequency = time.Second
+	}
+	for name := range cfg.Queues {
+		if err := ValidateQueueName(name); err != nil {
+			return nil, fmt.Errorf("config: queues block %w", err)
+		}
+	}
+	s := &Server{
+		log:          log,
+		started:      time.Now(),
+		cfg:          cfg,
+		queues:       map[string]*queue{},
+		conns:        map[*conn]struct{}{},
+		done:         make(chan struct{}),
+		writeTimeout: 30 * time.Second,
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := s.loadStatus(); err != nil {
+		return nil, err
+	}
+	names, err := journal.Names(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("list journals in %s: %w", cfg.DataDir, err)
+	}
+	for _, name := range names {
+		if ValidateQueueName(name) != nil {
+			log.Warn("ignoring journal with an invalid queue name", "name", name, "dir", cfg.DataDir)
+			continue
+		}
+		s.queueFor(name, true)
+	}
+	s.bgWG.Add(1)
+	go s.sweepLoop()
+	return s, nil
+}
+
+// config returns the current configuration.
+func (s *Server) config() Config {
+	s.cfgMu.RLock()
+	defer s.cfgMu.RUnlock()
+	return s.cfg
+}
+
+// queueFor returns the named queue (already validated), creating it — and,
+// for "parent+child", its parent — when create is set.
+func (s *Server) queueFor(name string, create bool) *queue {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil || !create {
+		return q
+	}
+	var parent *queue
+	if p, ok := fanoutParent(name); ok {
+		parent = s.queueFor(p, true)
+	}
+	s.mu.Lock()
+	if q = s.queues[name]; q != nil {
+		s.mu.Unlock()
+		return q
+	}
+	q = s.openQueue(name)
+	s.queues[name] = q
+	s.mu.Unlock()
+	s.queueCreates.Add(1)
+	if parent != nil {
+		parent.mu.Lock()
+		parent.children = append(parent.children, q)
+		parent.mu.Unlock()
+	}
+	return q
+}
+
+// openQueue builds a queue and replays its journal; on failure the queue
+// exists but is unavailable, and says why.
+func (s *Server) openQueue(name string) *queue {
+	cfg := s.config()
+	qc := cfg.QueueConfig(name)
+	q := &queue{s: s, name: name, cfg: qc, createTime: time.Now().Unix(), log: s.log}
+	if !qc.Journal {
+		return q
+	}
+	j, err := journal.Open(cfg.DataDir, name, journalOptions(qc, s.log))
+	if err != nil {
+		q.unavailable = unavailableError(name, err)
+		s.log.Error("queue unavailable", "queue", name, "err", err)
+		return q
+	}
+	q.j = j
+	q.replay()
+	return q
+}
+
+// UnavailableError says why a queue refuses every command: its journal
+// could not be opened. It wraps ErrQueueUnavailable and the journal's error.
+type UnavailableError struct {
+	Queue string
+	Err   error
+}
+
+func (e *UnavailableError) Error() string {
+	var ce *journal.CorruptError
+	if errors.As(e.Err, &ce) {
+		return fmt.Sprintf("queue %s unavailable: journal corrupt at %s:%d", e.Queue, ce.File, ce.Offset)
+	}
+	return fmt.Sprintf("queue %s unavailable: %v", e.Queue, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() []error { return []error{ErrQueueUnavailable, e.Err} }
+
+func unavailableError(name string, err error) error { return &UnavailableError{Queue: name, Err: err} }
+
+// replay loads the journal's live items: the head into memory up to the
+// memory bound, the rest left behind for the cursor.
+func (q *queue) replay() {
+	js := q.j.Stats()
+	q.cursor = q.j.Cursor(0)
+	var loaded, loadedBytes int64
+	for loaded < js.Items {
+		if q.overMemory() {
+			break
+		}
+		items, err := q.cursor.Next(4096, 1<<20)
+		if err != nil {
+			q.unavailable = unavailableError(q.name, err)
+			q.log.Error("queue unavailable", "queue", q.name, "err", err)
+			return
+		}
+		if len(items) == 0 {
+			break
+		}
+		for _, it := range items {
+			q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data, state: itemReady})
+			q.addMem(int64(len(it.Data)))
+			q.memHighID = it.ID
+			loaded++
+			loadedBytes += int64(len(it.Data))
+		}
+	}
+	q.behind = max(js.Items-loaded, 0)
+	q.behindBytes = max(js.Bytes-loadedBytes, 0)
+	q.totalItems = js.Items
+	if q.behind == 0 {
+		_ = q.cursor.Close()
+		q.cursor = nil
+	}
+}
+
+// deleteQueue drops a queue and its journal files.
+func (s *Server) deleteQueue(name string) error {
+	s.mu.Lock()
+	q := s.queues[name]
+	delete(s.queues, name)
+	s.mu.Unlock()
+	if q == nil {
+		return nil
+	}
+	s.queueDeletes.Add(1)
+	if p, ok := fanoutParent(name); ok {
+		if parent := s.queueFor(p, false); parent != nil {
+			parent.mu.Lock()
+			for i, c := range parent.children {
+				if c == q {
+					parent.children = append(parent.children[:i], parent.children[i+1:]...)
+					break
+				}
+			}
+			parent.mu.Unlock()
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.deleted = true
+	q.dropAll()
+	q.wakeAll()
+	if q.j != nil {
+		if err := q.j.Delete(); err != nil {
+			return fmt.Errorf("delete journal of queue %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Status returns the server's availability.
+func (s *Server) Status() Status { return Status(s.status.Load()) }
+
+// SetStatus changes and persists the availability (temp file, fsync,
+// rename, fsync of the directory).
+func (s *Server) SetStatus(st Status) error {
+	dir := s.cfg.DataDir
+	tmp := filepath.Join(dir, statusFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write status file: %w", err)
+	}
+	_, err = f.WriteString(st.String() + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, statusFile))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("write status file in %s: %w", dir, err)
+	}
+	s.status.Store(int32(st))
+	s.log.Info("status changed", "status", st.String())
+	return nil
+}
+
+func (s *Server) loadStatus() error {
+	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, statusFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read status file: %w", err)
+	}
+	st, err := ParseStatus(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("status file %s: %w (fix or delete it)", filepath.Join(s.cfg.DataDir, statusFile), err)
+	}
+	s.status.Store(int32(st))
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// SetReloader gives `reload` a way to re-read the configuration (cmd/kpush
+// passes one that reloads the config file). Without one, reload re-applies
+// the current settings.
+func (s *Server) SetReloader(f func() (Config, error)) {
+	s.cfgMu.Lock()
+	s.reloader = f
+	s.cfgMu.Unlock()
+}
+
+// Reload re-reads queue settings (only: listeners and the data directory
+// stay) and applies them to every open queue.
+func (s *Server) Reload() error {
+	s.cfgMu.RLock()
+	f := s.reloader
+	s.cfgMu.RUnlock()
+	if f != nil {
+		cfg, err := f()
+		if err != nil {
+			return err
+		}
+		s.cfgMu.Lock()
+		s.cfg.Defaults = cfg.Defaults
+		s.cfg.Queues = cfg.Queues
+		if s.cfg.Queues == nil {
+			s.cfg.Queues = map[string]QueueConfig{}
+		}
+		s.cfg.MaxOpenTransactions = max(cfg.MaxOpenTransactions, 1)
+		s.cfgMu.Unlock()
+	}
+	cfg := s.config()
+	for _, q := range s.queueList() {
+		q.mu.Lock()
+		q.cfg = cfg.QueueConfig(q.name)
+		q.mu.Unlock()
+	}
+	s.log.Info("reloaded config")
+	return nil
+}
+
+// sweepLoop periodically drops or moves expired items at the heads of the
+// queues and aborts open reads past open_transaction_timeout.
+func (s *Server) sweepLoop() {
+	defer s.bgWG.Done()
+	t := time.NewTicker(s.cfg.ExpirationTimerFrequency)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		now := nowMS()
+		for _, q := range s.queueList() {
+			q.timeoutOpens(now)
+			q.mu.Lock()
+			maxSweep := q.cfg.MaxExpireSweep
+			q.mu.Unlock()
+			if exp := q.sweepExpired(maxSweep); len(exp) > 0 {
+				s.expire(q, exp)
+			}
+		}
+	}
+}
+
+// expire finishes items taken out of q because they expired: moved to the
+// queue's expire_to_queue (committed there before they are removed here, so
+// a crash can duplicate but never lose them), or removed.
+func (s *Server) expire(q *queue, items []entry) {
+	q.mu.Lock()
+	target := q.cfg.ExpireToQueue
+	q.mu.Unlock()
+	if target != "" && target != q.name && ValidateQueueName(target) == nil {
+		tq := s.queueFor(target, true)
+		now := nowMS()
+		for _, e := range items {
+			p, err := tq.put(e.data, now, 0)
+			if err == nil && p.commit != nil {
+				err = p.commit.Wait()
+				tq.finishPut(p, err)
+			}
+			if err != nil {
+				s.log.Warn("could not move expired item", "queue", q.name, "to", target, "err", err)
+			}
+		}
+	}
+	ids := make([]uint64, len(items))
+	for i, e := range items {
+		ids[i] = e.id
+	}
+	q.mu.Lock()
+	c := q.journalRemove(ids)
+	q.mu.Unlock()
+	if c != nil {
+		_ = c.Wait()
+	}
+}
+
+// Addr returns the address of the protocol listener (nil before Serve).
+func (s *Server) Addr() net.Addr {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return s.addr
+}
+
+// Serve accepts connections on ln until Shutdown; it logs "listening" once
+// ready and returns ErrServerClosed after a shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.connMu.Lock()
+	if s.closing {
+		s.connMu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns = append(s.lns, ln)
+	if s.addr == nil {
+		s.addr = ln.Addr()
+	}
+	s.connMu.Unlock()
+	s.log.Info("listening", "service", "queued", "addr", ln.Addr().String())
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "in", delay)
+				select {
+				case <-time.After(delay):
+				case <-s.done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		delay = 0
+		s.startConn(nc)
+	}
+}
+
+// AdminHandler, when set (by admin.go), serves the admin HTTP endpoints
+// ListenAndServe exposes on cfg.AdminListen.
+var AdminHandler func(*Server) http.Handler
+
+// ListenAndServe listens on cfg.Listen (and cfg.AdminListen if set), serves
+// until ctx is done, then shuts down gracefully.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	cfg := s.config()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.closeJournals()
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	var admin *http.Server
+	errc := make(chan error, 2)
+	if cfg.AdminListen != "" && AdminHandler != nil {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			ln.Close()
+			s.closeJournals()
+			return fmt.Errorf("listen on admin address %s: %w", cfg.AdminListen, err)
+		}
+		admin = &http.Server{Handler: AdminHandler(s), ReadHeaderTimeout: 10 * time.Second}
+		s.log.Info("listening", "service", "admin", "addr", aln.Addr().String())
+		go func() {
+			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin http: %w", err)
+			}
+		}()
+	}
+	go func() { errc <- s.Serve(ln) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if admin != nil {
+		_ = admin.Shutdown(sctx)
+	}
+	err = s.Shutdown(sctx)
+	if serveErr != nil && !errors.Is(serveErr, ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes every connection (their open reads go
+// back to the heads of their queues and blocked gets are woken), then syncs
+// and closes the journals. It returns early with ctx's error if
+// connections do not finish in time.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.doneOnce.Do(func() { close(s.done) })
+	s.connMu.Lock()
+	s.closing = true
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.connMu.Unlock()
+	for _, q := range s.queueList() {
+		q.mu.Lock()
+		q.wakeAll()
+		q.mu.Unlock()
+	}
+	finished := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		s.bgWG.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: connections still busy: %w", ctx.Err())
+	}
+	return s.closeJournals()
+}
+
+func (s *Server) closeJournals() error {
+	s.doneOnce.Do(func() { close(s.done) })
+	s.connMu.Lock()
+	if s.closed {
+		s.connMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.connMu.Unlock()
+	var errs []error
+	for _, q := range s.queueList() {
+		q.mu.Lock()
+		if q.j != nil {
+			if q.cursor != nil {
+				_ = q.cursor.Close()
+				q.cursor = nil
+			}
+			if err := q.j.Sync(); err != nil {
+				errs = append(errs, fmt.Errorf("sync journal of queue %s: %w", q.name, err))
+			}
+			if err := q.j.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close journal of queue %s: %w", q.name, err))
+			}
+			q.unavailable = unavailableError(q.name, errors.New("server shut down"))
+		}
+		q.mu.Unlock()
+	}
+	s.log.Info("journals closed", "queues", len(s.queueList()))
+	return errors.Join(errs...)
+}
