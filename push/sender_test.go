@@ -347,8 +347,8 @@ func TestSimulatorRestartMidStream(t *testing.T) {
 		})
 	}
 	<-halfway
-	before := sim1.Stats()
 	sim1.Close()
+	before := sim1.Stats() // after Close: includes every 200 a client saw
 	sim2, err := apnssim.New(apnssim.Config{TLSDir: dir})
 	if err != nil {
 		t.Fatal(err)
