@@ -1,0 +1,245 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// segFiles returns the queue's segment paths in order.
+func segFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	fs, err := listSegments(dir, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.path
+	}
+	return out
+}
+
+// writeSample makes a one-segment journal with items a..e, c removed.
+// It returns the offsets of each record in the file.
+func writeSample(t *testing.T, dir string) []int64 {
+	t.Helper()
+	j := openT(t, dir, Options{})
+	appendT(t, j, "aaaa", "bbbbbbbbbb", "c", "dd", "eeeee")
+	removeT(t, j, 3)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	if err := DumpFile(segFiles(t, dir)[0], func(e DumpEntry) error {
+		offs = append(offs, e.Offset)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return offs
+}
+
+func TestCorruption(t *testing.T) {
+	type corruptFunc func(t *testing.T, path string, offs []int64)
+	modify := func(f func(b []byte, offs []int64) []byte) corruptFunc {
+		return func(t *testing.T, path string, offs []int64) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, f(b, offs), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lastRec := func(offs []int64) int64 { return offs[len(offs)-1] }
+	cases := []struct {
+		name       string
+		corrupt    corruptFunc
+		wantLive   string // after a successful open
+		wantOffset int64  // -1: open succeeds; else CorruptError at this record index's offset
+		corruptAt  func(offs []int64) int64
+	}{
+		{
+			name:     "truncate mid last record",
+			corrupt:  modify(func(b []byte, offs []int64) []byte { return b[:lastRec(offs)+5] }),
+			wantLive: "[aaaa bbbbbbbbbb c dd eeeee]", // the REMOVE of c is lost: c comes back
+		},
+		{
+			name:     "truncate mid frame header",
+			corrupt:  modify(func(b []byte, offs []int64) []byte { return b[:lastRec(offs)+3] }),
+			wantLive: "[aaaa bbbbbbbbbb c dd eeeee]",
+		},
+		{
+			name: "zeroed tail",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				for i := offs[len(offs)-2]; i < int64(len(b)); i++ {
+					b[i] = 0
+				}
+				return append(b, make([]byte, 4096)...)
+			}),
+			wantLive: "[aaaa bbbbbbbbbb c dd]",
+		},
+		{
+			name: "garbage in the last record",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				b[lastRec(offs)+9] ^= 0xff
+				return b
+			}),
+			wantLive: "[aaaa bbbbbbbbbb c dd eeeee]",
+		},
+		{
+			name: "flipped byte in the middle",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				b[offs[2]+frameHeaderSize+26] ^= 0x01
+				return b
+			}),
+			corruptAt: func(offs []int64) int64 { return offs[2] },
+		},
+		{
+			name: "garbage length in the middle",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				b[offs[3]] = 0xfe
+				b[offs[3]+3] = 0x7f
+				return b
+			}),
+			corruptAt: func(offs []int64) int64 { return offs[3] },
+		},
+		{
+			name: "zeroed record in the middle",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				for i := offs[2]; i < offs[3]; i++ {
+					b[i] = 0
+				}
+				return b
+			}),
+			corruptAt: func(offs []int64) int64 { return offs[2] },
+		},
+		{
+			name: "bad magic",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				b[0] = 'X'
+				return b
+			}),
+			corruptAt: func(offs []int64) int64 { return 0 },
+		},
+		{
+			name: "unsupported version",
+			corrupt: modify(func(b []byte, offs []int64) []byte {
+				b[6] = formatVersion + 1
+				return b
+			}),
+			corruptAt: func(offs []int64) int64 { return 0 },
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			offs := writeSample(t, dir)
+			path := segFiles(t, dir)[0]
+			tc.corrupt(t, path, offs)
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := Open(dir, "q", Options{Logger: quietLogger()})
+			if tc.corruptAt != nil {
+				if err == nil {
+					j.Close()
+					t.Fatal("Open succeeded on a corrupt journal")
+				}
+				var ce *CorruptError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("err = %v, want *CorruptError wrapping ErrCorrupt", err)
+				}
+				if ce.File != path || ce.Offset != tc.corruptAt(offs) {
+					t.Fatalf("CorruptError at %s:%d, want %s:%d", ce.File, ce.Offset, path, tc.corruptAt(offs))
+				}
+				after, _ := os.ReadFile(path)
+				if string(after) != string(before) {
+					t.Fatal("Open changed a corrupt file")
+				}
+				if _, err := os.Stat(path + brokeExt); err == nil {
+					t.Fatal("Open wrote a .broken copy for corruption")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open after torn tail: %v", err)
+			}
+			defer j.Close()
+			if got := fmt.Sprint(datas(readAll(t, j))); got != tc.wantLive {
+				t.Fatalf("live = %s, want %s", got, tc.wantLive)
+			}
+			copyBytes, err := os.ReadFile(path + brokeExt)
+			if err != nil {
+				t.Fatalf("no .broken copy: %v", err)
+			}
+			if string(copyBytes) != string(before) {
+				t.Fatal(".broken copy differs from the torn file")
+			}
+			// The journal keeps working after the repair.
+			appendT(t, j, "new")
+			j.Close()
+			j2 := openT(t, dir, Options{})
+			defer j2.Close()
+			live := datas(readAll(t, j2))
+			if live[len(live)-1] != "new" {
+				t.Fatalf("append after repair lost: %v", live)
+			}
+		})
+	}
+}
+
+func TestCorruptNonLastSegment(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 256})
+	for i := 0; i < 20; i++ {
+		appendT(t, j, fmt.Sprintf("item-%02d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i))
+	}
+	j.Close()
+	files := segFiles(t, dir)
+	if len(files) < 3 {
+		t.Fatalf("want several segments, got %d", len(files))
+	}
+	// Cut the first segment short: only the last may be torn.
+	fi, _ := os.Stat(files[0])
+	if err := os.Truncate(files[0], fi.Size()-4); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, "q", Options{Logger: quietLogger()})
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != files[0] {
+		t.Fatalf("err = %v, want CorruptError in %s", err, files[0])
+	}
+}
+
+func TestBadNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "../x", "a/b", "a.b", "a+b+c", "sp ace", ".", "~tmp", string(make([]byte, 251))} {
+		if _, err := Open(dir, name, Options{}); !errors.Is(err, ErrBadName) {
+			t.Errorf("Open(%q): err = %v, want ErrBadName", name, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Fatalf("bad names created files: %v", ents)
+	}
+	for _, name := range []string{"a", "A_b-9", "parent+child"} {
+		j, err := Open(dir, name, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("Open(%q): %v", name, err)
+		}
+		j.Close()
+	}
+	names, err := Names(dir)
+	if err != nil || fmt.Sprint(names) != "[A_b-9 a parent+child]" {
+		t.Fatalf("Names = %v, %v", names, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.lock")); err != nil {
+		t.Fatalf("lock file: %v", err)
+	}
+}
