@@ -58,6 +58,15 @@ func newMetrics(w *Worker) *metrics {
 		Name: "kpush_worker_failed_total",
 		Help: "Tokens that were not delivered, by class (dead-token, bad-message, bad-credentials) and APNs or worker reason.",
 	}, []string{"class", "reason"})
+	// Pre-create the common series so dashboards and alerts see zeros
+	// instead of absent series.
+	for _, cr := range [][2]string{
+		{push.DeadToken.String(), "Unregistered"}, {push.DeadToken.String(), "BadDeviceToken"},
+		{push.BadMessage.String(), ReasonInvalidMessage}, {push.BadMessage.String(), ReasonExpired},
+		{push.BadMessage.String(), ReasonMaxAttempts},
+	} {
+		m.failedVec.WithLabelValues(cr[0], cr[1])
+	}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "kpush_worker_delivery_latency_seconds",
 		Help:    "Time from the producer's enqueue (message enqueued_at) to APNs accepting the push.",
