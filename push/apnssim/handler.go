@@ -100,6 +100,7 @@ func (s *Server) handle(cs *connState, w http.ResponseWriter, r *http.Request) {
 		select {
 		case cs.gate <- struct{}{}:
 			defer func() { <-cs.gate }()
+		case <-cs.opened:
 		case <-r.Context().Done():
 			return
 		}
@@ -344,7 +345,7 @@ func (s *Server) checkProviderToken(cs *connState, auth string) string {
 		s.stats.tokenUpdates.Add(1)
 	}
 	cs.team, cs.keyID, cs.bearer, cs.iat = claims.iss, claims.kid, bearer, iat
-	cs.open.Store(true)
+	cs.markOpen()
 	return ""
 }
 

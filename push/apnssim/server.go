@@ -290,7 +290,7 @@ func (s *Server) serveConn(c *simConn) {
 		s.log.Warn("client did not negotiate HTTP/2 (ALPN h2); closing", "remote", c.RemoteAddr().String())
 		return
 	}
-	cs := &connState{gate: make(chan struct{}, 1)}
+	cs := &connState{gate: make(chan struct{}, 1), opened: make(chan struct{})}
 	if len(state.PeerCertificates) > 0 {
 		topic, err := s.verifyClientCert(state.PeerCertificates)
 		if err != nil {
@@ -300,7 +300,7 @@ func (s *Server) serveConn(c *simConn) {
 			return
 		}
 		cs.certAuth, cs.certTopic = true, topic
-		cs.open.Store(true)
+		cs.markOpen()
 	}
 	s.h2.ServeConn(tc, &http2.ServeConnOpts{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handle(cs, w, r) }),
@@ -458,6 +458,8 @@ func (c *simConn) Close() error {
 type connState struct {
 	open      atomic.Bool
 	gate      chan struct{} // one-slot semaphore while !open
+	opened    chan struct{} // closed when open becomes true
+	openOnce  sync.Once
 	certAuth  bool
 	certTopic string
 
@@ -466,6 +468,15 @@ type connState struct {
 	keyID  string
 	bearer string
 	iat    time.Time
+}
+
+// markOpen lifts the one-stream limit: a valid provider token (or client
+// certificate) has been seen on the connection.
+func (cs *connState) markOpen() {
+	cs.openOnce.Do(func() {
+		cs.open.Store(true)
+		close(cs.opened)
+	})
 }
 
 // rand01 is a uniform float in [0, 1) for fault injection.
