@@ -177,6 +177,12 @@ func (s *Server) queueFor(name string, create bool) *queue {
 		return q
 	}
 	q = s.openQueue(name)
+	if q.unavailable != nil && !errors.Is(q.unavailable, journal.ErrCorrupt) {
+		// A transient failure (disk full, permissions): refuse this command
+		// but try again on the next one instead of remembering the queue.
+		s.mu.Unlock()
+		return q
+	}
 	s.queues[name] = q
 	s.mu.Unlock()
 	s.queueCreates.Add(1)

@@ -1,0 +1,307 @@
+package queued
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Each row runs on its own connection against one server; rows use their
+// own queue names. closes: the server must close the connection after the
+// reply.
+func TestProtocolCommands(t *testing.T) {
+	long := strings.Repeat("x", 251)
+	_, addr := startServer(t, func(c *Config) {
+		c.Queues["small"] = QueueConfig{MaxItemSize: 4, Journal: true, MaxMemorySize: 1 << 20}
+		// A 250-byte name plus the journal's segment suffix exceeds NAME_MAX
+		// (reported to the journal's owner); the name check itself is tested
+		// on a memory-only queue.
+		c.Queues[long[:250]] = QueueConfig{Journal: false}
+	})
+	tests := []struct {
+		name   string
+		req    string
+		want   string
+		closes bool
+	}{
+		{"set then get", "set q1 0 0 5\r\nhello\r\nget q1\r\n", "STORED\r\nVALUE q1 0 5\r\nhello\r\nEND\r\n", false},
+		{"get empty", "get q2\r\n", "END\r\n", false},
+		{"gets is get", "set q3 0 0 1\r\na\r\ngets q3\r\n", "STORED\r\nVALUE q3 0 1\r\na\r\nEND\r\n", false},
+		{"flags read back as 0", "set q4 123 0 2\r\nab\r\nget q4\r\n", "STORED\r\nVALUE q4 0 2\r\nab\r\nEND\r\n", false},
+		{"bare newlines", "set q5 0 0 3\nabc\nget q5\n", "STORED\r\nVALUE q5 0 3\r\nabc\r\nEND\r\n", false},
+		{"empty item", "set q6 0 0 0\r\n\r\nget q6\r\n", "STORED\r\nVALUE q6 0 0\r\n\r\nEND\r\n", false},
+		{"binary data with CRLF inside", "set q7 0 0 4\r\n\r\n\r\n\r\nget q7\r\n", "STORED\r\nVALUE q7 0 4\r\n\r\n\r\n\r\nEND\r\n", false},
+		{"noreply", "set q8 0 0 1 noreply\r\nz\r\nget q8\r\n", "VALUE q8 0 1\r\nz\r\nEND\r\n", false},
+		{"fifo", "set q9 0 0 1\r\n1\r\nset q9 0 0 1\r\n2\r\nget q9\r\nget q9\r\n", "STORED\r\nSTORED\r\nVALUE q9 0 1\r\n1\r\nEND\r\nVALUE q9 0 1\r\n2\r\nEND\r\n", false},
+		{"delete", "set q10 0 0 1\r\na\r\ndelete q10\r\nget q10\r\n", "STORED\r\nDELETED\r\nEND\r\n", false},
+		{"flush", "set q11 0 0 1\r\na\r\nflush q11\r\nget q11\r\n", "STORED\r\nEND\r\nEND\r\n", false},
+		{"flush_expired none", "set q12 0 0 1\r\na\r\nflush_expired q12\r\n", "STORED\r\n0\r\n", false},
+		{"unknown command", "frobnicate q\r\n", "ERROR\r\n", false},
+		{"empty line", "\r\n", "ERROR\r\n", false},
+		{"status", "status\r\n", "UP\r\n", false},
+		{"status bad", "status SIDEWAYS\r\n", "CLIENT_ERROR usage: status [UP|READONLY|QUIESCENT]\r\n", false},
+		{"confirm none open", "confirm q13 1\r\n", "ERROR\r\n", false},
+		{"confirm zero", "confirm q13 0\r\n", "END\r\n", false},
+		{"max_item_size", "set small 0 0 5\r\nhello\r\nset small 0 0 4\r\nhell\r\n", "SERVER_ERROR item larger than max_item_size\r\nSTORED\r\n", false},
+		{"quit", "quit\r\n", "", true},
+
+		// names
+		{"name with dot", "set ../x 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name with slash in set", "set a/b 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name dot", "set . 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name control char", "set a\x01b 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name two plus", "set a+b+c 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name too long", "set " + long + " 0 0 1\r\na\r\n", string(rBadName), false},
+		{"name 250 ok", "set " + long[:250] + " 0 0 1\r\na\r\n", "STORED\r\n", false},
+		{"get bad name closes", "get a.b\r\n", string(rBadName), true},
+		{"delete bad name", "delete ~x\r\n", string(rBadName), false},
+
+		// framing errors: CLIENT_ERROR then close
+		{"set too few fields", "set q 0 0\r\n", "CLIENT_ERROR bad set header: want set <queue> <flags> <exptime> <bytes> [noreply]\r\n", true},
+		{"set negative bytes", "set q 0 0 -1\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
+		{"set huge bytes", "set q 0 0 99999999999\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
+		{"set bad flags", "set q x 0 1\r\na\r\n", "CLIENT_ERROR bad set header: flags must be a 32-bit unsigned number\r\n", true},
+		{"set bad exptime", "set q 0 soon 1\r\na\r\n", "CLIENT_ERROR bad set header: exptime must be a number\r\n", true},
+		{"set bad noreply", "set q 0 0 1 please\r\na\r\n", "CLIENT_ERROR bad set header: the 6th field may only be noreply\r\n", true},
+		{"data longer than declared", "set q 0 0 2\r\nabc\r\n", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n", true},
+		{"missing CRLF after data", "set q 0 0 2\r\nab\rX", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n", true},
+		{"garbage flood", strings.Repeat("A", 5000), "CLIENT_ERROR line too long\r\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.do(tc.req, tc.want)
+			if tc.closes {
+				c.expectClosed()
+			} else {
+				c.do("version\r\n", "VERSION "+Version+"\r\n")
+			}
+		})
+	}
+}
+
+func TestGetOptionMixes(t *testing.T) {
+	_, addr := startServer(t, nil)
+	const bad = "CLIENT_ERROR bad get options: use <queue>[/t=<ms>][/open][/close][/abort][/peek] without mixing peek or abort with open or close\r\n"
+	tests := []struct {
+		opts   string
+		want   string // reply with one item "x" in the queue
+		closes bool
+	}{
+		{"", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/t=10", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/open", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/close", "END\r\n", false},
+		{"/close/open", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/open/close", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/open/t=10", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/t=10/close/open", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/peek", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/peek/t=10", "VALUE %s 0 1\r\nx\r\nEND\r\n", false},
+		{"/abort", "END\r\n", false},
+		{"/peek/open", bad, true},
+		{"/peek/close", bad, true},
+		{"/abort/open", bad, true},
+		{"/abort/close", bad, true},
+		{"/peek/abort", bad, true},
+		{"/bogus", bad, true},
+		{"/t=", bad, true},
+		{"/t=-5", bad, true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.opts, func(t *testing.T) {
+			q := fmt.Sprintf("mix%d", i)
+			c := dial(t, addr)
+			c.do("set "+q+" 0 0 1\r\nx\r\n", "STORED\r\n")
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, q)
+			}
+			c.do("get "+q+tc.opts+"\r\n", want)
+			if tc.closes {
+				c.expectClosed()
+			}
+		})
+	}
+	t.Run("empty name", func(t *testing.T) {
+		c := dial(t, addr)
+		c.do("get /open\r\n", bad)
+		c.expectClosed()
+	})
+}
+
+func TestOpenReads(t *testing.T) {
+	s, addr := startServer(t, nil)
+	t.Run("close confirms, loop works", func(t *testing.T) {
+		c := dial(t, addr)
+		c.do("set r1 0 0 1\r\na\r\nset r1 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get r1/close/open\r\n", "VALUE r1 0 1\r\na\r\nEND\r\n")
+		c.do("get r1/close/open\r\n", "VALUE r1 0 1\r\nb\r\nEND\r\n")
+		c.do("get r1/close/open\r\n", "END\r\n")
+		c.do("get r1/close\r\n", "END\r\n")
+		if st := queueStat(s, "r1"); st.Items != 0 || st.OpenTransactions != 0 || st.Transactions != 2 {
+			t.Fatalf("stats after loop: %+v", st)
+		}
+	})
+	t.Run("abort returns to head", func(t *testing.T) {
+		c := dial(t, addr)
+		c.do("set r2 0 0 1\r\na\r\nset r2 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get r2/open\r\n", "VALUE r2 0 1\r\na\r\nEND\r\n")
+		c.do("get r2/abort\r\n", "END\r\n")
+		c.do("get r2/open\r\n", "VALUE r2 0 1\r\na\r\nEND\r\n")
+		c.do("get r2/close\r\n", "END\r\n")
+		c.do("get r2\r\n", "VALUE r2 0 1\r\nb\r\nEND\r\n")
+		if st := queueStat(s, "r2"); st.CanceledTransactions != 1 {
+			t.Fatalf("canceled_transactions = %d, want 1", st.CanceledTransactions)
+		}
+	})
+	t.Run("connection drop returns to head", func(t *testing.T) {
+		c1 := dial(t, addr)
+		c1.do("set r3 0 0 1\r\na\r\nset r3 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c1.do("get r3/open\r\n", "VALUE r3 0 1\r\na\r\nEND\r\n")
+		c2 := dial(t, addr)
+		c2.do("get r3/open\r\n", "VALUE r3 0 1\r\nb\r\nEND\r\n")
+		c2.do("get r3/abort\r\n", "END\r\n")
+		// c2 gave b back; now c1 drops: a goes back in front of b.
+		c1.nc.Close()
+		waitFor(t, "open read returned", func() bool { return queueStat(s, "r3").OpenTransactions == 0 })
+		c3 := dial(t, addr)
+		c3.do("get r3\r\n", "VALUE r3 0 1\r\na\r\nEND\r\n")
+		c3.do("get r3\r\n", "VALUE r3 0 1\r\nb\r\nEND\r\n")
+	})
+	t.Run("plain get with open read closes", func(t *testing.T) {
+		c := dial(t, addr)
+		c.do("set r4 0 0 1\r\na\r\nset r4 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get r4/open\r\n", "VALUE r4 0 1\r\na\r\nEND\r\n")
+		c.do("get r4\r\n", "ERROR\r\n")
+		c.expectClosed()
+		c2 := dial(t, addr)
+		c2.do("get r4\r\n", "VALUE r4 0 1\r\na\r\nEND\r\n")
+	})
+	t.Run("max_open_transactions", func(t *testing.T) {
+		c := dial(t, addr)
+		c.do("set r5 0 0 1\r\na\r\nset r6 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get r5/open\r\n", "VALUE r5 0 1\r\na\r\nEND\r\n")
+		c.do("get r6/open\r\n", "ERROR\r\n")
+		c.do("get r5/close\r\n", "END\r\n")
+		c.do("get r6/open\r\n", "VALUE r6 0 1\r\nb\r\nEND\r\n")
+	})
+}
+
+func TestMaxOpenTransactionsConfigured(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) { c.MaxOpenTransactions = 3 })
+	c := dial(t, addr)
+	for i := 0; i < 4; i++ {
+		c.do(fmt.Sprintf("set m 0 0 1\r\n%d\r\n", i), "STORED\r\n")
+	}
+	for i := 0; i < 3; i++ {
+		c.do("get m/open\r\n", fmt.Sprintf("VALUE m 0 1\r\n%d\r\nEND\r\n", i))
+	}
+	c.do("get m/open\r\n", "ERROR\r\n")
+	// close settles the oldest.
+	c.do("get m/close\r\n", "END\r\n")
+	c.do("get m/abort\r\n", "END\r\n") // 1 back to the head
+	c.do("get m/open\r\n", "VALUE m 0 1\r\n1\r\nEND\r\n")
+}
+
+func TestBlockingGet(t *testing.T) {
+	s, addr := startServer(t, nil)
+	t.Run("woken by a set", func(t *testing.T) {
+		waiter := dial(t, addr)
+		waiter.send("get w1/t=60000\r\n")
+		waitFor(t, "waiter registered", func() bool { return queueStat(s, "w1").Waiters == 1 })
+		start := time.Now()
+		dial(t, addr).do("set w1 0 0 2\r\nhi\r\n", "STORED\r\n")
+		waiter.expect("VALUE w1 0 2\r\nhi\r\nEND\r\n")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("wakeup took %v", d)
+		}
+	})
+	t.Run("times out with END", func(t *testing.T) {
+		c := dial(t, addr)
+		start := time.Now()
+		c.do("get w2/t=50\r\n", "END\r\n")
+		if d := time.Since(start); d < 50*time.Millisecond {
+			t.Fatalf("returned after %v, before the 50ms timeout", d)
+		}
+	})
+	t.Run("fifo among waiters", func(t *testing.T) {
+		const n = 4
+		waiters := make([]*client, n)
+		for i := range waiters {
+			waiters[i] = dial(t, addr)
+			waiters[i].send("get w3/t=60000\r\n")
+			// Handshake: the next waiter starts only once this one is queued.
+			waitFor(t, "waiter queued", func() bool { return queueStat(s, "w3").Waiters == int64(i+1) })
+		}
+		p := dial(t, addr)
+		for i := 0; i < n; i++ {
+			p.do(fmt.Sprintf("set w3 0 0 1\r\n%d\r\n", i), "STORED\r\n")
+			waiters[i].expect(fmt.Sprintf("VALUE w3 0 1\r\n%d\r\nEND\r\n", i))
+		}
+	})
+	t.Run("closed waiter is removed", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("get w4/t=60000\r\n")
+		waitFor(t, "waiter queued", func() bool { return queueStat(s, "w4").Waiters == 1 })
+		c.nc.Close()
+		waitFor(t, "waiter removed", func() bool { return queueStat(s, "w4").Waiters == 0 })
+		p := dial(t, addr)
+		p.do("set w4 0 0 1\r\nk\r\n", "STORED\r\n")
+		p.do("get w4\r\n", "VALUE w4 0 1\r\nk\r\nEND\r\n")
+	})
+	t.Run("pipelined commands after a blocking get", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("get w5/t=60000\r\nversion\r\n")
+		waitFor(t, "waiter queued", func() bool { return queueStat(s, "w5").Waiters == 1 })
+		dial(t, addr).do("set w5 0 0 1\r\nv\r\n", "STORED\r\n")
+		c.expect("VALUE w5 0 1\r\nv\r\nEND\r\nVERSION " + Version + "\r\n")
+	})
+	t.Run("open read with wait", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("get w6/open/t=60000\r\n")
+		waitFor(t, "waiter queued", func() bool { return queueStat(s, "w6").Waiters == 1 })
+		dial(t, addr).do("set w6 0 0 1\r\nv\r\n", "STORED\r\n")
+		c.expect("VALUE w6 0 1\r\nv\r\nEND\r\n")
+		if st := queueStat(s, "w6"); st.OpenTransactions != 1 {
+			t.Fatalf("open_transactions = %d", st.OpenTransactions)
+		}
+	})
+}
+
+func TestPipelining(t *testing.T) {
+	_, addr := startServer(t, nil)
+	c := dial(t, addr)
+	var req, want strings.Builder
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&req, "set p 0 0 %d\r\n%d\r\n", len(fmt.Sprint(i)), i)
+		want.WriteString("STORED\r\n")
+	}
+	for i := 0; i < 500; i++ {
+		req.WriteString("get p\r\n")
+		fmt.Fprintf(&want, "VALUE p 0 %d\r\n%d\r\nEND\r\n", len(fmt.Sprint(i)), i)
+	}
+	c.do(req.String(), want.String())
+}
+
+func TestStatusPersists(t *testing.T) {
+	dir := t.TempDir()
+	s1, addr := startServer(t, func(c *Config) { c.DataDir = dir })
+	c := dial(t, addr)
+	c.do("set st 0 0 1\r\na\r\n", "STORED\r\n")
+	c.do("status READONLY\r\n", "END\r\n")
+	c.do("status\r\n", "READONLY\r\n")
+	c.do("set st 0 0 1\r\nb\r\n", string(rReadOnly))
+	c.do("get st/peek\r\n", "VALUE st 0 1\r\na\r\nEND\r\n")
+	c.do("status QUIESCENT\r\n", "END\r\n")
+	c.do("get st\r\n", string(rQuiescent))
+	c.nc.Close()
+	shutdown(t, s1)
+
+	_, addr2 := startServer(t, func(c *Config) { c.DataDir = dir })
+	c2 := dial(t, addr2)
+	c2.do("status\r\n", "QUIESCENT\r\n")
+	c2.do("status UP\r\n", "END\r\n")
+	c2.do("get st\r\n", "VALUE st 0 1\r\na\r\nEND\r\n")
+}
