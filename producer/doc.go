@@ -30,8 +30,8 @@
 // Each server has its own gomemcache.Client, so gomemcache's key hashing
 // (the key is the queue name: one queue would land on one server) never
 // chooses. Items without a routing key go round-robin over the healthy
-// servers; of the first two candidates the one with fewer requests in
-// flight goes first, so a slow server receives less. Items with a
+// servers, so each gets the same share; WithLeastLoaded trades that
+// exactness for passing over a server whose requests pile up. Items with a
 // RoutingKey go to the key's server on a ketama continuum (160 points per
 // server, MD5, as libketama): related items share a server and, sent one
 // after another, keep their order; adding a server moves about 1/N of the

@@ -22,6 +22,7 @@ type options struct {
 	maxRetryBackoff  time.Duration
 	batchConcurrency int
 	atLeastOnce      bool
+	leastLoaded      bool
 	log              *slog.Logger
 }
 
@@ -88,6 +89,15 @@ func WithBatchConcurrency(n int) Option { return func(o *options) { o.batchConcu
 // twice: consumers must tolerate duplicates. Without it (the default) such
 // an item fails with ErrOutcomeUnknown and the caller decides.
 func WithAtLeastOnce() Option { return func(o *options) { o.atLeastOnce = true } }
+
+// WithLeastLoaded makes placement load-aware: of the next two servers in
+// the rotation, the second is used when the first has clearly more
+// requests in flight (at least twice as many, and four more). A server
+// that is slow but answers within the timeout then gets fewer items. The
+// price is that shares are no longer exactly even under concurrency (a few
+// percent apart). Default off: strict round-robin, and a slow server is
+// only passed over once it exceeds WithTimeout.
+func WithLeastLoaded() Option { return func(o *options) { o.leastLoaded = true } }
 
 // WithLogger sets the logger for server state changes (down, up). Default
 // slog.Default().

@@ -169,8 +169,7 @@ func encodeMessage(msg *push.Message) ([]byte, error) {
 // without decoding them.
 //
 // Placement: without a RoutingKey, items go round-robin over the healthy
-// servers (of two neighbours the one with fewer requests in flight, so a
-// slow server gets less). With one, they go to the key's server on the
+// servers (see WithLeastLoaded for load-aware placement). With one, they go to the key's server on the
 // ketama ring. A server that fails to connect, fails the write or answers
 // SERVER_ERROR is marked down and the item tries the next one; NOT_STORED
 // (queue full) also moves to the next one. If the request was written but
@@ -272,8 +271,8 @@ func (p *Producer) downAttempts() []*AttemptError {
 // candidates returns the servers an item tries, in order. With a routing
 // key it is the key's ketama order (all servers; down ones are skipped at
 // send time). Without, it is the healthy servers rotated by a shared
-// cursor, the first two swapped when the second has fewer requests in
-// flight (two choices: a slow server gets less).
+// cursor (exactly even shares), and with WithLeastLoaded the first two
+// swapped when the first is clearly backed up compared with the second.
 func (p *Producer) candidates(eo *enqueueOptions, dst []int) []int {
 	if eo.hasKey {
 		return p.ring.order(eo.routingKey, dst)
@@ -293,7 +292,7 @@ func (p *Producer) candidates(eo *enqueueOptions, dst []int) []int {
 	start := int(p.next.Add(1) % uint64(len(healthy)))
 	dst = append(dst, healthy[start:]...)
 	dst = append(dst, healthy[:start]...)
-	if len(dst) >= 2 && p.servers[dst[1]].inflight.Load() < p.servers[dst[0]].inflight.Load() {
+	if p.opts.leastLoaded && len(dst) >= 2 && backedUp(p.servers[dst[0]].inflight.Load(), p.servers[dst[1]].inflight.Load()) {
 		dst[0], dst[1] = dst[1], dst[0]
 	}
 	return dst
@@ -360,3 +359,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, queue string, msgs []*push.
 	}
 	return stored, nil
 }
+
+// backedUp reports whether a server with a requests in flight is clearly
+// slower than one with b: at least twice as many and four more. Small,
+// random differences between equally fast servers do not count, so their
+// shares stay even; a server that is slow but within the timeout piles up
+// requests and is passed over until it catches up.
+func backedUp(a, b int64) bool { return a >= 2*b+4 }

@@ -1,0 +1,223 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/kpush/kpush/internal/testproc"
+)
+
+// queuedProc runs `kpush queued` as a separate process, so a test can kill
+// or stop it, on listen ("127.0.0.1:0" for any port) and dataDir.
+func queuedProc(t *testing.T, listen, dataDir string) (*testproc.Proc, string) {
+	t.Helper()
+	p := testproc.Start(t, "queued", "--listen", listen, "--data-dir", dataDir)
+	return p, p.Addr("queued")
+}
+
+func TestFailoverWhenAServerIsKilledMidStream(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	procs := make([]*testproc.Proc, 3)
+	addrs := make([]string, 3)
+	for i := range procs {
+		procs[i], addrs[i] = queuedProc(t, "127.0.0.1:0", dirs[i])
+	}
+	logs := newLogRecorder()
+	p := newTestProducer(t, addrs, WithLogger(slog.New(logs)), WithTimeout(5*time.Second),
+		WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond))
+
+	const n, goroutines, killAfter = 3000, 8, 1000
+	errs := make([]error, n)
+	var stored, next atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				errs[i] = p.EnqueueRaw(context.Background(), "fo", fmt.Appendf(nil, "id-%d", i))
+				if errs[i] == nil && stored.Add(1) == killAfter {
+					procs[1].Kill() // SIGKILL while the other goroutines keep sending
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	unknown := map[string]bool{}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrOutcomeUnknown):
+			var ee *EnqueueError
+			if !errors.As(err, &ee) || ee.Server != addrs[1] {
+				t.Errorf("item %d: unknown outcome not blamed on the killed server %s: %v", i, addrs[1], err)
+			}
+			unknown[fmt.Sprintf("id-%d", i)] = true
+		default:
+			t.Errorf("item %d: %v (two servers were up: it should have failed over)", i, err)
+		}
+	}
+	if len(unknown) > goroutines {
+		t.Errorf("%d items with unknown outcome, but at most %d were in flight at the kill", len(unknown), goroutines)
+	}
+	if got := logs.count("queued server down"); got != 1 {
+		t.Errorf("logged %d server-down records, want 1", got)
+	}
+	if st := p.Stats()[addrs[1]]; st.Healthy {
+		t.Errorf("killed server still healthy: %+v", st)
+	}
+
+	// Restart it on the same address and data: the probe brings it back
+	// and it gets its share again.
+	procs[1], _ = queuedProc(t, addrs[1], dirs[1])
+	logs.wait(t, "queued server up again", 1, 30*time.Second)
+	before := p.Stats()[addrs[1]].Stored
+	const late = 300
+	for i, err := range enqueueConcurrently(t, p, "fo", "late-", late, 4) {
+		if err != nil {
+			t.Fatalf("late item %d: %v", i, err)
+		}
+	}
+	if got := p.Stats()[addrs[1]].Stored - before; got < late/3-late/10 {
+		t.Errorf("restarted server took %d of %d new items, want about a third", got, late)
+	}
+
+	// Every item reported stored is on exactly one server; an item with an
+	// unknown outcome is on at most one; nothing else is anywhere.
+	seen := map[string]int{}
+	for i, addr := range addrs {
+		items := drain(t, addr, "fo")
+		st := p.Stats()[addr]
+		if i != 1 && uint64(len(items)) != st.Stored {
+			t.Errorf("%s holds %d items, the producer was told STORED %d times", addr, len(items), st.Stored)
+		}
+		if i == 1 && (uint64(len(items)) < st.Stored || uint64(len(items)) > st.Stored+st.Unknown) {
+			t.Errorf("killed server holds %d items, want between %d stored and %d stored+unknown", len(items), st.Stored, st.Stored+st.Unknown)
+		}
+		for _, it := range items {
+			seen[it]++
+		}
+	}
+	for i, err := range errs {
+		id := fmt.Sprintf("id-%d", i)
+		switch {
+		case err == nil && seen[id] != 1:
+			t.Errorf("%s was reported stored but is on %d servers", id, seen[id])
+		case err != nil && seen[id] > 1:
+			t.Errorf("%s (outcome unknown) is on %d servers", id, seen[id])
+		}
+		delete(seen, id)
+	}
+	for i := range late {
+		id := fmt.Sprintf("late-%d", i)
+		if seen[id] != 1 {
+			t.Errorf("%s is on %d servers, want 1", id, seen[id])
+		}
+		delete(seen, id)
+	}
+	if len(seen) != 0 {
+		t.Errorf("unexpected items on the servers: %v", seen)
+	}
+	t.Logf("killed after %d stored: %d items with unknown outcome", killAfter, len(unknown))
+}
+
+// A server that takes the request but never answers (here: stopped with
+// SIGSTOP) makes the outcome unknown. Without WithAtLeastOnce the item is
+// not sent elsewhere; with it, it is, and once the server resumes the item
+// exists twice: the documented duplicate risk.
+func TestUnresponsiveServerOutcomeUnknown(t *testing.T) {
+	slow, slowAddr := queuedProc(t, "127.0.0.1:0", t.TempDir())
+	otherAddr := startQueued(t, syncNever)
+	servers := []string{slowAddr, otherAddr}
+	const timeout = 300 * time.Millisecond
+
+	// A routing key owned by the slow server makes the first try land there.
+	ring := newRing(servers)
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprint("k", i); ring.order(k, nil)[0] == 0 {
+			key = k
+		}
+	}
+	stop := func() {
+		if err := syscall.Kill(slow.PID(), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resume := func() {
+		if err := syscall.Kill(slow.PID(), syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitItem blocks (Kestrel's get with a wait) until the queue has an
+	// item on addr and returns it.
+	waitItem := func(addr, queue string) string {
+		mc := memcache.New(addr)
+		mc.Timeout = 20 * time.Second
+		defer mc.Close()
+		it, err := mc.Get(queue + "/t=15000")
+		if err != nil {
+			t.Fatalf("waiting for an item in %s on %s: %v", queue, addr, err)
+		}
+		return string(it.Value)
+	}
+
+	for _, tc := range []struct {
+		name        string
+		atLeastOnce bool
+	}{{"default", false}, {"at-least-once", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			queue := strings.ReplaceAll(tc.name, "-", "_")
+			opts := []Option{WithTimeout(timeout), WithLogger(slog.New(slog.DiscardHandler))}
+			if tc.atLeastOnce {
+				opts = append(opts, WithAtLeastOnce())
+			}
+			p := newTestProducer(t, servers, opts...)
+			stop()
+			start := time.Now()
+			err := p.EnqueueRaw(context.Background(), queue, []byte("maybe"), RoutingKey(key))
+			took := time.Since(start)
+			resume()
+			if took < timeout {
+				t.Errorf("gave up after %v, before the %v timeout", took, timeout)
+			}
+			if tc.atLeastOnce {
+				if err != nil {
+					t.Fatalf("at-least-once: %v, want stored on the other server", err)
+				}
+				if got := waitItem(otherAddr, queue); got != "maybe" {
+					t.Fatalf("other server has %q", got)
+				}
+			} else {
+				var ee *EnqueueError
+				if !errors.Is(err, ErrOutcomeUnknown) || !errors.As(err, &ee) || ee.Server != slowAddr {
+					t.Fatalf("got %v, want ErrOutcomeUnknown naming %s", err, slowAddr)
+				}
+				if got := queueItems(t, otherAddr, queue); got != 0 {
+					t.Fatalf("the item was also sent to the other server (%d items)", got)
+				}
+			}
+			// The stopped server had the request all along: resumed, it
+			// stores it. That is why the outcome was "unknown".
+			if got := waitItem(slowAddr, queue); got != "maybe" {
+				t.Fatalf("resumed server has %q", got)
+			}
+			if st := p.Stats()[slowAddr]; st.Unknown != 1 || st.Healthy && st.DownSince.IsZero() {
+				t.Fatalf("stats of the slow server: %+v", st)
+			}
+		})
+	}
+}
