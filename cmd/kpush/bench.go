@@ -525,15 +525,22 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		errMu.Unlock()
 		cancel()
 	}
+	// A batch is Pipeline requests; in setget mode an even number, so a
+	// connection always follows its set with the get that takes the item
+	// back out and the queue ends as it began.
+	batchSize := cfg.Pipeline
+	if cfg.Mode == "setget" {
+		batchSize += batchSize % 2
+	}
 	claim := func() int {
 		if cfg.Ops == 0 {
-			return cfg.Pipeline
+			return batchSize
 		}
-		left := budget.Add(-int64(cfg.Pipeline))
+		left := budget.Add(-int64(batchSize))
 		if left >= 0 {
-			return cfg.Pipeline
+			return batchSize
 		}
-		return max(0, cfg.Pipeline+int(left))
+		return max(0, batchSize+int(left))
 	}
 
 	start := time.Now()
@@ -546,7 +553,7 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			kinds := make([]benchKind, 0, cfg.Pipeline)
+			kinds := make([]benchKind, 0, batchSize)
 			for {
 				if big {
 					select {

@@ -75,6 +75,9 @@ func (h *latencyHist) quantile(q float64) time.Duration {
 		rank++
 	}
 	rank = max(rank, 1)
+	if rank >= h.n {
+		return time.Duration(h.max)
+	}
 	var seen uint64
 	for i, c := range h.counts {
 		seen += c
