@@ -274,9 +274,11 @@ func (q *queue) refill() {
 	if maxItems > 4096 {
 		maxItems = 4096
 	}
-	maxBytes := q.cfg.MaxMemorySize / 4
-	if maxBytes < 64<<10 {
-		maxBytes = 64 << 10
+	// Refill at most half the memory bound, so refills stay well inside it
+	// (the cursor always returns at least one item).
+	maxBytes := q.cfg.MaxMemorySize / 2
+	if maxBytes <= 0 {
+		maxBytes = 1 << 20
 	}
 	items, err := q.cursor.Next(int(maxItems), maxBytes)
 	if err != nil {

@@ -240,10 +240,14 @@ func (q *queue) replay() {
 	q.cursor = q.j.Cursor(0)
 	var loaded, loadedBytes int64
 	for loaded < js.Items {
-		if q.overMemory() {
+		room := int64(1 << 20)
+		if q.cfg.MaxMemorySize > 0 {
+			room = min(room, q.cfg.MaxMemorySize-q.memBytes)
+		}
+		if room <= 0 || q.overMemory() {
 			break
 		}
-		items, err := q.cursor.Next(4096, 1<<20)
+		items, err := q.cursor.Next(4096, room)
 		if err != nil {
 			q.unavailable = unavailableError(q.name, err)
 			q.log.Error("queue unavailable", "queue", q.name, "err", err)

@@ -1,0 +1,212 @@
+package queued
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExpiry(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.ExpirationTimerFrequency = 20 * time.Millisecond
+		c.Queues["delayed"] = QueueConfig{Journal: true, ExpireToQueue: "work", MaxMemorySize: 1 << 20}
+		c.Queues["capped"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	t.Run("absolute time in the past is dropped at the head", func(t *testing.T) {
+		c.do("set e1 0 1000000 1\r\nx\r\nset e1 0 0 1\r\ny\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get e1\r\n", "VALUE e1 0 1\r\ny\r\nEND\r\n")
+		if st := queueStat(s, "e1"); st.ExpiredItems != 1 {
+			t.Fatalf("expired_items = %d, want 1", st.ExpiredItems)
+		}
+	})
+	t.Run("relative expiry in the future is kept", func(t *testing.T) {
+		c.do("set e2 0 3600 1\r\nx\r\nget e2\r\n", "STORED\r\nVALUE e2 0 1\r\nx\r\nEND\r\n")
+	})
+	t.Run("flush_expired counts", func(t *testing.T) {
+		c.do("set e3 0 1000000 1\r\na\r\nset e3 0 1000000 1\r\nb\r\nset e3 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
+		c.do("flush_expired e3\r\n", "2\r\n")
+		c.do("get e3\r\n", "VALUE e3 0 1\r\nc\r\nEND\r\n")
+	})
+	t.Run("max_age caps", func(t *testing.T) {
+		c.do("set capped 0 0 1\r\na\r\n", "STORED\r\n")
+		waitFor(t, "sweep", func() bool { return queueStat(s, "capped").ExpiredItems == 1 })
+		c.do("get capped\r\n", "END\r\n")
+	})
+	t.Run("expire_to_queue makes a delay queue", func(t *testing.T) {
+		// The item expires 1s from now and is moved into work by the sweep;
+		// a blocking get on work is woken by the move.
+		c.do("set delayed 0 1 5\r\nlater\r\n", "STORED\r\n")
+		c.do("get work/t=10000\r\n", "VALUE work 0 5\r\nlater\r\nEND\r\n")
+		c.do("get delayed\r\n", "END\r\n")
+		if st := queueStat(s, "delayed"); st.ExpiredItems != 1 {
+			t.Fatalf("delayed expired_items = %d", st.ExpiredItems)
+		}
+	})
+}
+
+func TestLimits(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.Queues["few"] = QueueConfig{Journal: true, MaxItems: 2, MaxMemorySize: 1 << 20}
+		c.Queues["tiny"] = QueueConfig{Journal: true, MaxSize: 5, MaxMemorySize: 1 << 20}
+		c.Queues["ring"] = QueueConfig{Journal: true, MaxItems: 2, DiscardOldWhenFull: true, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	c.do("set few 0 0 1\r\na\r\nset few 0 0 1\r\nb\r\nset few 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nNOT_STORED\r\n")
+	c.do("get few\r\nset few 0 0 1\r\nd\r\n", "VALUE few 0 1\r\na\r\nEND\r\nSTORED\r\n")
+	c.do("set tiny 0 0 3\r\nabc\r\nset tiny 0 0 3\r\ndef\r\nset tiny 0 0 2\r\nde\r\n", "STORED\r\nNOT_STORED\r\nSTORED\r\n")
+	c.do("set ring 0 0 1\r\n1\r\nset ring 0 0 1\r\n2\r\nset ring 0 0 1\r\n3\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
+	c.do("get ring\r\nget ring\r\nget ring\r\n", "VALUE ring 0 1\r\n2\r\nEND\r\nVALUE ring 0 1\r\n3\r\nEND\r\nEND\r\n")
+	if st := queueStat(s, "ring"); st.Discarded != 1 {
+		t.Fatalf("discarded = %d, want 1", st.Discarded)
+	}
+}
+
+func TestFanout(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.Queues["only"] = QueueConfig{Journal: true, FanoutOnly: true, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	c.do("set ev 0 0 1\r\n0\r\n", "STORED\r\n") // before the children exist
+	c.do("get ev+a\r\nget ev+b\r\n", "END\r\nEND\r\n")
+	c.do("set ev 0 0 1\r\n1\r\n", "STORED\r\n")
+	c.do("get ev+a\r\nget ev+b\r\n", "VALUE ev+a 0 1\r\n1\r\nEND\r\nVALUE ev+b 0 1\r\n1\r\nEND\r\n")
+	c.do("get ev\r\nget ev\r\nget ev\r\n", "VALUE ev 0 1\r\n0\r\nEND\r\nVALUE ev 0 1\r\n1\r\nEND\r\nEND\r\n")
+
+	c.do("get only+x\r\n", "END\r\n")
+	c.do("set only 0 0 1\r\nz\r\n", "STORED\r\n")
+	c.do("get only\r\nget only+x\r\n", "END\r\nVALUE only+x 0 1\r\nz\r\nEND\r\n")
+	if st := queueStat(s, "only"); st.TotalItems != 0 {
+		t.Fatalf("fanout_only parent stored %d items", st.TotalItems)
+	}
+	c.do("delete ev+a\r\nset ev 0 0 1\r\n2\r\n", "DELETED\r\nSTORED\r\n")
+	c.do("get ev+b\r\n", "VALUE ev+b 0 1\r\n2\r\nEND\r\n")
+}
+
+func TestMonitorConfirm(t *testing.T) {
+	s, addr := startServer(t, nil) // max_open_transactions 1: monitor is bounded by max instead
+	c := dial(t, addr)
+	for i := 0; i < 5; i++ {
+		c.do(fmt.Sprintf("set mon 0 0 1\r\n%d\r\n", i), "STORED\r\n")
+	}
+	c.do("monitor mon 1 3\r\n", "VALUE mon 0 1\r\n0\r\nVALUE mon 0 1\r\n1\r\nVALUE mon 0 1\r\n2\r\nEND\r\n")
+	if st := queueStat(s, "mon"); st.OpenTransactions != 3 {
+		t.Fatalf("open_transactions = %d, want 3", st.OpenTransactions)
+	}
+	c.do("confirm mon 4\r\n", "ERROR\r\n")
+	c.do("confirm mon 2\r\n", "END\r\n")
+	// The third stays open; dropping the connection returns it to the head.
+	c.nc.Close()
+	waitFor(t, "open read returned", func() bool { return queueStat(s, "mon").OpenTransactions == 0 })
+	c2 := dial(t, addr)
+	c2.do("get mon\r\n", "VALUE mon 0 1\r\n2\r\nEND\r\n")
+
+	t.Run("streams items as they arrive", func(t *testing.T) {
+		m := dial(t, addr)
+		m.send("monitor live 30 2\r\n")
+		waitFor(t, "monitor waiting", func() bool { return queueStat(s, "live").Waiters == 1 })
+		p := dial(t, addr)
+		p.do("set live 0 0 1\r\na\r\n", "STORED\r\n")
+		m.expect("VALUE live 0 1\r\na\r\n") // before the monitor ends
+		p.do("set live 0 0 1\r\nb\r\n", "STORED\r\n")
+		m.expect("VALUE live 0 1\r\nb\r\nEND\r\n")
+		m.do("confirm live 2\r\n", "END\r\n")
+		if st := queueStat(s, "live"); st.Items != 0 || st.OpenTransactions != 0 {
+			t.Fatalf("after confirm: %+v", st)
+		}
+	})
+	t.Run("ends with END after the time", func(t *testing.T) {
+		m := dial(t, addr)
+		m.do("monitor empty 0\r\n", "END\r\n")
+	})
+}
+
+func TestReadBehind(t *testing.T) {
+	dir := t.TempDir()
+	const n, size = 3000, 100
+	cfg := func(c *Config) {
+		c.DataDir = dir
+		c.Defaults.MaxMemorySize = 20 * size
+	}
+	s, addr := startServer(t, cfg)
+	c := dial(t, addr)
+	item := func(i int) string { return fmt.Sprintf("%0*d", size, i) }
+	var req, want strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&req, "set rb 0 0 %d\r\n%s\r\n", size, item(i))
+		want.WriteString("STORED\r\n")
+	}
+	c.do(req.String(), want.String())
+	st := queueStat(s, "rb")
+	if st.Items != n || st.MemBytes > 21*size || st.Bytes != n*size {
+		t.Fatalf("after fill: items=%d bytes=%d mem_bytes=%d mem_items=%d", st.Items, st.Bytes, st.MemBytes, st.MemItems)
+	}
+	// Drain half with open reads mixed in (abort returns to the head across
+	// the memory boundary), then restart and drain the rest in order.
+	for i := 0; i < n/2; i++ {
+		if i%100 == 0 {
+			c.do("get rb/open\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
+			c.do("get rb/abort\r\n", "END\r\n")
+		}
+		c.do("get rb\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
+		if st := queueStat(s, "rb"); st.MemBytes > 21*size {
+			t.Fatalf("mem_bytes %d over the bound", st.MemBytes)
+		}
+	}
+	c.nc.Close()
+	shutdown(t, s)
+	s2, addr2 := startServer(t, cfg)
+	if st := queueStat(s2, "rb"); st.Items != n/2 || st.MemBytes > 21*size {
+		t.Fatalf("after restart: %+v", st)
+	}
+	c2 := dial(t, addr2)
+	for i := n / 2; i < n; i++ {
+		c2.do("get rb\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
+	}
+	c2.do("get rb\r\n", "END\r\n")
+}
+
+func TestFlushAndDeleteDuringReadBehind(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) { c.Defaults.MaxMemorySize = 10 })
+	c := dial(t, addr)
+	for i := 0; i < 50; i++ {
+		c.do("set fb 0 0 5\r\nhello\r\n", "STORED\r\n")
+	}
+	c.do("flush fb\r\nget fb\r\n", "END\r\nEND\r\n")
+	c.do("set fb 0 0 3\r\nnew\r\nget fb\r\n", "STORED\r\nVALUE fb 0 3\r\nnew\r\nEND\r\n")
+	if st := queueStat(s, "fb"); st.Items != 0 || st.TotalFlushes != 1 {
+		t.Fatalf("%+v", st)
+	}
+	c.do("flush_all\r\n", "Flushed all queues.\r\n")
+}
+
+func TestOpenTransactionTimeout(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.ExpirationTimerFrequency = 10 * time.Millisecond
+		c.Defaults.OpenTransactionTimeout = 50 * time.Millisecond
+	})
+	c := dial(t, addr)
+	c.do("set ot 0 0 1\r\na\r\nget ot/open\r\n", "STORED\r\nVALUE ot 0 1\r\na\r\nEND\r\n")
+	waitFor(t, "open read timed out", func() bool { return queueStat(s, "ot").OpenTransactions == 0 })
+	c2 := dial(t, addr)
+	c2.do("get ot\r\n", "VALUE ot 0 1\r\na\r\nEND\r\n")
+	// The first connection's close now has nothing to settle.
+	c.do("get ot/close\r\n", "END\r\n")
+}
+
+func TestQueueNameValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true}, {"A-b_9", true}, {"p+c", true}, {strings.Repeat("n", 250), true},
+		{"", false}, {strings.Repeat("n", 251), false}, {"../x", false}, {"a/b", false}, {".", false},
+		{"a b", false}, {"a\x00", false}, {"+a", false}, {"a+", false}, {"a+b+c", false}, {"é", false}, {"a~", false},
+	} {
+		err := ValidateQueueName(tc.name)
+		if (err == nil) != tc.ok || validName([]byte(tc.name)) != tc.ok {
+			t.Errorf("ValidateQueueName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
