@@ -35,7 +35,7 @@ func (j *Journal) maybeCompact(rolled bool) {
 	}
 	// Live bytes below the active segment, counting frame overhead.
 	limit := j.active.firstID
-	liveBytes := j.live.bytesBelow(limit, fileBytes)
+	liveBytes := j.live.frameBytesBelow(limit, fileBytes)
 	if liveBytes*2 >= fileBytes {
 		return
 	}

@@ -19,6 +19,9 @@ type Cursor struct {
 	// doneSeq is the sequence number of the segment last read to its end;
 	// 0 means find the segment by id instead.
 	doneSeq uint64
+	// closedSize is the size of the open file once its segment is closed
+	// (no longer active); -1 until known.
+	closedSize int64
 	f       *os.File
 	r       frameReader
 	closed  bool
@@ -82,6 +85,20 @@ func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
 		c.r.limit = c.seg.size
 		active := c.seg == j.active
 		j.mu.Unlock()
+		if !active {
+			// A closed segment never changes, but the path may have been
+			// renamed over by a compaction between our look-up and open:
+			// then we hold the compacted file, a valid stand-in for it
+			// (ids we passed are skipped), whose own size is the limit.
+			if c.closedSize < 0 {
+				st, err := c.f.Stat()
+				if err != nil {
+					return out, fmt.Errorf("stat journal segment %s: %w", c.seg.path, err)
+				}
+				c.closedSize = st.Size()
+			}
+			c.r.limit = c.closedSize
+		}
 		rec, off, err := c.r.next()
 		if errors.Is(err, io.EOF) {
 			if active {
@@ -149,7 +166,7 @@ func (c *Cursor) locate() (bool, error) {
 		}
 		return false, fmt.Errorf("open journal segment %s: %w", seg.path, err)
 	}
-	c.seg, c.f = seg, f
+	c.seg, c.f, c.closedSize = seg, f, -1
 	c.r = frameReader{ra: f, off: fileHeaderSize, buf: c.r.buf}
 	return true, nil
 }

@@ -136,9 +136,9 @@ func (t *liveTable) firstLive() (uint64, bool) {
 	return 0, false
 }
 
-// bytesBelow sums the data bytes of live ids below limit, stopping early
-// once the sum exceeds stop.
-func (t *liveTable) bytesBelow(limit uint64, stop int64) int64 {
+// frameBytesBelow sums the on-disk size of the ADD records of live ids
+// below limit, stopping early once the sum exceeds stop.
+func (t *liveTable) frameBytesBelow(limit uint64, stop int64) int64 {
 	var sum int64
 	for _, k := range t.keys {
 		base := k << chunkBits
@@ -151,7 +151,7 @@ func (t *liveTable) bytesBelow(limit uint64, stop int64) int64 {
 				break
 			}
 			if s != 0 {
-				sum += int64(s - 1)
+				sum += int64(addFrameSize(int(s - 1)))
 			}
 		}
 		if sum > stop {

@@ -203,7 +203,7 @@ func (j *Journal) maintain(firstLive uint64) {
 	j.mu.Lock()
 	seg := j.active
 	full := seg.size >= j.opts.SegmentSize
-	drained := j.live.items == 0 && seg.size >= min(j.opts.SegmentSize/2, 1<<20) && len(j.segs) >= 1 && seg.size > int64(fileHeaderSize+frameHeaderSize+padded(1+startFixedSize))
+	drained := j.live.items == 0 && len(j.pending) == 0 && seg.size >= min(j.opts.SegmentSize/2, 1<<20) && len(j.segs) >= 1 && seg.size > int64(fileHeaderSize+frameHeaderSize+padded(1+startFixedSize))
 	j.mu.Unlock()
 	rolled := false
 	if full || drained {

@@ -1,0 +1,327 @@
+package journal
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func payload(i int) string { return fmt.Sprintf("item-%04d-%s", i, strings.Repeat("x", 60)) }
+
+func TestRotationDropsDeadPrefix(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 1024
+	j := openT(t, dir, Options{SegmentSize: seg})
+	defer j.Close()
+	// A FIFO with a short backlog: disk must follow the backlog, not the
+	// traffic.
+	var backlog []uint64
+	for i := 0; i < 400; i++ {
+		backlog = append(backlog, appendT(t, j, payload(i))...)
+		if len(backlog) > 5 {
+			removeT(t, j, backlog[0])
+			backlog = backlog[1:]
+		}
+		if st := j.Stats(); st.DiskBytes > 4*seg {
+			t.Fatalf("after %d items disk = %d bytes, live = %d items", i, st.DiskBytes, st.Items)
+		}
+	}
+	st := j.Stats()
+	if st.Rotations == 0 {
+		t.Fatalf("no segment was dropped: %+v", st)
+	}
+	if got := len(segFiles(t, dir)); got > 4 {
+		t.Fatalf("%d segment files left", got)
+	}
+	items := readAll(t, j)
+	if len(items) != 5 || items[0].ID != backlog[0] {
+		t.Fatalf("live = %v, want ids %v", datas(items), backlog)
+	}
+}
+
+func TestEmptyQueueRotates(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 8192})
+	defer j.Close()
+	var ids []uint64
+	for i := 0; i < 60; i++ {
+		ids = append(ids, appendT(t, j, payload(i))...)
+	}
+	removeT(t, j, ids...)
+	// The drained journal is rolled and the old file dropped right after
+	// the batch holding the REMOVE, before the next commit completes.
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	files := segFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("segments after draining: %v", files)
+	}
+	fi, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 64 {
+		t.Fatalf("drained journal still %d bytes", fi.Size())
+	}
+	ids = appendT(t, j, "next")
+	if ids[0] != 61 {
+		t.Fatalf("id after rotation = %d, want 61", ids[0])
+	}
+	j.Close()
+	j2 := openT(t, dir, Options{})
+	defer j2.Close()
+	if got := datas(readAll(t, j2)); fmt.Sprint(got) != "[next]" {
+		t.Fatalf("after reopen: %v", got)
+	}
+}
+
+// waitFor polls cond (a state check, not a timed sleep) until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCompactionStuckHead(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 2048
+	j := openT(t, dir, Options{SegmentSize: seg})
+	head := appendT(t, j, "stuck-head")
+	for i := 0; i < 300; i++ {
+		ids := appendT(t, j, payload(i))
+		removeT(t, j, ids...)
+	}
+	tail := appendT(t, j, "tail-1", "tail-2")
+	waitFor(t, "a compaction", func() bool { return j.Stats().Rewrites > 0 })
+	// Keep the writer busy so the compactor's dead segments are judged again.
+	for i := 0; i < 50; i++ {
+		ids := appendT(t, j, payload(i))
+		removeT(t, j, ids...)
+	}
+	st := j.Stats()
+	if st.DiskBytes > 4*seg {
+		t.Fatalf("disk %d bytes for 3 live items after compaction: %+v", st.DiskBytes, st)
+	}
+	want := fmt.Sprint([]string{"stuck-head", "tail-1", "tail-2"})
+	items := readAll(t, j)
+	if got := fmt.Sprint(datas(items)); got != want {
+		t.Fatalf("live = %s, want %s", got, want)
+	}
+	if items[0].ID != head[0] || items[2].ID != tail[1] {
+		t.Fatalf("ids changed by compaction: %+v", items)
+	}
+	j.Close()
+	j2 := openT(t, dir, Options{SegmentSize: seg})
+	defer j2.Close()
+	if got := fmt.Sprint(datas(readAll(t, j2))); got != want {
+		t.Fatalf("after reopen live = %s, want %s", got, want)
+	}
+	if st := j2.Stats(); st.Items != 3 {
+		t.Fatalf("stats after reopen: %+v", st)
+	}
+}
+
+func TestCursorOrderAcrossSegments(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 1024})
+	defer j.Close()
+	var want []string
+	var removed []uint64
+	for i := 0; i < 200; i++ {
+		ids := appendT(t, j, payload(i))
+		if i%3 == 0 {
+			removed = append(removed, ids[0])
+		} else {
+			want = append(want, payload(i))
+		}
+	}
+	removeT(t, j, removed...)
+	if n := len(segFiles(t, dir)); n < 5 {
+		t.Fatalf("only %d segments", n)
+	}
+	for _, batch := range []int{1, 3, 1000} {
+		c := j.Cursor(0)
+		var got []string
+		var last uint64
+		for {
+			items, err := c.Next(batch, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(items) == 0 {
+				break
+			}
+			if len(items) > batch {
+				t.Fatalf("Next(%d) returned %d items", batch, len(items))
+			}
+			for _, it := range items {
+				if it.ID <= last {
+					t.Fatalf("id %d after %d", it.ID, last)
+				}
+				last = it.ID
+				got = append(got, string(it.Data))
+			}
+		}
+		c.Close()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("batch %d: cursor order wrong:\n got %v\nwant %v", batch, got, want)
+		}
+	}
+	// maxBytes bounds a batch but never returns nothing when items exist.
+	c := j.Cursor(0)
+	items, err := c.Next(100, 1)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("Next(100, 1) = %d items, %v", len(items), err)
+	}
+	c.Close()
+}
+
+// TestCursorThroughCompaction reads with a cursor while the segments it
+// reads are compacted away under it.
+func TestCursorThroughCompaction(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 2048})
+	defer j.Close()
+	var want []string
+	for i := 0; i < 400; i++ {
+		ids := appendT(t, j, payload(i))
+		if i%40 == 0 {
+			want = append(want, payload(i))
+			continue
+		}
+		removeT(t, j, ids...)
+	}
+	c := j.Cursor(0)
+	defer c.Close()
+	first, err := c.Next(2, 1<<20)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first Next: %d items, %v", len(first), err)
+	}
+	got := datas(first)
+	rewrites := j.Stats().Rewrites
+	for i := 0; i < 200; i++ {
+		ids := appendT(t, j, payload(1000+i))
+		removeT(t, j, ids...)
+	}
+	waitFor(t, "a compaction after the cursor started", func() bool { return j.Stats().Rewrites > rewrites })
+	for {
+		items, err := c.Next(3, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		got = append(got, datas(items)...)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("cursor through compaction:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestConcurrentAppendRemoveCursor(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 4096, Sync: SyncInterval, SyncInterval: time.Millisecond})
+	defer j.Close()
+	const producers, per = 8, 100
+	ids := make(chan uint64, producers*per)
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				items := []Item{{Data: []byte(fmt.Sprintf("p%d-%d", p, i))}}
+				c, err := j.Append(items)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := c.Wait(); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- items[0].ID
+			}
+		}(p)
+	}
+	// A consumer removes what producers report, a reader follows the cursor.
+	removed := make(map[uint64]bool)
+	var rmu sync.Mutex
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		n := 0
+		for id := range ids {
+			n++
+			if n%2 == 0 {
+				continue
+			}
+			c, err := j.Remove(id)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := c.Wait(); err != nil {
+				t.Error(err)
+			}
+			rmu.Lock()
+			removed[id] = true
+			rmu.Unlock()
+		}
+	}()
+	seen := map[uint64]bool{}
+	cur := j.Cursor(0)
+	var last uint64
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for len(seen) < producers*per/4 {
+			items, err := cur.Next(10, 1<<20)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, it := range items {
+				if it.ID <= last {
+					t.Errorf("cursor went back: %d after %d", it.ID, last)
+				}
+				last = it.ID
+				seen[it.ID] = true
+			}
+			if len(items) == 0 && t.Failed() {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(ids)
+	<-consumerDone
+	<-readerDone
+	cur.Close()
+	st := j.Stats()
+	if st.Items != producers*per-int64(len(removed)) {
+		t.Fatalf("Items = %d, want %d", st.Items, producers*per-len(removed))
+	}
+	live := readAll(t, j)
+	gotIDs := make([]uint64, len(live))
+	for i, it := range live {
+		if removed[it.ID] {
+			t.Fatalf("removed id %d still live", it.ID)
+		}
+		gotIDs[i] = it.ID
+	}
+	if !sort.SliceIsSorted(gotIDs, func(a, b int) bool { return gotIDs[a] < gotIDs[b] }) || len(live) != int(st.Items) {
+		t.Fatalf("final cursor: %d items, sorted=%v", len(live), sort.SliceIsSorted(gotIDs, func(a, b int) bool { return gotIDs[a] < gotIDs[b] }))
+	}
+}
