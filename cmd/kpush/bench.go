@@ -288,9 +288,21 @@ func (c *benchConn) kindFor(big bool) benchKind {
 	return k
 }
 
-// batch writes the requests of kinds, then reads every reply, recording
-// each reply's latency from the moment the batch was flushed.
+// batch sends the requests of kinds, Pipeline at a time: each group is
+// written and flushed at once, then its replies are read, each reply's
+// latency counted from the flush.
 func (c *benchConn) batch(kinds []benchKind) error {
+	for len(kinds) > 0 {
+		n := min(len(kinds), c.cfg.Pipeline)
+		if err := c.group(kinds[:n]); err != nil {
+			return err
+		}
+		kinds = kinds[n:]
+	}
+	return nil
+}
+
+func (c *benchConn) group(kinds []benchKind) error {
 	for _, k := range kinds {
 		if k == kindGet || k == kindBigGet {
 			c.w.Write(c.getReq)
@@ -525,9 +537,9 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		errMu.Unlock()
 		cancel()
 	}
-	// A batch is Pipeline requests; in setget mode an even number, so a
-	// connection always follows its set with the get that takes the item
-	// back out and the queue ends as it began.
+	// A batch is Pipeline requests (sent as one group); in setget mode an
+	// even number, so a connection always follows its set with the get
+	// that takes the item back out and the queue ends as it began.
 	batchSize := cfg.Pipeline
 	if cfg.Mode == "setget" {
 		batchSize += batchSize % 2
