@@ -22,9 +22,9 @@ type Cursor struct {
 	// closedSize is the size of the open file once its segment is closed
 	// (no longer active); -1 until known.
 	closedSize int64
-	f       *os.File
-	r       frameReader
-	closed  bool
+	f          *os.File
+	r          frameReader
+	closed     bool
 }
 
 // Cursor returns a cursor positioned after afterID.
