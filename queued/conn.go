@@ -174,6 +174,11 @@ func (c *conn) serve() {
 		if t := c.s.config().ClientTimeout; t > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(t))
 		}
+		select {
+		case <-c.s.done: // checked after arming the deadline: see Shutdown
+			return
+		default:
+		}
 		n, err := c.nc.Read(c.buf[c.w:])
 		c.w += n
 		c.s.bytesRead.Add(int64(n))

@@ -566,28 +566,40 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // connections do not finish in time.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.doneOnce.Do(func() { close(s.done) })
+	// Connections finish the batch they are running (a blocked get sees
+	// done and answers END), then see done instead of reading more: a past
+	// read deadline interrupts the reads they are blocked in.
 	s.connMu.Lock()
 	s.closing = true
 	for _, ln := range s.lns {
 		ln.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 	s.connMu.Unlock()
-	for _, q := range s.queueList() {
-		q.mu.Lock()
-		q.wakeAll()
-		q.mu.Unlock()
-	}
 	finished := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
 		s.bgWG.Wait()
 		close(finished)
 	}()
+	grace := time.NewTimer(2 * time.Second)
+	defer grace.Stop()
 	select {
 	case <-finished:
+	case <-grace.C:
+		// Stuck writing to clients that do not read: cut them off.
+		s.connMu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.connMu.Unlock()
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown: connections still busy: %w", ctx.Err())
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("shutdown: connections still busy: %w", ctx.Err())
 	}

@@ -1,0 +1,203 @@
+package queued
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kpush/kpush/internal/testproc"
+)
+
+// raiseNoFile lifts the soft RLIMIT_NOFILE to at least n (within the hard
+// limit).
+func raiseNoFile(t *testing.T, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	if lim.Max < n {
+		t.Fatalf("RLIMIT_NOFILE hard limit %d < %d: raise it (ulimit -Hn) to run this test", lim.Max, n)
+	}
+	lim.Cur = n
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatalf("raise RLIMIT_NOFILE to %d: %v", n, err)
+	}
+}
+
+// rssKiB reads a process's resident set size.
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			v, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
+
+// The daemon runs as its own process (each side needs 10,000 descriptors)
+// and its RSS is measured before and after.
+func TestTenThousandIdleConnections(t *testing.T) {
+	const n = 10000
+	raiseNoFile(t, n+500)
+	p := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	addr := p.Addr("queued")
+	ctl := dial(t, addr)
+	ctl.do("set idle 0 0 1\r\nx\r\n", "STORED\r\n")
+	rss0 := rssKiB(t, p.PID())
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial #%d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "all connections accepted", func() bool { return ctl.stats()["curr_connections"] == strconv.Itoa(n+1) })
+	rss1 := rssKiB(t, p.PID())
+	perConn := (rss1 - rss0) * 1024 / n
+	t.Logf("%d idle connections: daemon RSS %d -> %d KiB, %d bytes per connection (race=%v)", n, rss0, rss1, perConn, raceEnabled)
+	limit := int64(24 << 10)
+	if raceEnabled {
+		limit = 96 << 10 // the race detector shadows every stack and heap byte
+	}
+	if perConn > limit {
+		t.Errorf("an idle connection costs %d bytes of RSS, want < %d", perConn, limit)
+	}
+	// Every connection is live, and the server still answers.
+	for _, i := range []int{0, n / 2, n - 1} {
+		c := &client{t: t, nc: conns[i], br: bufio.NewReader(conns[i])}
+		c.do("get idle/peek\r\n", "VALUE idle 0 1\r\nx\r\nEND\r\n")
+	}
+}
+
+func TestClientThatNeverReads(t *testing.T) {
+	s, addr := startServer(t, nil)
+	s.writeTimeout = 300 * time.Millisecond
+	c := dial(t, addr)
+	big := strings.Repeat("z", 256<<10)
+	c.do("set big 0 0 262144\r\n"+big+"\r\n", "STORED\r\n")
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	// Ask for 2000 copies (512 MiB of replies) and never read them.
+	req := strings.Repeat("get big/peek\r\n", 2000)
+	go func() { _, _ = c.nc.Write([]byte(req)) }()
+	waitFor(t, "slow client dropped", func() bool { return s.Stats().CurrConnections == 0 })
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 16<<20 {
+		t.Fatalf("server heap grew by %d bytes for a client that does not read", grew)
+	}
+	// Others are unaffected.
+	dial(t, addr).do("get big/peek\r\n", "VALUE big 0 262144\r\n"+big+"\r\nEND\r\n")
+}
+
+func TestMaxConnections(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) { c.MaxConnections = 2 })
+	a, b := dial(t, addr), dial(t, addr)
+	a.do("version\r\n", "VERSION "+Version+"\r\n")
+	b.do("version\r\n", "VERSION "+Version+"\r\n")
+	c := dial(t, addr)
+	c.expect("SERVER_ERROR too many connections\r\n")
+	c.expectClosed()
+	a.nc.Close()
+	waitFor(t, "slot freed", func() bool { return s.Stats().CurrConnections == 1 })
+	dial(t, addr).do("version\r\n", "VERSION "+Version+"\r\n")
+}
+
+func TestClientTimeout(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) { c.ClientTimeout = 100 * time.Millisecond })
+	c := dial(t, addr)
+	c.do("version\r\n", "VERSION "+Version+"\r\n")
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("closed after %v, before client_timeout", d)
+	}
+	// A blocking get longer than client_timeout is not an idle client.
+	c2 := dial(t, addr)
+	c2.do("get slow/t=300\r\n", "END\r\n")
+}
+
+func TestShutdownReturnsOpenReadsAndWakesWaiters(t *testing.T) {
+	dir := t.TempDir()
+	s, addr := startServer(t, func(c *Config) { c.DataDir = dir })
+	c := dial(t, addr)
+	c.do("set sd 0 0 1\r\na\r\nget sd/open\r\n", "STORED\r\nVALUE sd 0 1\r\na\r\nEND\r\n")
+	w := dial(t, addr)
+	w.send("get other/t=60000\r\n")
+	waitFor(t, "waiter", func() bool { return queueStat(s, "other").Waiters == 1 })
+	shutdown(t, s)
+	w.expect("END\r\n")
+	if _, err := net.Dial("tcp", addr); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial after shutdown: %v, want connection refused", err)
+	}
+	_, addr2 := startServer(t, func(c *Config) { c.DataDir = dir })
+	dial(t, addr2).do("get sd\r\n", "VALUE sd 0 1\r\na\r\nEND\r\n")
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{
+		"get q\r\n", "set q 0 0 5\r\nhello\r\n", "set q 0 0 5\nhello\n", "set q 0 0 -1\r\n",
+		"set q 0 0 3\r\nabcd\r\n", "monitor q 1 2\r\n", "\r\n", "set q 0 0 99999999999999999999\r\n",
+		strings.Repeat("x", 3000), "set  q\t0 0 1 noreply\r\nx\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cmd, n, err := ParseCommand(b)
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || !errors.Is(err, ErrProtocol) || n != 0 {
+				t.Fatalf("error %v (n=%d) is not a *ProtocolError", err, n)
+			}
+			return
+		}
+		if n < 0 || n > len(b) {
+			t.Fatalf("n = %d outside 0..%d", n, len(b))
+		}
+		if n == 0 {
+			return
+		}
+		if string(cmd.Name) == "set" && len(cmd.Data) > AbsoluteMaxItemSize {
+			t.Fatalf("data of %d bytes", len(cmd.Data))
+		}
+		// Parsing the rest never panics either and consumes the input.
+		rest := b[n:]
+		for len(rest) > 0 {
+			_, m, err := ParseCommand(rest)
+			if err != nil || m == 0 {
+				break
+			}
+			rest = rest[m:]
+		}
+	})
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package queued
+
+const raceEnabled = false
