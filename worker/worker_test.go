@@ -1,11 +1,13 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,4 +337,108 @@ func httptestBody(t testing.TB, h http.Handler, path string) string {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Body.String()
+}
+
+// gatedPusher wraps a real sender: pushes to tokens in slow wait for
+// release, so later items finish before earlier ones.
+type gatedPusher struct {
+	worker.Pusher
+	slow    map[string]bool
+	release chan struct{}
+	started atomic.Int64
+}
+
+func (g *gatedPusher) Send(ctx context.Context, msg *push.Message, tok string) push.Result {
+	g.started.Add(1)
+	if g.slow == nil || g.slow[tok] {
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+		}
+	}
+	return g.Pusher.Send(ctx, msg, tok)
+}
+
+// TestOutOfOrderFinishesConfirmCorrectly: the oldest items of each window
+// finish last. Confirms must wait for them (confirm settles the oldest open
+// reads), so everything is delivered exactly once and nothing is left.
+func TestOutOfOrderFinishesConfirmCorrectly(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	const n = 400
+	tokens := enqueue(t, prod, n, 1)
+	slow := map[string]bool{}
+	for i := 0; i < n; i += 7 {
+		slow[tokens[i]] = true
+	}
+	g := &gatedPusher{Pusher: newSender(t, apnsConfig(t, sim)), slow: slow, release: make(chan struct{})}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 32, Logger: testLogger(t)}, g, prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	k := dialKestrel(t, a)
+	// The fast items behind the first slow one finish but stay open.
+	waitFor(t, 30*time.Second, "fast items delivered behind a slow one", func() bool { return sim.Stats().Accepted >= 10 })
+	if open := k.queueStat(testQueue, "open_transactions"); open == 0 {
+		t.Fatal("no open reads while the oldest item is held: items were confirmed ahead of it")
+	}
+	close(g.release)
+	waitFor(t, 30*time.Second, "all delivered", func() bool { return sim.Stats().Accepted >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, tokens)
+	if items, open := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"); items != 0 || open != 0 {
+		t.Fatalf("%d items and %d open reads left", items, open)
+	}
+}
+
+// TestFetchingWaitsForThePool: with every push blocked, the worker holds
+// exactly Concurrency items open and leaves the rest on the server.
+func TestFetchingWaitsForThePool(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	const n, concurrency = 200, 8
+	tokens := enqueue(t, prod, n, 1)
+	g := &gatedPusher{Pusher: newSender(t, apnsConfig(t, sim)), release: make(chan struct{})}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: concurrency, Logger: testLogger(t)}, g, prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	k := dialKestrel(t, a)
+	waitFor(t, 30*time.Second, "the pool full", func() bool { return g.started.Load() == concurrency })
+	// Let the fetch loops go round a few monitor periods: they must not
+	// open more.
+	for i := 0; i < 3; i++ {
+		if open, items := k.queueStat(testQueue, "open_transactions"), k.queueStat(testQueue, "items"); open != concurrency || items != n-concurrency {
+			t.Fatalf("open reads %d, items %d; want %d and %d", open, items, concurrency, n-concurrency)
+		}
+		if s := w.Stats(); s.Held != concurrency || s.InFlight != concurrency {
+			t.Fatalf("worker stats %+v, want %d held and in flight", s, concurrency)
+		}
+		k.cmd("monitor nothing_here 1 1") // one second of server time, no sleep
+		if l := k.line(); l != "END" {
+			t.Fatalf("monitor on an empty queue: %q", l)
+		}
+	}
+	close(g.release)
+	waitFor(t, 30*time.Second, "all delivered", func() bool { return sim.Stats().Accepted >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, tokens)
+}
+
+func checkExactlyOnce(t *testing.T, sim *apnssim.Server, tokens []string) {
+	t.Helper()
+	st := sim.Stats()
+	for _, tok := range tokens {
+		if c := st.Tokens[tok]; c != 1 {
+			t.Fatalf("token %s delivered %d times, want 1", tok, c)
+		}
+	}
 }
