@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kpush/kpush/producer"
+	"github.com/kpush/kpush/push"
+	"github.com/kpush/kpush/push/apnssim"
+	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/worker"
+)
+
+// The simulator accepts any well-formed provider token; kpush up signs its
+// tokens with a key of its own under these made-up ids (10 characters, as
+// Apple's are) so the whole token path runs, signature check included.
+const (
+	simKeyID  = "KPUSHSIM01"
+	simTeamID = "KPUSHDEV01"
+)
+
+// upOptions are the flags of kpush up.
+type upOptions struct {
+	listen      string
+	dataDir     string
+	simListen   string
+	adminListen string
+	queue       string
+	concurrency int
+	syncFlag    string
+	interval    time.Duration
+	apns        push.Config
+}
+
+func init() {
+	var o upOptions
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole pipeline in one process: queued, a worker and (without Apple credentials) the APNs simulator",
+		Long: `up runs the whole pipeline on embedded defaults, for development and trying
+kpush out:
+
+  queued     on --listen (127.0.0.1:22133), journals in --data-dir/queued
+  worker     consuming queue "push" from that queued
+  apns-sim   on --sim-listen (127.0.0.1:2197) when no Apple credentials are
+             given: nothing reaches Apple, and up says so
+
+Give --auth-key/--key-id/--team-id or --cert to deliver to Apple instead.
+Then enqueue from another terminal:
+
+  kpush enqueue --token <64 hex digits> --topic com.example.app --alert hi
+
+or with any memcache client (set push 0 0 <bytes>). SIGINT/SIGTERM shut it
+down in order: the worker gives back what it holds, queued syncs its
+journals.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			return runUp(ctx, cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:22133", "queued listen address")
+	f.StringVar(&o.dataDir, "data-dir", "data", "data directory: journals in DIR/queued, simulator TLS files in DIR/apns-sim")
+	f.StringVar(&o.simListen, "sim-listen", apnssim.DefaultAddr, "APNs simulator listen address (used only without Apple credentials)")
+	f.StringVar(&o.adminListen, "admin-listen", "", "serve the worker's /metrics and /healthz here (empty: off)")
+	f.StringVar(&o.queue, "queue", "push", "queue the worker consumes")
+	f.IntVar(&o.concurrency, "concurrency", 1000, "most pushes in flight")
+	f.StringVar(&o.syncFlag, "sync", "always", "journal sync policy: always, never or an interval such as 10ms")
+	f.DurationVar(&o.interval, "status-interval", time.Second, "period of the live status line")
+	o.apns.RegisterFlags(f)
+	rootCmd.AddCommand(cmd)
+}
+
+func runUp(ctx context.Context, out io.Writer, o upOptions) error {
+	log := slog.Default()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// queued, with the worker's delay queue configured.
+	qcfg := queued.DefaultConfig()
+	qcfg.Listen = o.listen
+	qcfg.DataDir = filepath.Join(o.dataDir, "queued")
+	sync, err := queued.ParseSyncPolicy(o.syncFlag)
+	if err != nil {
+		return fmt.Errorf("--sync: %w", err)
+	}
+	qcfg.Defaults.Sync = sync
+	retry := qcfg.Defaults
+	retry.ExpireToQueue = o.queue
+	qcfg.Queues[o.queue+"_retry"] = retry
+	queued.Version = versionString()
+	srv, err := queued.NewServer(qcfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("queued: listen on %s: %w (is another queued running? choose another --listen)", o.listen, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Error("queued shutdown", "err", err)
+		}
+	}()
+
+	// The simulator, unless Apple credentials were given.
+	apns := o.apns
+	apns.Logger = log
+	var sim *apnssim.Server
+	if apns.AuthKeyFile == "" && apns.CertFile == "" {
+		simDir := filepath.Join(o.dataDir, "apns-sim")
+		keyFile, err := ensureSimKey(simDir)
+		if err != nil {
+			return err
+		}
+		sim, err = apnssim.New(apnssim.Config{TLSDir: simDir, TrustKeys: []string{keyFile}, Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := sim.Start(o.simListen); err != nil {
+			return fmt.Errorf("%w (choose another --sim-listen)", err)
+		}
+		defer sim.Close()
+		apns.Host, apns.CAFile = sim.URL(), sim.CAFile()
+		apns.AuthKeyFile, apns.KeyID, apns.TeamID = keyFile, simKeyID, simTeamID
+	}
+	sender, err := push.NewSender(apns)
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+
+	servers := []string{ln.Addr().String()}
+	prod, err := producer.New(servers, producer.WithAtLeastOnce(), producer.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	w, err := worker.New(worker.Config{
+		Servers:         servers,
+		Queue:           o.queue,
+		Concurrency:     o.concurrency,
+		AdminListen:     o.adminListen,
+		SummaryInterval: -1, // the live line below replaces the log summary
+		Logger:          log,
+	}, sender, prod)
+	if err != nil {
+		return err
+	}
+
+	printUpBanner(out, o, ln.Addr().String(), qcfg, sim, apns)
+
+	workerErr := make(chan error, 1)
+	go func() { workerErr <- w.Run(ctx) }()
+
+	status := newUpStatus(out)
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-workerErr:
+			status.done()
+			if err != nil {
+				return fmt.Errorf("worker stopped: %w", err)
+			}
+			return nil
+		case err := <-serveErr:
+			cancel()
+			<-workerErr
+			status.done()
+			return fmt.Errorf("queued stopped: %w", err)
+		case <-tick.C:
+			status.update(w.Stats(), backlog(srv.Stats(), o.queue))
+		}
+	}
+}
+
+// ensureSimKey returns the path of the ES256 key kpush up signs simulator
+// provider tokens with, generating it on first use.
+func ensureSimKey(dir string) (string, error) {
+	path := filepath.Join(dir, "dev-key.p8")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("simulator key: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("simulator key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("simulator key: %w", err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("simulator key: %w", err)
+	}
+	return path, nil
+}
+
+func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, sim *apnssim.Server, apns push.Config) {
+	fmt.Fprintf(out, "kpush %s: the whole pipeline in one process\n", versionString())
+	fmt.Fprintf(out, "  queued    %s  (journals in %s, sync %s)\n", addr, qcfg.DataDir, o.syncFlag)
+	fmt.Fprintf(out, "  worker    queue %q from %s, concurrency %d\n", o.queue, addr, o.concurrency)
+	if o.adminListen != "" {
+		fmt.Fprintf(out, "  metrics   http://%s/metrics\n", o.adminListen)
+	}
+	if sim != nil {
+		fmt.Fprintf(out, "  apns-sim  %s  (stats: %s/sim/stats)\n", sim.URL(), sim.URL())
+		fmt.Fprintln(out, "")
+		fmt.Fprintln(out, "  *** No Apple credentials given: pushes go to the local APNs SIMULATOR, not to Apple. ***")
+		fmt.Fprintln(out, "  *** Pass --auth-key/--key-id/--team-id (or --cert) to deliver to real devices.      ***")
+	} else {
+		host := apns.Host
+		if host == "" {
+			host = "Apple production (api.push.apple.com)"
+			if apns.Development {
+				host = "Apple sandbox (api.sandbox.push.apple.com)"
+			}
+		}
+		fmt.Fprintf(out, "  apns      %s\n", host)
+	}
+	fmt.Fprintln(out, "")
+	fmt.Fprintf(out, "Enqueue from another terminal:\n  kpush enqueue --servers %s --queue %s --token <64 hex digits> --topic com.example.app --alert hi\n", addr, o.queue)
+	fmt.Fprintf(out, "or with any memcache client:  printf 'set %s 0 0 N\\r\\n<N bytes of JSON>\\r\\n' | nc %s\n\n", o.queue, addrHostPort(addr))
+}
+
+func addrHostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host + " " + port
+}
+
+func backlog(st queued.ServerStats, queue string) int64 {
+	for _, q := range st.Queues {
+		if q.Name == queue {
+			return q.Items
+		}
+	}
+	return 0
+}
+
+// upStatus prints the live line: rewritten in place on a terminal, one line
+// per change otherwise (so logs and pipes stay readable).
+type upStatus struct {
+	out      io.Writer
+	tty      bool
+	last     worker.Stats
+	lastAt   time.Time
+	lastLine string
+}
+
+func newUpStatus(out io.Writer) *upStatus {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &upStatus{out: out, tty: tty, lastAt: time.Now()}
+}
+
+func (s *upStatus) update(st worker.Stats, backlog int64) {
+	now := time.Now()
+	rate := float64(st.Delivered-s.last.Delivered) / now.Sub(s.lastAt).Seconds()
+	s.last, s.lastAt = st, now
+	line := fmt.Sprintf("delivered=%d dead_tokens=%d failed=%d requeued=%d in_flight=%d backlog=%d rate=%.0f/s",
+		st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog, rate)
+	if s.tty {
+		fmt.Fprintf(s.out, "\r\033[K%s", line)
+		return
+	}
+	// Off a terminal, print only when something changed.
+	key := fmt.Sprintf("%d %d %d %d %d %d", st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog)
+	if key != s.lastLine {
+		s.lastLine = key
+		fmt.Fprintln(s.out, line)
+	}
+}
+
+func (s *upStatus) done() {
+	if s.tty {
+		fmt.Fprintln(s.out)
+	}
+}
+
