@@ -305,4 +305,3 @@ func (s *upStatus) done() {
 		fmt.Fprintln(s.out)
 	}
 }
-
