@@ -495,7 +495,13 @@ func (j *Journal) reserveLocked(size, n int64) error {
 		return nil
 	}
 	grow := need - j.allocEnd + reserveSlack
-	if err := fallocate(j.active.f, j.allocEnd, grow); err != nil {
+	err := fallocate(j.active.f, j.allocEnd, grow)
+	if err != nil && isNoSpace(err) {
+		// Nearly full: take exactly what is needed.
+		grow = need - j.allocEnd
+		err = fallocate(j.active.f, j.allocEnd, grow)
+	}
+	if err != nil {
 		if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
 			j.reserve = false
 			j.log.Warn("file system cannot preallocate; removes are not guaranteed room on a full disk", "file", j.active.path)
