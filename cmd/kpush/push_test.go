@@ -1,0 +1,156 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kpush/kpush/internal/testproc"
+)
+
+// TestPushAgainstAPNsSim runs the real binary twice over: kpush apns-sim,
+// and kpush push against it, checking outputs and exit codes.
+func TestPushAgainstAPNsSim(t *testing.T) {
+	dir := t.TempDir()
+	tlsDir := filepath.Join(dir, "tls")
+	live := strings.Repeat("a1", 32)
+	dead := strings.Repeat("d0", 32)
+	sim := testproc.Start(t, "apns-sim", "--listen", "127.0.0.1:0", "--tls-dir", tlsDir, "--dead-token", dead)
+	addr := sim.Addr("apns-sim")
+	caFile := filepath.Join(tlsDir, "ca.pem")
+	sim.WaitLog(regexp.MustCompile(`listening`), time.Minute)
+
+	keyFile := filepath.Join(dir, "AuthKey_ABC123DEFG.p8")
+	writeP8(t, keyFile)
+	creds := []string{"--apns-host", "https://" + addr, "--apns-ca", caFile,
+		"--auth-key", keyFile, "--key-id", "ABC123DEFG", "--team-id", "DEF123GHIJ"}
+	push := func(stdin string, args ...string) (string, string, error) {
+		var in io.Reader
+		if stdin != "" {
+			in = strings.NewReader(stdin)
+		}
+		return testproc.Run(t, in, append(append([]string{"push"}, creds...), args...)...)
+	}
+
+	cases := []struct {
+		name    string
+		stdin   string
+		args    []string
+		wantOK  bool
+		wantOut string
+	}{
+		{"delivered", "", []string{"--token", live, "--topic", "com.example.app", "--alert", "Hello", "--badge", "3", "--sound", "default", "--data", "k=v", "--data", "n:=5"},
+			true, "delivered token=" + live + " apns-id="},
+		{"dead token", "", []string{"--token", dead, "--topic", "com.example.app", "--alert", "Hello"},
+			false, "dead-token token=" + dead + " status=410 reason=Unregistered timestamp="},
+		{"message from stdin", `{"id":"m1","tokens":["` + live + `"],"topic":"com.example.app","alert":{"title":"T","body":"B"}}`, []string{"--message", "-"},
+			true, "delivered token=" + live},
+		{"invalid message", `{"tokens":["xyz"],"topic":"com.example.app","alert":"x"}`, []string{"--message", "-"},
+			false, ""},
+		{"bad token flag", "", []string{"--token", "nothex", "--topic", "com.example.app", "--alert", "x"},
+			false, ""},
+		{"message with flags", `{}`, []string{"--message", "-", "--alert", "x"},
+			false, ""},
+		{"bad data flag", "", []string{"--token", live, "--topic", "com.example.app", "--data", "noequals"},
+			false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, err := push(tc.stdin, tc.args...)
+			if tc.wantOK != (err == nil) {
+				t.Fatalf("exit error %v, want success %v\nstdout: %s\nstderr: %s", err, tc.wantOK, out, errOut)
+			}
+			if !strings.Contains(out, tc.wantOut) {
+				t.Errorf("stdout %q lacks %q", out, tc.wantOut)
+			}
+			if !tc.wantOK && !strings.Contains(errOut, "kpush:") {
+				t.Errorf("stderr %q does not say what failed", errOut)
+			}
+		})
+	}
+
+	// Two deliveries of the live token, one rejection of the dead one.
+	resp, err := http.Get("https://" + addr + "/sim/stats")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("plain HTTP client without the CA must fail TLS verification")
+	}
+	if err := sim.Stop(10 * time.Second); err != nil {
+		t.Fatalf("apns-sim exit on SIGTERM: %v", err)
+	}
+	out := sim.Output()
+	if !strings.Contains(out, "--apns-ca "+caFile) {
+		t.Errorf("apns-sim did not print the --apns-ca hint:\n%s", out)
+	}
+	if !strings.Contains(out, "accepted 2 notifications for 1 device tokens") || !strings.Contains(out, "rejected 1 Unregistered") {
+		t.Errorf("apns-sim summary on exit is wrong:\n%s", out)
+	}
+}
+
+func TestAPNsSimFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--fail", "Bogus=0.1"},
+		{"--fail", "ServiceUnavailable=2"},
+		{"--latency", "soon"},
+		{"--rate-limit", "fast"},
+		{"--trust-key", "/nonexistent/key.p8"},
+	} {
+		full := append([]string{"apns-sim", "--listen", "127.0.0.1:0", "--tls-dir", t.TempDir()}, args...)
+		_, errOut, err := testproc.Run(t, nil, full...)
+		if err == nil || !strings.Contains(errOut, "kpush:") {
+			t.Errorf("kpush %v: err %v, stderr %q: want a clear error", full, err, errOut)
+		}
+	}
+}
+
+func TestAPNsSimStatsJSON(t *testing.T) {
+	tlsDir := t.TempDir()
+	sim := testproc.Start(t, "apns-sim", "--listen", "127.0.0.1:0", "--tls-dir", tlsDir)
+	addr := sim.Addr("apns-sim")
+	out, _, err := testproc.Run(t, nil, "push", "--apns-host", "https://"+addr, "--apns-ca", filepath.Join(tlsDir, "ca.pem"))
+	if err == nil {
+		t.Fatalf("push without credentials succeeded: %s", out)
+	}
+	// The stats endpoint answers over HTTP/2 with the contract's keys.
+	client := simHTTPClient(t, filepath.Join(tlsDir, "ca.pem"))
+	resp, err := client.Get("https://" + addr + "/sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"accepted", "rejected", "tokens"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("/sim/stats lacks %q: %v", k, st)
+		}
+	}
+}
+
+func writeP8(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
