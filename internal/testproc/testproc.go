@@ -87,7 +87,7 @@ type Proc struct {
 var listenLine = regexp.MustCompile(`msg=listening\b.*?\bservice=(\S+).*?\baddr=(\S+)`)
 
 // Start runs `kpush args...` and returns once the process has started. Its
-// stderr is kept and shown if the test fails.
+// output is kept and shown if the test fails.
 func Start(t testing.TB, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{t: t, addrs: map[string]string{}, addrReady: make(chan struct{}), done: make(chan struct{})}
@@ -97,11 +97,27 @@ func Start(t testing.TB, args ...string) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stdout = &lockedWriter{p: p}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}
-	go p.scan(stderr)
+	var scanning sync.WaitGroup
+	scanning.Add(2)
+	go p.scan(stdout, &scanning)
+	go p.scan(stderr, &scanning)
+	go func() {
+		// Wait must follow the end of both pipes (os/exec's rule).
+		scanning.Wait()
+		p.waitErr = p.cmd.Wait()
+		p.mu.Lock()
+		close(p.addrReady)
+		p.addrReady = nil
+		p.mu.Unlock()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
@@ -111,16 +127,10 @@ func Start(t testing.TB, args ...string) *Proc {
 	return p
 }
 
-type lockedWriter struct{ p *Proc }
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	w.p.log.Write(b)
-	return len(b), nil
-}
-
-func (p *Proc) scan(r io.Reader) {
+// scan collects the lines of one output stream (stdout or stderr; both
+// are searched by Addr and WaitLog).
+func (p *Proc) scan(r io.Reader, scanning *sync.WaitGroup) {
+	defer scanning.Done()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -136,12 +146,8 @@ func (p *Proc) scan(r io.Reader) {
 		p.addrReady = make(chan struct{})
 		p.mu.Unlock()
 	}
-	p.waitErr = p.cmd.Wait()
-	p.mu.Lock()
-	close(p.addrReady)
-	p.addrReady = nil
-	p.mu.Unlock()
-	close(p.done)
+	// Drain the rest so the process never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // Addr waits until the process has logged that service is listening and
@@ -170,7 +176,7 @@ func (p *Proc) Addr(service string) string {
 	}
 }
 
-// WaitLog waits until a log line matching re appears (or has appeared) and
+// WaitLog waits until a line of output (stdout or stderr) matching re appears (or has appeared) and
 // returns it.
 func (p *Proc) WaitLog(re *regexp.Regexp, timeout time.Duration) string {
 	p.t.Helper()
