@@ -1,0 +1,132 @@
+# Shared helpers of the bench/ scripts (sourced, not run). They start
+# servers on 127.0.0.1, remember every PID they started, and the EXIT trap
+# installed by bench_init kills exactly those PIDs — never anything by name.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
+STARTED_PIDS=()
+WORK=""
+
+bench_init() {
+	WORK=$(mktemp -d "${DATA_ROOT:-/tmp}/kpush-bench.XXXXXX")
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	mkdir -p "$OUT_DIR"
+}
+
+bench_cleanup() {
+	local pid
+	for pid in "${STARTED_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${STARTED_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -n "$WORK" && -z "${KEEP_WORK:-}" ]]; then
+		rm -rf "$WORK"
+	fi
+}
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# need CMD PACKAGE: install PACKAGE with apt-get when CMD is missing.
+APT_UPDATED=""
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	log "installing $2 (for $1)"
+	local sudo=""
+	[[ $(id -u) -ne 0 ]] && sudo=sudo
+	if [[ -z "$APT_UPDATED" ]]; then
+		$sudo apt-get update -qq
+		APT_UPDATED=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+
+# build_kpush: use $KPUSH if set, else build ./cmd/kpush into $WORK.
+build_kpush() {
+	if [[ -n "${KPUSH:-}" ]]; then
+		return
+	fi
+	log "building kpush"
+	(cd "$ROOT" && go build -o "$WORK/kpush" ./cmd/kpush)
+	KPUSH=$WORK/kpush
+}
+
+# free_port prints a TCP port that no socket uses now, below the kernel's
+# ephemeral range (so no client connection can be holding it).
+free_port() {
+	local p lo
+	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % (lo - 20000)))
+		if [[ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]] &&
+			! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# wait_port PORT PID: wait (up to 20 s) until PORT accepts connections, or
+# fail if PID exits first.
+wait_port() {
+	local deadline=$((SECONDS + 20))
+	while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+		kill -0 "$2" 2>/dev/null || { log "process $2 exited before listening on $1"; return 1; }
+		((SECONDS < deadline)) || { log "port $1 not ready after 20s"; return 1; }
+		sleep 0.05
+	done
+}
+
+# start_queued NAME SYNC [ARGS...]: start `kpush queued` with its data in
+# $WORK/NAME; sets QUEUED_ADDR and QUEUED_PID. The address comes from the
+# daemon's "listening" log line (it listens on port 0).
+start_queued() {
+	local name=$1 sync=$2
+	shift 2
+	mkdir -p "$WORK/$name"
+	"$KPUSH" queued --listen 127.0.0.1:0 --data-dir "$WORK/$name/data" --sync "$sync" "$@" \
+		2>"$WORK/$name/queued.log" &
+	QUEUED_PID=$!
+	STARTED_PIDS+=("$QUEUED_PID")
+	local deadline=$((SECONDS + 30))
+	QUEUED_ADDR=""
+	while [[ -z "$QUEUED_ADDR" ]]; do
+		QUEUED_ADDR=$(sed -n 's/.*msg=listening service=queued addr=\([^ ]*\).*/\1/p' "$WORK/$name/queued.log" | head -1)
+		if [[ -z "$QUEUED_ADDR" ]]; then
+			kill -0 "$QUEUED_PID" 2>/dev/null || { cat "$WORK/$name/queued.log" >&2; log "queued $name exited"; return 1; }
+			((SECONDS < deadline)) || { log "queued $name did not listen within 30s"; return 1; }
+			sleep 0.05
+		fi
+	done
+	log "queued $name (sync $sync) pid $QUEUED_PID on $QUEUED_ADDR"
+}
+
+# stop_pid PID: SIGTERM one process we started and wait for it.
+stop_pid() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# rss_kb PID: resident memory of PID in KiB, from /proc/PID/status.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# disk_bytes DIR: bytes used by DIR.
+disk_bytes() { du -sb "$1" | awk '{print $1}'; }
+
+# ratio A B: A/B with two decimals, or "n/a".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else printf "n/a" }'; }
+
+# fmt_int N: N rounded, with thousands separators.
+fmt_int() { LC_ALL=C awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) } printf "%s%s", s, r }'; }
+
+machine_info() {
+	echo "- host: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
+	echo "- kpush: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version 2>/dev/null | awk '{print $3}')"
+	echo "- data directory filesystem: $(df -T "$WORK" | awk 'NR==2 {print $2 " on " $1}')"
+}
