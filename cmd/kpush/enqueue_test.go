@@ -1,0 +1,255 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/kpush/kpush/internal/testproc"
+	"github.com/kpush/kpush/push"
+)
+
+// enqueueSummaryLine is the documented summary format of kpush enqueue.
+var enqueueSummaryLine = regexp.MustCompile(`^sent=(\d+) rejected=(\d+) failed=(\d+) elapsed=\d+\.\d\ds rate=\d+/s\n$`)
+
+func enqueueStartQueued(t *testing.T) string {
+	t.Helper()
+	return testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sync", "never").Addr("queued")
+}
+
+// enqueueDrain takes every item off queue and parses each as a message.
+func enqueueDrain(t *testing.T, addr, queue string) []*push.Message {
+	t.Helper()
+	mc := memcache.New(addr)
+	mc.Timeout = 5 * time.Second
+	defer mc.Close()
+	var msgs []*push.Message
+	for {
+		it, err := mc.Get(queue)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			return msgs
+		}
+		if err != nil {
+			t.Fatalf("get %s from %s: %v", queue, addr, err)
+		}
+		m, err := push.ParseMessage(it.Value)
+		if err != nil {
+			t.Fatalf("stored item %q is not a valid message: %v", it.Value, err)
+		}
+		msgs = append(msgs, m)
+	}
+}
+
+func enqueueCheckSummary(t *testing.T, stdout string, sent, rejected, failed int) {
+	t.Helper()
+	m := enqueueSummaryLine.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("stdout %q is not one summary line", stdout)
+	}
+	if want := []string{fmt.Sprint(sent), fmt.Sprint(rejected), fmt.Sprint(failed)}; !slices.Equal(m[1:], want) {
+		t.Fatalf("summary %q, want sent=%d rejected=%d failed=%d", stdout, sent, rejected, failed)
+	}
+}
+
+const enqueueTestToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+func TestEnqueueOneMessageFromFlags(t *testing.T) {
+	addr := enqueueStartQueued(t)
+	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", addr, "--queue", "flags",
+		"--token", enqueueTestToken, "--token", "00ff", "--topic", "com.example.app", "--id", "f1",
+		"--title", "Hi", "--body", "there", "--badge", "0", "--sound", "default",
+		"--data", "kind=greeting", "--data-json", "order=1234", "--data-json", `tags=["a","b"]`)
+	if err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, stderr)
+	}
+	enqueueCheckSummary(t, stdout, 1, 0, 0)
+	msgs := enqueueDrain(t, addr, "flags")
+	if len(msgs) != 1 {
+		t.Fatalf("queue holds %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	body, err := m.APNsPayload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"title":"Hi"`, `"body":"there"`, `"badge":0`, `"sound":"default"`, `"kind":"greeting"`, `"order":1234`, `"tags":["a","b"]`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("payload %s lacks %s", body, want)
+		}
+	}
+	if m.ID != "f1" || !slices.Equal(m.Tokens, []string{enqueueTestToken, "00ff"}) || m.EnqueuedAt == 0 {
+		t.Errorf("stored message %+v", m)
+	}
+}
+
+func TestEnqueueInvalidFlagsSendNothing(t *testing.T) {
+	addr := enqueueStartQueued(t)
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+		summary    bool // a summary line is printed (the message was rejected, not the command line)
+	}{
+		{"nothing to send", nil, "nothing to send", false},
+		{"file and token", []string{"--file", "x", "--token", "00"}, "not both", false},
+		{"bad queue", []string{"--queue", "a b", "--token", "00", "--topic", "t"}, "invalid queue name", false},
+		{"bad concurrency", []string{"--file", "-", "--concurrency", "0"}, "--concurrency", false},
+		{"bad server", []string{"--servers", "nohostport", "--token", "00", "--topic", "t"}, "want host:port", false},
+		{"bad token", []string{"--token", "xyz", "--topic", "t", "--alert", "a"}, "tokens[0]: odd number", true},
+		{"no topic", []string{"--token", "00", "--alert", "a"}, "topic: required", true},
+		{"bad data", []string{"--token", "00", "--topic", "t", "--data", "novalue"}, "want key=value", true},
+		{"bad data json", []string{"--token", "00", "--topic", "t", "--data-json", "k={"}, "not one JSON value", true},
+		{"alert and title", []string{"--token", "00", "--topic", "t", "--alert", "a", "--title", "b"}, "not both", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Flags given later (tt.args) override these.
+			args := append([]string{"enqueue", "--queue", "flags_bad", "--servers", addr}, tt.args...)
+			stdout, stderr, err := testproc.Run(t, strings.NewReader(""), args...)
+			if err == nil {
+				t.Fatalf("exit status 0, want failure\nstdout: %s\nstderr: %s", stdout, stderr)
+			}
+			if !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("stderr %q does not mention %q", stderr, tt.wantStderr)
+			}
+			if tt.summary {
+				enqueueCheckSummary(t, stdout, 0, 1, 0)
+			}
+		})
+	}
+	if got := enqueueDrain(t, addr, "flags_bad"); len(got) != 0 {
+		t.Fatalf("%d messages were stored by invalid invocations", len(got))
+	}
+}
+
+// enqueueTestFile writes a JSON Lines file of n messages with ids l<line>;
+// the lines in bad are replaced by the given text.
+func enqueueTestFile(t *testing.T, n int, bad map[int]string) string {
+	t.Helper()
+	var b strings.Builder
+	for line := 1; line <= n; line++ {
+		if s, ok := bad[line]; ok {
+			b.WriteString(s + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, `{"id":"l%d","tokens":["%s"],"topic":"com.example.app","alert":"line %d"}`+"\n", line, enqueueTestToken, line)
+	}
+	path := filepath.Join(t.TempDir(), "messages.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func enqueueIDs(msgs []*push.Message) []string {
+	var ids []string
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestEnqueueFile(t *testing.T) {
+	a, b := enqueueStartQueued(t), enqueueStartQueued(t)
+	bad := map[int]string{
+		3:  `{"id":"l3","tokens":["nothex!!"],"topic":"com.example.app","alert":"x"}`,
+		7:  `not json at all`,
+		8:  ``, // blank lines are not records
+		11: `{"id":"l11","tokens":["00"],"topic":"com.example.app","alert":"x","tokenz":[]}`,
+	}
+	const n = 200
+	path := enqueueTestFile(t, n, bad)
+	var wantIDs []string
+	for line := 1; line <= n; line++ {
+		if _, isBad := bad[line]; !isBad {
+			wantIDs = append(wantIDs, fmt.Sprintf("l%d", line))
+		}
+	}
+	slices.Sort(wantIDs)
+
+	t.Run("skips bad lines", func(t *testing.T) {
+		stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", a+","+b, "--queue", "file", "--file", path, "--concurrency", "8")
+		if err == nil {
+			t.Errorf("exit status 0 although lines were rejected")
+		}
+		enqueueCheckSummary(t, stdout, n-4, 3, 0)
+		for _, want := range []string{"line 3: tokens[0]: not hex", "line 7: ", "line 11: tokenz: unknown field"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr)
+			}
+		}
+		if strings.Contains(stderr, "line 8:") {
+			t.Errorf("blank line 8 reported as bad:\n%s", stderr)
+		}
+		msgsA, msgsB := enqueueDrain(t, a, "file"), enqueueDrain(t, b, "file")
+		if got := enqueueIDs(append(msgsA, msgsB...)); !slices.Equal(got, wantIDs) {
+			t.Fatalf("stored ids %v, want %v", got, wantIDs)
+		}
+		if len(msgsA) != len(msgsB) {
+			t.Errorf("spread %d/%d over two servers, want even", len(msgsA), len(msgsB))
+		}
+	})
+
+	t.Run("stop on error", func(t *testing.T) {
+		stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", a, "--queue", "stop", "--file", path, "--stop-on-error")
+		if err == nil || !strings.Contains(stderr, "stopped at line 3") {
+			t.Fatalf("err=%v, stderr:\n%s", err, stderr)
+		}
+		enqueueCheckSummary(t, stdout, 2, 1, 0)
+		if got := enqueueIDs(enqueueDrain(t, a, "stop")); !slices.Equal(got, []string{"l1", "l2"}) {
+			t.Fatalf("stored %v, want lines 1 and 2 only", got)
+		}
+	})
+
+	t.Run("stdin, in order with a routing key", func(t *testing.T) {
+		in, err := os.Open(enqueueTestFile(t, 50, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		stdout, stderr, err := testproc.Run(t, in, "enqueue", "--servers", a+","+b, "--queue", "stdin", "--file", "-", "--routing-key", "user-1")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		enqueueCheckSummary(t, stdout, 50, 0, 0)
+		msgs := append(enqueueDrain(t, a, "stdin"), enqueueDrain(t, b, "stdin")...)
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		var want []string
+		for i := 1; i <= 50; i++ {
+			want = append(want, fmt.Sprintf("l%d", i))
+		}
+		if !slices.Equal(ids, want) {
+			t.Fatalf("ids %v, want all 50 in file order on one server", ids)
+		}
+	})
+}
+
+func TestEnqueueUnreachableServerCountsFailed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", dead, "--token", enqueueTestToken, "--topic", "com.example.app", "--alert", "x")
+	if err == nil {
+		t.Fatal("exit status 0 although nothing was stored")
+	}
+	enqueueCheckSummary(t, stdout, 0, 0, 1)
+	if !strings.Contains(stderr, dead) || !strings.Contains(stderr, "no queued server reachable") {
+		t.Errorf("stderr does not name the server and the reason:\n%s", stderr)
+	}
+}
