@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,7 +170,7 @@ func NewSender(cfg Config) (*Sender, error) {
 		}
 		c := &apns2.Client{
 			Host:       host,
-			HTTPClient: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
+			HTTPClient: &http.Client{Transport: retryAfterTransport{tr}, Timeout: cfg.RequestTimeout},
 		}
 		if s.token != nil {
 			c.Token = s.token.tok
@@ -255,7 +256,9 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 		return res
 	}
 	if err := ValidateToken(deviceToken); err != nil {
-		res.Class, res.Reason = BadMessage, apns2.ReasonBadDeviceToken
+		// Apple classifies a malformed token as BadDeviceToken: the app
+		// should drop it, as for any dead token.
+		res.Class, res.Reason = DeadToken, apns2.ReasonBadDeviceToken
 		res.Err = &ValidationError{Field: "token", Reason: err.Error()}
 		return res
 	}
@@ -314,7 +317,8 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 
 func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notification, attempt int) Result {
 	res := Result{Token: n.DeviceToken, APNsID: n.ApnsID}
-	resp, err := client.PushWithContext(ctx, n)
+	hint := new(retryAfterHint)
+	resp, err := client.PushWithContext(context.WithValue(ctx, retryAfterKey{}, hint), n)
 	if err != nil {
 		res.Err = err
 		res.Class = Retry
@@ -340,9 +344,49 @@ func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notifi
 	res.Timestamp = resp.Timestamp.Time
 	res.Class = Classify(resp.StatusCode, resp.Reason)
 	if res.Class == Retry {
-		res.RetryAfter = s.cfg.Backoff.Delay(resp.Reason, attempt)
+		// Apple sends no Retry-After today; if a server ever does, never
+		// come back sooner than it asked.
+		res.RetryAfter = max(s.cfg.Backoff.Delay(resp.Reason, attempt), hint.get())
 	}
 	return res
+}
+
+// retryAfterTransport records a response's Retry-After header in the
+// request context's retryAfterHint, since apns2's Response drops headers.
+// It keeps CloseIdleConnections, which apns2 calls through a type assertion.
+type retryAfterTransport struct{ base *http2.Transport }
+
+type retryAfterKey struct{}
+
+type retryAfterHint struct{ d atomic.Int64 }
+
+func (h *retryAfterHint) get() time.Duration { return time.Duration(h.d.Load()) }
+
+func (t retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode == http.StatusOK {
+		return resp, err
+	}
+	if hint, ok := req.Context().Value(retryAfterKey{}).(*retryAfterHint); ok {
+		hint.d.Store(int64(parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())))
+	}
+	return resp, err
+}
+
+func (t retryAfterTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or bad.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if when, err := http.ParseTime(v); err == nil && when.After(now) {
+		return when.Sub(now)
+	}
+	return 0
 }
 
 func isGoAway(err error) bool {

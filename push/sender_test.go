@@ -441,3 +441,27 @@ func TestSendHonoursContext(t *testing.T) {
 		t.Fatalf("Send with an expiring context = %+v, want retry with DeadlineExceeded", res)
 	}
 }
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	sim := startSim(t, apnssim.Config{
+		Failures:   []apnssim.Failure{{Reason: "ServiceUnavailable", Rate: 1}},
+		RetryAfter: 90 * time.Second,
+	})
+	s := newSender(t, sim, func(c *push.Config) { c.Backoff = push.Backoff{ServerBase: time.Second} })
+	res := s.Send(context.Background(), alertMessage(token(1)), token(1))
+	if res.Class != push.Retry || res.RetryAfter < 90*time.Second {
+		t.Fatalf("Send = %+v, want retry no sooner than the server's Retry-After of 90s", res)
+	}
+}
+
+func TestMalformedTokenIsDead(t *testing.T) {
+	sim := startSim(t, apnssim.Config{})
+	s := newSender(t, sim, nil)
+	res := s.Send(context.Background(), alertMessage(token(1)), "not-hex")
+	if res.Class != push.DeadToken || res.Reason != "BadDeviceToken" || res.Err == nil {
+		t.Fatalf("Send to a malformed token = %+v, want dead-token BadDeviceToken without a request", res)
+	}
+	if st := sim.Stats(); st.Connections != 0 {
+		t.Errorf("a malformed token reached APNs: %+v", st)
+	}
+}

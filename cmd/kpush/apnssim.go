@@ -80,6 +80,7 @@ and reused when present; clients trust them with --apns-ca DIR/ca.pem.`,
 	f.StringArrayVar(&failures, "fail", nil, "inject REASON at RATE into would-be 200s, e.g. ServiceUnavailable=0.2 (repeatable)")
 	f.StringVar(&latency, "latency", "", "delay before each 200, e.g. 5ms or 5ms±2ms")
 	f.StringVar(&rateLimit, "rate-limit", "", "pushes per device token before 429 TooManyRequests, e.g. 5/s")
+	f.DurationVar(&cfg.RetryAfter, "retry-after", 0, "add Retry-After (seconds) to 429 and 503 answers; Apple sends none (0: off)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
 	f.StringArrayVar(&cfg.Topics, "topic", nil, "allowed bundle ID; others get TopicDisallowed (repeatable; none: any)")
 	f.BoolVar(&cfg.Development, "development", false, "behave like Apple's sandbox (adds apns-unique-id)")

@@ -291,6 +291,9 @@ func (s *Server) writeError(w http.ResponseWriter, reason string, timestamp int6
 		// connection once idle, as Apple does after Shutdown.
 		w.Header().Set("Connection", "close")
 	}
+	if s.cfg.RetryAfter > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((s.cfg.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(status)
 	if timestamp != 0 {
 		_, _ = io.WriteString(w, `{"reason":"`+reason+`","timestamp":`+strconv.FormatInt(timestamp, 10)+`}`)

@@ -56,6 +56,10 @@ type Config struct {
 	// RateLimit is the pushes per second one device token may receive
 	// before 429 TooManyRequests (burst: one second's worth); 0 is off.
 	RateLimit float64
+	// RetryAfter, when set, adds a Retry-After header (whole seconds) to
+	// 429 and 503 answers. Apple sends none; this exercises senders that
+	// honour one.
+	RetryAfter time.Duration
 	// IdleTimeout closes connections idle this long (with a GOAWAY; the
 	// stock HTTP/2 server cannot attach the IdleTimeout reason).
 	IdleTimeout time.Duration
