@@ -119,7 +119,8 @@ redis_p99() {
 	machine_info
 	echo "- memcached $(memcached -V | awk '{print $2}'), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
 	echo "- kpush bench --mode setget --size $SIZE --duration $DURATION (each connection: set, wait, get, wait);"
-	echo "  redis-benchmark -t lpush,rpop -d $SIZE -n $REDIS_REQUESTS. ops/s counts every request (a set and a get are 2)."
+	echo "  redis-benchmark -t lpush,rpop -d $SIZE -n $REDIS_REQUESTS (aof-always: at most $REDIS_AOF_PER_CONN per connection)."
+	echo "  Rates count every request (a set and a get are 2); redis's is 2/(1/lpush + 1/rpop)."
 	echo
 	echo "## Throughput (requests/s)"
 	echo

@@ -113,6 +113,15 @@ stop_pid() {
 	wait "$1" 2>/dev/null || true
 }
 
+# server_stat ADDR NAME: one value of a queued server's `stats`.
+server_stat() {
+	(
+		exec 3<>"/dev/tcp/${1%:*}/${1##*:}"
+		printf 'stats\r\nquit\r\n' >&3
+		tr -d '\r' <&3 | awk -v k="$2" '$1 == "STAT" && $2 == k {print $3}'
+	)
+}
+
 # rss_kb PID: resident memory of PID in KiB, from /proc/PID/status.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
