@@ -95,7 +95,8 @@ func (s *Server) handle(cs *connState, w http.ResponseWriter, r *http.Request) {
 		s.serveStats(w)
 		return
 	}
-	if !cs.open.Load() {
+	beforeToken := !cs.open.Load()
+	if beforeToken {
 		// One stream at a time until a valid provider token arrives.
 		select {
 		case cs.gate <- struct{}{}:
@@ -104,6 +105,12 @@ func (s *Server) handle(cs *connState, w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+	n := cs.inflight.Add(1)
+	defer cs.inflight.Add(-1)
+	s.stats.maxStreams.raise(n)
+	if beforeToken {
+		s.stats.maxStreamsBeforeToken.raise(n)
 	}
 	reason, timestamp := s.check(cs, r)
 	if reason != "" {

@@ -464,6 +464,7 @@ type connState struct {
 	gate      chan struct{} // one-slot semaphore while !open
 	opened    chan struct{} // closed when open becomes true
 	openOnce  sync.Once
+	inflight  atomic.Int64 // streams in handle
 	certAuth  bool
 	certTopic string
 

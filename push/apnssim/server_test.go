@@ -428,3 +428,37 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOneStreamUntilValidToken: before a connection's first valid provider
+// token its streams run one at a time; after it, many at once.
+func TestOneStreamUntilValidToken(t *testing.T) {
+	sim := start(t, apnssim.Config{Latency: 50 * time.Millisecond})
+	c := client(t, sim)
+	sg := newSigner(t)
+	const n = 20
+	burst := func(r req, bearer string, want int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan string, n)
+		for range n {
+			wg.Go(func() {
+				if got := do(t, c, sim, r, bearer); got.status != want {
+					errs <- got.reason
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Fatalf("unexpected answer %q", e)
+		}
+	}
+	burst(req{noAuth: true}, "", 403) // MissingProviderToken, one at a time
+	if st := sim.Stats(); st.Connections != 1 || st.MaxStreamsBeforeToken != 1 {
+		t.Fatalf("stats %+v: want one connection and at most 1 stream before a valid token", st)
+	}
+	burst(req{}, sg.bearer(t, time.Now()), 200)
+	if st := sim.Stats(); st.Connections != 1 || st.MaxStreams < n/2 {
+		t.Fatalf("stats %+v: want many concurrent streams on the one connection once the token was valid", st)
+	}
+}

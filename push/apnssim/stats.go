@@ -24,14 +24,21 @@ type Stats struct {
 	Connections int64 `json:"connections"`
 	// TokenUpdates counts provider-token changes accepted on a connection.
 	TokenUpdates int64 `json:"token_updates"`
+	// MaxStreams is the most streams one connection had in the handler
+	// at once; MaxStreamsBeforeToken the same before the connection's
+	// first valid provider token (1 when the one-stream rule holds).
+	MaxStreams            int64 `json:"max_streams"`
+	MaxStreamsBeforeToken int64 `json:"max_streams_before_token"`
 	// Uptime is how long the simulator has run, in seconds.
 	Uptime float64 `json:"uptime_seconds"`
 }
 
 type counters struct {
-	connections  atomic.Int64
-	tokenUpdates atomic.Int64
-	start        time.Time
+	connections           atomic.Int64
+	tokenUpdates          atomic.Int64
+	maxStreams            maxGauge
+	maxStreamsBeforeToken maxGauge
+	start                 time.Time
 
 	mu       sync.Mutex
 	accepted int64
@@ -62,12 +69,14 @@ func (s *Server) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := Stats{
-		Accepted:     c.accepted,
-		Rejected:     make(map[string]int64, len(c.rejected)),
-		Tokens:       make(map[string]int64, len(c.tokens)),
-		Connections:  c.connections.Load(),
-		TokenUpdates: c.tokenUpdates.Load(),
-		Uptime:       time.Since(c.start).Seconds(),
+		Accepted:              c.accepted,
+		Rejected:              make(map[string]int64, len(c.rejected)),
+		Tokens:                make(map[string]int64, len(c.tokens)),
+		Connections:           c.connections.Load(),
+		TokenUpdates:          c.tokenUpdates.Load(),
+		MaxStreams:            c.maxStreams.Load(),
+		MaxStreamsBeforeToken: c.maxStreamsBeforeToken.Load(),
+		Uptime:                time.Since(c.start).Seconds(),
 	}
 	for k, v := range c.rejected {
 		st.Rejected[k] = v
@@ -138,4 +147,16 @@ func (l *rateLimiter) allow(token string, now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// maxGauge keeps the largest value it was raised to.
+type maxGauge struct{ atomic.Int64 }
+
+func (g *maxGauge) raise(v int64) {
+	for {
+		cur := g.Load()
+		if v <= cur || g.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
