@@ -89,13 +89,15 @@ func DefaultConfig() Config {
 
 // QueueConfig returns the settings of the named queue: its own block if the
 // config has one; for a fanout queue "parent+child" without a block of its
-// own, the parent's block (as Kestrel 1.x does); else the defaults.
+// own, the parent's block (as Kestrel 1.x does) except fanout_only, which
+// describes the parent alone; else the defaults.
 func (c Config) QueueConfig(name string) QueueConfig {
 	if q, ok := c.Queues[name]; ok {
 		return q
 	}
 	if parent, _, ok := strings.Cut(name, "+"); ok {
 		if q, ok := c.Queues[parent]; ok {
+			q.FanoutOnly = false
 			return q
 		}
 	}

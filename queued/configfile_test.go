@@ -496,3 +496,37 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestExampleProductionConf(t *testing.T) {
+	// examples/production.conf is Kestrel's production.conf plus our keys:
+	// it must load without a single warning, with the documented values.
+	src, err := os.ReadFile(filepath.Join("..", "examples", "production.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, logs, err := parseCapturing(t, string(src), "production.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs, "level=WARN") {
+		t.Errorf("warnings:\n%s", logs)
+	}
+	if c.AdminListen != "127.0.0.1:22134" || c.MaxOpenTransactions != 100 || c.EnableShutdown || c.TotalMemorySize != 1<<30 {
+		t.Errorf("server settings: %+v", c)
+	}
+	if d := c.Defaults; d.Sync.Mode != SyncAlways || d.MaxItemSize != 1<<20 || d.OpenTransactionTimeout != time.Minute {
+		t.Errorf("defaults: %+v", d)
+	}
+	if q := c.QueueConfig("apns_delayed"); q.ExpireToQueue != "apns_ready" || q.MaxMemorySize != 134217728 {
+		t.Errorf("apns_delayed: %+v", q)
+	}
+	if !c.QueueConfig("events").FanoutOnly || c.QueueConfig("events+ios").FanoutOnly {
+		t.Errorf("fanout_only must hold for events and not for its child events+ios")
+	}
+	if q := c.QueueConfig("recent_activity"); q.MaxItems != 100000 || !q.DiscardOldWhenFull || q.MaxQueueAge != time.Hour {
+		t.Errorf("recent_activity: %+v", q)
+	}
+	if c.QueueConfig("transient_events").Journal {
+		t.Errorf("transient_events journals")
+	}
+}
