@@ -138,4 +138,5 @@ machine_info() {
 	echo "- host: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 	echo "- kpush: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version 2>/dev/null | awk '{print $3}')"
 	echo "- data directory filesystem: $(df -T "$WORK" | awk 'NR==2 {print $2 " on " $1}')"
+	echo "- load average at the end (other work on the machine skews results): $(cut -d' ' -f1-3 /proc/loadavg)"
 }
