@@ -465,3 +465,30 @@ func TestMalformedTokenIsDead(t *testing.T) {
 		t.Errorf("a malformed token reached APNs: %+v", st)
 	}
 }
+
+func TestIdleTimeoutReconnects(t *testing.T) {
+	sim := startSim(t, apnssim.Config{IdleTimeout: 100 * time.Millisecond})
+	s := newSender(t, sim, func(c *push.Config) { c.Connections = 1 })
+	m := alertMessage(token(1))
+	if res := s.Send(context.Background(), m, token(1)); !res.OK() {
+		t.Fatalf("first push: %+v", res)
+	}
+	// Wait (bounded) for the simulator to close the idle connection.
+	// (x/net closes the connection about a second after its GOAWAY).
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for sim.Stats().OpenConnections != 0 {
+		select {
+		case <-deadline:
+			t.Fatal("idle connection still open after 10s with a 100ms idle timeout")
+		case <-tick.C:
+		}
+	}
+	if res := s.Send(context.Background(), m, token(1)); !res.OK() {
+		t.Fatalf("push after the idle close: %+v, want delivered on a new connection", res)
+	}
+	if st := sim.Stats(); st.Connections != 2 || st.Tokens[token(1)] != 2 {
+		t.Errorf("stats %+v: want 2 connections and 2 deliveries", st)
+	}
+}

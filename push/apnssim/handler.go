@@ -114,6 +114,7 @@ func (s *Server) handle(cs *connState, w http.ResponseWriter, r *http.Request) {
 	}
 	reason, timestamp := s.check(cs, r)
 	if reason != "" {
+		s.log.Debug("rejected push", "reason", reason, "path", r.URL.Path)
 		s.stats.reject(reason)
 		s.writeError(w, reason, timestamp)
 		return

@@ -20,8 +20,10 @@ type Stats struct {
 	Rejected map[string]int64 `json:"rejected"`
 	// Tokens counts 200 responses per device token (lowercase hex).
 	Tokens map[string]int64 `json:"tokens"`
-	// Connections counts accepted TCP connections.
-	Connections int64 `json:"connections"`
+	// Connections counts accepted TCP connections; OpenConnections is
+	// how many are open now.
+	Connections     int64 `json:"connections"`
+	OpenConnections int64 `json:"open_connections"`
 	// TokenUpdates counts provider-token changes accepted on a connection.
 	TokenUpdates int64 `json:"token_updates"`
 	// MaxStreams is the most streams one connection had in the handler
@@ -65,6 +67,9 @@ func (c *counters) reject(reason string) {
 
 // Stats returns a copy of the counters.
 func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	open := int64(len(s.conns))
+	s.mu.Unlock()
 	c := s.stats
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -73,6 +78,7 @@ func (s *Server) Stats() Stats {
 		Rejected:              make(map[string]int64, len(c.rejected)),
 		Tokens:                make(map[string]int64, len(c.tokens)),
 		Connections:           c.connections.Load(),
+		OpenConnections:       open,
 		TokenUpdates:          c.tokenUpdates.Load(),
 		MaxStreams:            c.maxStreams.Load(),
 		MaxStreamsBeforeToken: c.maxStreamsBeforeToken.Load(),
