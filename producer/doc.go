@@ -20,8 +20,8 @@
 //     The error names the server. Retrying is at-least-once: it may store
 //     the item twice. WithAtLeastOnce makes Enqueue do that retry itself,
 //     on another server.
-//   - ErrRejected: the server refused the item itself (CLIENT_ERROR, e.g.
-//     too large); other servers would too, so it is not retried.
+//   - ErrRejected: the item itself was refused: over every server's
+//     max_item_size, or a CLIENT_ERROR any server would repeat.
 //
 // The concrete error is an *EnqueueError listing each failed attempt.
 //
@@ -44,6 +44,8 @@
 //
 //	STORED                          done
 //	NOT_STORED                      try the next server (queue full there)
+//	SERVER_ERROR item too large     try the next server; ErrRejected if
+//	                                none takes it
 //	connect or write failed,
 //	SERVER_ERROR                    nothing stored: mark down, next server
 //	written, no answer              mark down; ErrOutcomeUnknown (or next

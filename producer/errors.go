@@ -22,9 +22,10 @@ var (
 	// came back (timeout or lost connection). The item may or may not have
 	// been stored; retrying may store it twice (at-least-once).
 	ErrOutcomeUnknown = errors.New("outcome unknown: request sent but no answer (the item may have been stored)")
-	// ErrRejected: a server refused the item itself (CLIENT_ERROR or
-	// ERROR, e.g. larger than max_item_size). Every server would refuse it
-	// the same way, so it was not tried elsewhere. Nothing was stored.
+	// ErrRejected: the item itself was refused: larger than every
+	// server's max_item_size (each server is tried), or a CLIENT_ERROR or
+	// ERROR that every server would answer the same way (not tried
+	// elsewhere). Nothing was stored; do not retry the same item.
 	ErrRejected = errors.New("item rejected by the server")
 	// ErrInvalidQueue: the queue name is not one queued accepts.
 	ErrInvalidQueue = errors.New("invalid queue name")

@@ -221,3 +221,87 @@ func TestUnresponsiveServerOutcomeUnknown(t *testing.T) {
 		})
 	}
 }
+
+// A server restarted gracefully closes every connection the producer keeps
+// idle. Those are found dead before a request is written on them, so the
+// restart costs no error, no unknown outcome and no failover.
+func TestRestartedServerLeavesNoStaleConnections(t *testing.T) {
+	dir := t.TempDir()
+	proc, addr := queuedProc(t, "127.0.0.1:0", dir)
+	logs := newLogRecorder()
+	p := newTestProducer(t, []string{addr}, WithLogger(slog.New(logs)))
+	for _, round := range []string{"before-", "after-"} {
+		for i, err := range enqueueConcurrently(t, p, "stale", round, 200, 8) {
+			if err != nil {
+				t.Fatalf("%s%d: %v", round, i, err)
+			}
+		}
+		if round == "before-" {
+			if err := proc.Stop(10 * time.Second); err != nil {
+				t.Fatalf("stop queued: %v", err)
+			}
+			proc, _ = queuedProc(t, addr, dir)
+		}
+	}
+	if st := p.Stats()[addr]; st.Failed != 0 || st.Unknown != 0 || !st.Healthy || st.Stored != 400 {
+		t.Fatalf("stats after a restart: %+v, want 400 stored and no failures", st)
+	}
+	if n := logs.count("queued server down"); n != 0 {
+		t.Fatalf("the server was marked down %d times", n)
+	}
+	if got := queueItems(t, addr, "stale"); got != 400 {
+		t.Fatalf("server holds %d, want 400", got)
+	}
+}
+
+// With WithLeastLoaded, a server that stops answering (but is within the
+// timeout) is passed over once requests pile up on it, and the other
+// server keeps taking items.
+func TestLeastLoadedPassesOverAStalledServer(t *testing.T) {
+	slow, slowAddr := queuedProc(t, "127.0.0.1:0", t.TempDir())
+	fastAddr := startQueued(t, syncNever)
+	p := newTestProducer(t, []string{slowAddr, fastAddr}, WithLeastLoaded(), WithTimeout(time.Minute))
+
+	if err := syscall.Kill(slow.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, target = 16, 500
+	reached := make(chan struct{})
+	var once sync.Once
+	var fastStored atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := 0; fastStored.Load() < target; i++ {
+				if err := p.EnqueueRaw(context.Background(), "ll", fmt.Appendf(nil, "%d-%d", g, i)); err != nil {
+					failed.Add(1)
+					return
+				}
+				if int64(p.Stats()[fastAddr].Stored) >= target {
+					fastStored.Store(target)
+					once.Do(func() { close(reached) })
+				}
+			}
+		})
+	}
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Errorf("the fast server did not reach %d items while the other was stalled: %+v", target, p.Stats())
+	}
+	if err := syscall.Kill(slow.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d enqueues failed", failed.Load())
+	}
+	st := p.Stats()[slowAddr]
+	if st.Stored > goroutines || st.Unknown != 0 {
+		t.Fatalf("stalled server: %+v, want at most the %d requests stuck on it", st, goroutines)
+	}
+	if got := queueItems(t, slowAddr, "ll"); uint64(got) != st.Stored {
+		t.Fatalf("stalled server holds %d, producer counted %d", got, st.Stored)
+	}
+}

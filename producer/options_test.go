@@ -130,6 +130,7 @@ func TestClassify(t *testing.T) {
 		{"read timeout", &net.OpError{Op: "read", Err: errors.New("i/o timeout")}, outcomeUnknown},
 		{"EOF after write", io.EOF, outcomeUnknown},
 		{"server error", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "SERVER_ERROR disk full\r\n"), outcomeNotSent},
+		{"item too large", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "SERVER_ERROR item larger than max_item_size\r\n"), outcomeTooLarge},
 		{"client error", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "CLIENT_ERROR too large\r\n"), outcomeRejected},
 		{"unknown command", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "ERROR\r\n"), outcomeRejected},
 		{"malformed key", memcache.ErrMalformedKey, outcomeRejected},

@@ -172,7 +172,8 @@ func encodeMessage(msg *push.Message) ([]byte, error) {
 // servers (see WithLeastLoaded for load-aware placement). With one, they go to the key's server on the
 // ketama ring. A server that fails to connect, fails the write or answers
 // SERVER_ERROR is marked down and the item tries the next one; NOT_STORED
-// (queue full) also moves to the next one. If the request was written but
+// (queue full) and a refusal of the item's size also move to the next one
+// without marking the server down. If the request was written but
 // no answer came, the item fails with ErrOutcomeUnknown naming the server
 // (unless WithAtLeastOnce).
 //
@@ -205,6 +206,7 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 	var (
 		attempts    []*AttemptError
 		sawFull     bool
+		tooLarge    bool
 		unknownFrom *server
 	)
 	for _, i := range order {
@@ -239,6 +241,10 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 				return &EnqueueError{Queue: queue, Server: s.addr, Err: a.Err, Attempts: attempts}
 			}
 			unknownFrom = s
+		case outcomeTooLarge:
+			// Servers may differ in max_item_size: try the others.
+			tooLarge = true
+			attempts = append(attempts, &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %s", ErrRejected, serverReply(err))})
 		case outcomeRejected:
 			a := &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %s", ErrRejected, serverReply(err))}
 			attempts = append(attempts, a)
@@ -250,6 +256,8 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w (first on %s), and no other server stored it", ErrOutcomeUnknown, unknownFrom.addr), Attempts: attempts}
 	case sawFull:
 		return &EnqueueError{Queue: queue, Err: ErrQueueFull, Attempts: attempts}
+	case tooLarge:
+		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: item of %d bytes is too large", ErrRejected, len(item.Value)), Attempts: attempts}
 	case len(attempts) == 0:
 		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: all %d servers are down (probing in the background)", ErrNoServers, len(p.servers)), Attempts: p.downAttempts()}
 	}

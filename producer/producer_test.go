@@ -378,3 +378,35 @@ func TestContextCancelled(t *testing.T) {
 		t.Fatalf("server holds %d items after a cancelled enqueue", got)
 	}
 }
+
+func TestItemTooLarge(t *testing.T) {
+	small := func(c *queued.Config) { syncNever(c); c.Defaults.MaxItemSize = 64 }
+	smallA, smallB := startQueued(t, small), startQueued(t, small)
+	big := startQueued(t, syncNever)
+
+	p := newTestProducer(t, []string{smallA, smallB})
+	err := p.EnqueueRaw(context.Background(), "big", make([]byte, 100))
+	var ee *EnqueueError
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &ee) || len(ee.Attempts) != 2 || !strings.Contains(err.Error(), "max_item_size") {
+		t.Fatalf("got %v, want ErrRejected after both servers refused it", err)
+	}
+	for addr, st := range p.Stats() {
+		if !st.Healthy || st.Rejected != 1 {
+			t.Errorf("%s: an oversized item must not take the server down: %+v", addr, st)
+		}
+	}
+	if err := p.EnqueueRaw(context.Background(), "big", make([]byte, 10)); err != nil {
+		t.Fatalf("small item after the refusal: %v", err)
+	}
+
+	// A server with a larger limit takes what the others refuse.
+	p2 := newTestProducer(t, []string{smallA, big})
+	for i := range 4 {
+		if err := p2.EnqueueRaw(context.Background(), "big2", make([]byte, 100)); err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	if got := queueItems(t, big, "big2"); got != 4 {
+		t.Fatalf("the server without a size limit holds %d, want 4", got)
+	}
+}

@@ -25,7 +25,8 @@ const (
 	outcomeNotSent                 // certainly not stored: connect or write failed, SERVER_ERROR
 	outcomeStale                   // the pooled connection was dead before the write: redial
 	outcomeUnknown                 // written, but no answer: maybe stored
-	outcomeRejected                // CLIENT_ERROR or ERROR: the item itself is refused
+	outcomeRejected                // CLIENT_ERROR or ERROR: the request is malformed for any server
+	outcomeTooLarge                // SERVER_ERROR about the item's size: this server refuses this item
 )
 
 // server is one queued server and its health. healthy is read on every
@@ -97,7 +98,7 @@ func (s *server) set(item *memcache.Item, maxIdle int) (outcome, error) {
 			s.failed.Add(1)
 		case outcomeUnknown:
 			s.unknown.Add(1)
-		case outcomeRejected:
+		case outcomeRejected, outcomeTooLarge:
 			s.rejected.Add(1)
 		}
 		return oc, err
@@ -141,12 +142,23 @@ func classify(err error) outcome {
 	// from "set": "<line>"`.
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, `"SERVER_ERROR`) && isSizeRefusal(msg):
+		return outcomeTooLarge
 	case strings.Contains(msg, `"SERVER_ERROR`):
 		return outcomeNotSent
 	case strings.Contains(msg, `"CLIENT_ERROR`), strings.Contains(msg, `"ERROR`):
 		return outcomeRejected
 	}
 	return outcomeUnknown
+}
+
+// isSizeRefusal reports whether a SERVER_ERROR is about the item's size
+// (queued: "item larger than max_item_size"; memcached: "object too large
+// for cache"). The server is fine; only this item is refused, so it must
+// not be marked down.
+func isSizeRefusal(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "max_item_size") || strings.Contains(msg, "too large") || strings.Contains(msg, "larger than")
 }
 
 // serverReply extracts the server's reply line from a gomemcache error,
@@ -182,7 +194,7 @@ type ServerStats struct {
 	NotStored uint64    // NOT_STORED answers: queue full there
 	Failed    uint64    // attempts that certainly stored nothing: connect or write failed, SERVER_ERROR
 	Unknown   uint64    // attempts with no answer after the request was written: maybe stored
-	Rejected  uint64    // CLIENT_ERROR or ERROR answers
+	Rejected  uint64    // refusals of the item itself: CLIENT_ERROR, ERROR, too large
 	InFlight  int64     // requests waiting for an answer now
 	LastError string    // the last failure, if any
 	DownSince time.Time // when it was last marked down (zero if never)
