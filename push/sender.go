@@ -422,7 +422,10 @@ type providerToken struct {
 	now     func() time.Time
 
 	mu     sync.Mutex // serialises signing; tok.Mutex guards tok's fields
-	issued time.Time  // on our clock
+	issued time.Time  // on our clock; guarded by mu
+	// due is when the next refresh is due (UnixNano on our clock), read
+	// without mu so the per-push check costs one atomic load.
+	due atomic.Int64
 }
 
 func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now func() time.Time) (*providerToken, error) {
@@ -467,14 +470,18 @@ func (p *providerToken) sign() error {
 	p.tok.IssuedAt = time.Now().Unix()
 	p.tok.Unlock()
 	p.issued = iat
+	p.due.Store(iat.Add(p.refresh).UnixNano())
 	return nil
 }
 
 func (p *providerToken) refreshIfDue(log *slog.Logger) {
+	if p.now().UnixNano() < p.due.Load() {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.now().Sub(p.issued) < p.refresh {
-		return
+		return // another goroutine refreshed it meanwhile
 	}
 	if err := p.sign(); err != nil {
 		log.Error("cannot sign a new APNs provider token; the old one will expire", "err", err)

@@ -492,3 +492,27 @@ func TestIdleTimeoutReconnects(t *testing.T) {
 		t.Errorf("stats %+v: want 2 connections and 2 deliveries", st)
 	}
 }
+
+// TestProviderTokenRefreshConcurrent: many pushes in flight when the
+// refresh falls due sign exactly one new token.
+func TestProviderTokenRefreshConcurrent(t *testing.T) {
+	clock := newFakeClock()
+	sim := startSim(t, apnssim.Config{Now: clock.Now})
+	s := newSender(t, sim, func(c *push.Config) { c.Now = clock.Now; c.Connections = 1 })
+	tokens := make([]string, 64)
+	for i := range tokens {
+		tokens[i] = token(i)
+	}
+	m := alertMessage(tokens...)
+	if dead := deliverAll(t, s, m); len(dead) != 0 {
+		t.Fatalf("dead tokens %v", dead)
+	}
+	clock.Advance(push.DefaultTokenRefresh)
+	if dead := deliverAll(t, s, m); len(dead) != 0 {
+		t.Fatalf("dead tokens %v", dead)
+	}
+	st := sim.Stats()
+	if st.Connections != 1 || st.TokenUpdates != 1 || st.Accepted != 128 || len(st.Rejected) != 0 {
+		t.Errorf("stats %+v: want 128 accepted on one connection with exactly one token update", st)
+	}
+}

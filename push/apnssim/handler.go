@@ -335,6 +335,16 @@ func (s *Server) checkProviderToken(cs *connState, auth string) string {
 		}
 		return ""
 	}
+	if bearer == cs.prevBearer {
+		// A push signed just before a refresh can reach us after the
+		// first push with the new token (streams race on the wire); every
+		// client has that race, so the previous token stays usable until
+		// it expires and does not count as another update.
+		if now.Sub(cs.prevIat) > maxTokenAge {
+			return "ExpiredProviderToken"
+		}
+		return ""
+	}
 	claims, ok := s.parseJWT(bearer)
 	if !ok {
 		return "InvalidProviderToken"
@@ -355,6 +365,7 @@ func (s *Server) checkProviderToken(cs *connState, auth string) string {
 	if cs.bearer != "" {
 		s.stats.tokenUpdates.Add(1)
 	}
+	cs.prevBearer, cs.prevIat = cs.bearer, cs.iat
 	cs.team, cs.keyID, cs.bearer, cs.iat = claims.iss, claims.kid, bearer, iat
 	cs.markOpen()
 	return ""

@@ -473,6 +473,10 @@ type connState struct {
 	keyID  string
 	bearer string
 	iat    time.Time
+	// The token before the current one, still accepted (see
+	// checkProviderToken).
+	prevBearer string
+	prevIat    time.Time
 }
 
 // markOpen lifts the one-stream limit: a valid provider token (or client
