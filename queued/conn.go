@@ -61,6 +61,8 @@ type conn struct {
 	touched   []*queue     // queues this connection has opened reads on
 	scratch   []byte
 	peerGone  bool // the client closed its side while we waited
+
+	writeDeadline time.Time // armed on the socket; see connWriter
 }
 
 var connIDs atomic.Uint64
@@ -72,7 +74,7 @@ func (s *Server) startConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if max := s.config().MaxConnections; max > 0 && len(s.conns) >= max {
+	if max := s.cfg.MaxConnections; max > 0 && len(s.conns) >= max {
 		s.connMu.Unlock()
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = nc.Write(rTooManyConn)
@@ -97,7 +99,14 @@ type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
 	if t := w.c.s.writeTimeout; t > 0 {
-		_ = w.c.nc.SetWriteDeadline(time.Now().Add(t))
+		// Re-arm only when half the timeout has gone by: a client gets
+		// between t/2 and t to take each write, and the common case costs
+		// no timer update.
+		now := time.Now()
+		if w.c.writeDeadline.Sub(now) < t/2 {
+			w.c.writeDeadline = now.Add(t)
+			_ = w.c.nc.SetWriteDeadline(w.c.writeDeadline)
+		}
 	}
 	n, err := w.c.nc.Write(p)
 	w.c.s.bytesWritten.Add(int64(n))
@@ -171,7 +180,7 @@ func (c *conn) serve() {
 			}
 		}
 		c.makeRoom(need)
-		if t := c.s.config().ClientTimeout; t > 0 {
+		if t := c.s.cfg.ClientTimeout; t > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(t))
 		}
 		select {
@@ -541,7 +550,7 @@ func (c *conn) get(cmd *Command) bool {
 	case o.peek:
 		mode = takePeek
 	case o.open:
-		if int(c.openReads.Load()) >= c.s.config().MaxOpenTransactions {
+		if c.openReads.Load() >= c.s.maxOpen.Load() {
 			c.write(rError)
 			return true
 		}

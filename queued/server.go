@@ -92,6 +92,7 @@ type Server struct {
 	writeTimeout time.Duration
 
 	memBytes atomic.Int64 // item data held in memory, all queues
+	maxOpen  atomic.Int32 // max_open_transactions, changed by reload
 
 	totalItems, currConns, totalConns           atomic.Int64
 	cmdGet, cmdSet, cmdPeek, getHits, getMisses atomic.Int64
@@ -129,6 +130,7 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 		done:         make(chan struct{}),
 		writeTimeout: 30 * time.Second,
 	}
+	s.maxOpen.Store(int32(cfg.MaxOpenTransactions))
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
@@ -393,6 +395,7 @@ func (s *Server) Reload() error {
 			s.cfg.Queues = map[string]QueueConfig{}
 		}
 		s.cfg.MaxOpenTransactions = max(cfg.MaxOpenTransactions, 1)
+		s.maxOpen.Store(int32(s.cfg.MaxOpenTransactions))
 		s.cfgMu.Unlock()
 	}
 	cfg := s.config()
