@@ -188,6 +188,9 @@ func TestEnqueueFile(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", want, stderr)
 			}
 		}
+		if strings.Contains(stderr, "\r") {
+			t.Errorf("a progress bar was drawn although stderr is not a terminal:\n%q", stderr)
+		}
 		if strings.Contains(stderr, "line 8:") {
 			t.Errorf("blank line 8 reported as bad:\n%s", stderr)
 		}
@@ -197,6 +200,20 @@ func TestEnqueueFile(t *testing.T) {
 		}
 		if len(msgsA) != len(msgsB) {
 			t.Errorf("spread %d/%d over two servers, want even", len(msgsA), len(msgsB))
+		}
+	})
+
+	t.Run("progress bar on request", func(t *testing.T) {
+		stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", a, "--queue", "progress", "--file", enqueueTestFile(t, 100, nil), "--progress")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		enqueueCheckSummary(t, stdout, 100, 0, 0)
+		if !strings.Contains(stderr, "\renqueue") || !strings.Contains(stderr, "% |") {
+			t.Errorf("no progress bar on stderr with --progress:\n%q", stderr)
+		}
+		if got := len(enqueueDrain(t, a, "progress")); got != 100 {
+			t.Errorf("stored %d, want 100", got)
 		}
 	})
 
