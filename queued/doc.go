@@ -1,0 +1,73 @@
+// Package queued is the queue daemon of kpush: named FIFO queues of opaque
+// items, journaled to disk (package queued/journal), served over Kestrel's
+// memcache text protocol (docs/protocol.md has every command and reply).
+//
+// # Goroutines and ownership
+//
+//   - One goroutine per connection (conn.serve) owns the connection: its
+//     read buffer, its reply writer and the list of queues it touched. It
+//     parses every complete request in the buffer (redcon style), runs
+//     them in order and flushes once per batch, and before anything that
+//     may block (a get with t=, a monitor). While it is blocked it starts a
+//     short-lived watcher goroutine reading the socket, so a client that
+//     hangs up leaves the waiters at once; the watcher is stopped (read
+//     deadline) and joined before the buffer is touched again.
+//   - Each queue is guarded by its own mutex (queue.mu). A per-queue
+//     goroutine was considered (nsq style) but every operation is a few
+//     hundred nanoseconds of bookkeeping, and a mutex lets readers and
+//     writers of different queues run on different cores without a channel
+//     hop. Nothing slow happens under queue.mu: journal appends only encode
+//     into the journal's buffer; commits are waited for after unlocking,
+//     so hundreds of connections' sets are in one group commit (one write
+//     and one fsync for all of them). The exception is the read-behind
+//     refill, a bounded sequential read of the journal (at most half of
+//     max_memory_size) when the in-memory head runs dry.
+//   - The server's queue map has its own RWMutex, taken before a queue's
+//     mutex and never the other way round; no code holds two queue mutexes
+//     at once (fanout and expire_to_queue copy items after unlocking).
+//   - One sweeper goroutine (Server.sweepLoop) expires items at the heads
+//     of the queues every expiration_timer_frequency and aborts open reads
+//     older than open_transaction_timeout.
+//   - Each journal has its own writer goroutine (see package journal).
+//
+// # Items and their states
+//
+// An item is itemReady (in the queue's in-memory ring), itemBehind (in
+// the queue, but only on disk: read-behind), itemOpen (handed out by an
+// open read, held for one connection) or itemGone. Every transition is one
+// queue method: put (→ready, or →behind when over the memory bound),
+// evictTail (ready→behind), refill (behind→ready), take (ready→gone or
+// →open), closeOpen (open→gone), abortOpen/unopen/timeoutOpens (open→ready
+// at the head).
+//
+// # Invariants
+//
+//   - Queue order is id order: mem holds a prefix of the queue, then come
+//     `behind` committed items only on disk (with ids above memHighID),
+//     then `pendingBehind` items appended but not yet committed. A new item
+//     goes to mem only when nothing is behind or pending.
+//   - Memory: per queue at most max_memory_size bytes of item data in mem
+//     (plus items in flight), server-wide total_memory_size; beyond that
+//     the journal holds the data and a journal.Cursor refills the head.
+//     Per item in memory: one 56-byte ring slot plus its data; no
+//     per-item goroutines, timers or maps.
+//   - An open read belongs to exactly one connection (queue.opens); when
+//     the connection ends, every read it holds goes back to the head of its
+//     queue, oldest first. Open reads are not journaled: after a crash they
+//     are simply live items again.
+//   - A waiter is woken once per item made available, oldest waiter first;
+//     a woken waiter that finds the item gone goes back to the front.
+//
+// # Durability
+//
+// STORED is sent only after the item's journal commit has completed under
+// the queue's sync policy (always: fsynced; interval/never: written to the
+// OS). Under sync always the replies that remove items — a plain get, a
+// close, confirm — also wait for the remove's fsync, so an item a client
+// was told it consumed is never delivered again after a crash; under the
+// other policies removes are not waited for (a crash may redeliver). A
+// failed journal write answers SERVER_ERROR and takes the item back out;
+// reads and removes keep working (the journal reserves room for removes).
+// A queue whose journal is corrupt mid-file is refused (every command gets
+// SERVER_ERROR naming file and offset) while the others work.
+package queued
