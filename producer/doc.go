@@ -46,8 +46,8 @@
 //	NOT_STORED                      try the next server (queue full there)
 //	SERVER_ERROR item too large     try the next server; ErrRejected if
 //	                                none takes it
-//	connect or write failed,
-//	SERVER_ERROR                    nothing stored: mark down, next server
+//	SERVER_ERROR (other)            nothing stored: try the next server
+//	connect or write failed         nothing stored: mark down, next server
 //	written, no answer              mark down; ErrOutcomeUnknown (or next
 //	                                server with WithAtLeastOnce)
 //	CLIENT_ERROR, ERROR             ErrRejected

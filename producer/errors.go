@@ -15,9 +15,9 @@ var (
 	// is at its max_items or max_size). It is back-pressure: nothing was
 	// stored; slow down and retry later, or drain the queue.
 	ErrQueueFull = errors.New("queue full on every server that answered (NOT_STORED)")
-	// ErrNoServers: no server could take the item (all are down or were
-	// unreachable when tried). Nothing was stored.
-	ErrNoServers = errors.New("no queued server reachable")
+	// ErrNoServers: no server could take the item: all are down, were
+	// unreachable when tried, or answered SERVER_ERROR. Nothing was stored.
+	ErrNoServers = errors.New("no queued server could take the item")
 	// ErrOutcomeUnknown: the request was written to a server but no answer
 	// came back (timeout or lost connection). The item may or may not have
 	// been stored; retrying may store it twice (at-least-once).

@@ -129,7 +129,7 @@ func TestClassify(t *testing.T) {
 		{"stale pooled connection", &staleConnError{err: io.EOF}, outcomeStale},
 		{"read timeout", &net.OpError{Op: "read", Err: errors.New("i/o timeout")}, outcomeUnknown},
 		{"EOF after write", io.EOF, outcomeUnknown},
-		{"server error", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "SERVER_ERROR disk full\r\n"), outcomeNotSent},
+		{"server error", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "SERVER_ERROR disk full\r\n"), outcomeServerError},
 		{"item too large", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "SERVER_ERROR item larger than max_item_size\r\n"), outcomeTooLarge},
 		{"client error", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "CLIENT_ERROR too large\r\n"), outcomeRejected},
 		{"unknown command", fmt.Errorf("memcache: unexpected response line from %q: %q", "set", "ERROR\r\n"), outcomeRejected},

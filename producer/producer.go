@@ -169,13 +169,13 @@ func encodeMessage(msg *push.Message) ([]byte, error) {
 // without decoding them.
 //
 // Placement: without a RoutingKey, items go round-robin over the healthy
-// servers (see WithLeastLoaded for load-aware placement). With one, they go to the key's server on the
-// ketama ring. A server that fails to connect, fails the write or answers
-// SERVER_ERROR is marked down and the item tries the next one; NOT_STORED
-// (queue full) and a refusal of the item's size also move to the next one
-// without marking the server down. If the request was written but
-// no answer came, the item fails with ErrOutcomeUnknown naming the server
-// (unless WithAtLeastOnce).
+// servers (see WithLeastLoaded for load-aware placement). With one, they
+// go to the key's server on the ketama ring. A server that fails to
+// connect or fails the write is marked down and the item tries the next
+// one; NOT_STORED (queue full), SERVER_ERROR and a refusal of the item's
+// size also move to the next one, without marking the server down (it
+// answered). If the request was written but no answer came, the item fails
+// with ErrOutcomeUnknown naming the server (unless WithAtLeastOnce).
 //
 // A request in flight is bounded by WithTimeout, not by ctx: ctx is checked
 // before each attempt.
@@ -233,6 +233,11 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		case outcomeNotSent:
 			p.markDown(s, err)
 			attempts = append(attempts, &AttemptError{Server: s.addr, Err: fmt.Errorf("not stored: %s", serverReply(err))})
+		case outcomeServerError:
+			// The server answered, so it is up: a read-only or quiescent
+			// server, a queue whose journal failed. Only this item moves.
+			s.noteError(err)
+			attempts = append(attempts, &AttemptError{Server: s.addr, Err: fmt.Errorf("not stored: %s", serverReply(err))})
 		case outcomeUnknown:
 			p.markDown(s, err)
 			a := &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)}
@@ -244,8 +249,10 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		case outcomeTooLarge:
 			// Servers may differ in max_item_size: try the others.
 			tooLarge = true
+			s.noteError(err)
 			attempts = append(attempts, &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %s", ErrRejected, serverReply(err))})
 		case outcomeRejected:
+			s.noteError(err)
 			a := &AttemptError{Server: s.addr, Err: fmt.Errorf("%w: %s", ErrRejected, serverReply(err))}
 			attempts = append(attempts, a)
 			return &EnqueueError{Queue: queue, Server: s.addr, Err: a.Err, Attempts: attempts}

@@ -1,11 +1,13 @@
 package producer
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -408,5 +410,54 @@ func TestItemTooLarge(t *testing.T) {
 	}
 	if got := queueItems(t, big, "big2"); got != 4 {
 		t.Fatalf("the server without a size limit holds %d, want 4", got)
+	}
+}
+
+// setStatus sends queued's `status` command (READONLY refuses sets with
+// SERVER_ERROR).
+func setStatus(t *testing.T, addr, status string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "status %s\r\n", status); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "END\r\n" {
+		t.Fatalf("status %s: %q, %v", status, line, err)
+	}
+}
+
+func TestServerErrorMovesTheItemOnly(t *testing.T) {
+	a, b := startQueued(t, syncNever), startQueued(t, syncNever)
+	p := newTestProducer(t, []string{a, b})
+	setStatus(t, a, "READONLY")
+	for i, err := range enqueueConcurrently(t, p, "ro", "x", 40, 4) {
+		if err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	if got := queueItems(t, b, "ro"); got != 40 {
+		t.Fatalf("writable server holds %d, want all 40", got)
+	}
+	if st := p.Stats()[a]; !st.Healthy || st.Failed == 0 || !strings.Contains(st.LastError, "read-only") {
+		t.Fatalf("read-only server: %+v, want healthy (it answers) with failed attempts", st)
+	}
+
+	setStatus(t, b, "READONLY")
+	err := p.EnqueueRaw(context.Background(), "ro", []byte("nowhere"))
+	if !errors.Is(err, ErrNoServers) || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("both read-only: %v, want ErrNoServers quoting the SERVER_ERROR", err)
+	}
+	setStatus(t, a, "UP")
+	if err := p.EnqueueRaw(context.Background(), "ro", []byte("back")); err != nil {
+		t.Fatalf("after status UP: %v", err)
+	}
+	if got := drain(t, a, "ro"); !slices.Equal(got, []string{"back"}) {
+		t.Fatalf("server holds %q", got)
 	}
 }

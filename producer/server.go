@@ -20,13 +20,14 @@ import (
 type outcome int
 
 const (
-	outcomeStored   outcome = iota // STORED
-	outcomeFull                    // NOT_STORED: the queue is full there
-	outcomeNotSent                 // certainly not stored: connect or write failed, SERVER_ERROR
-	outcomeStale                   // the pooled connection was dead before the write: redial
-	outcomeUnknown                 // written, but no answer: maybe stored
-	outcomeRejected                // CLIENT_ERROR or ERROR: the request is malformed for any server
-	outcomeTooLarge                // SERVER_ERROR about the item's size: this server refuses this item
+	outcomeStored      outcome = iota // STORED
+	outcomeFull                       // NOT_STORED: the queue is full there
+	outcomeNotSent                    // certainly not stored: connect or write failed
+	outcomeServerError                // SERVER_ERROR: the server is alive but could not store it
+	outcomeStale                      // the pooled connection was dead before the write: redial
+	outcomeUnknown                    // written, but no answer: maybe stored
+	outcomeRejected                   // CLIENT_ERROR or ERROR: the request is malformed for any server
+	outcomeTooLarge                   // SERVER_ERROR about the item's size: this server refuses this item
 )
 
 // server is one queued server and its health. healthy is read on every
@@ -94,7 +95,7 @@ func (s *server) set(item *memcache.Item, maxIdle int) (outcome, error) {
 			s.stored.Add(1)
 		case outcomeFull:
 			s.notStored.Add(1)
-		case outcomeNotSent:
+		case outcomeNotSent, outcomeServerError:
 			s.failed.Add(1)
 		case outcomeUnknown:
 			s.unknown.Add(1)
@@ -145,7 +146,7 @@ func classify(err error) outcome {
 	case strings.Contains(msg, `"SERVER_ERROR`) && isSizeRefusal(msg):
 		return outcomeTooLarge
 	case strings.Contains(msg, `"SERVER_ERROR`):
-		return outcomeNotSent
+		return outcomeServerError
 	case strings.Contains(msg, `"CLIENT_ERROR`), strings.Contains(msg, `"ERROR`):
 		return outcomeRejected
 	}
@@ -198,6 +199,13 @@ type ServerStats struct {
 	InFlight  int64     // requests waiting for an answer now
 	LastError string    // the last failure, if any
 	DownSince time.Time // when it was last marked down (zero if never)
+}
+
+// noteError records a failure that leaves s in rotation, for Stats.
+func (s *server) noteError(err error) {
+	s.mu.Lock()
+	s.lastErr = serverReply(err)
+	s.mu.Unlock()
 }
 
 // markDown takes s out of rotation and starts probing it, unless it is

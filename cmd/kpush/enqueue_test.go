@@ -266,7 +266,7 @@ func TestEnqueueUnreachableServerCountsFailed(t *testing.T) {
 		t.Fatal("exit status 0 although nothing was stored")
 	}
 	enqueueCheckSummary(t, stdout, 0, 0, 1)
-	if !strings.Contains(stderr, dead) || !strings.Contains(stderr, "no queued server reachable") {
+	if !strings.Contains(stderr, dead) || !strings.Contains(stderr, "no queued server could take the item") {
 		t.Errorf("stderr does not name the server and the reason:\n%s", stderr)
 	}
 }
