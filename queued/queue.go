@@ -161,7 +161,7 @@ func (q *queue) put(data []byte, addTime, expiry int64) (pendingPut, error) {
 		return p, nil
 	}
 	q.mem.pushBack(entry{id: p.id, addTime: addTime, expiry: expiry, data: data, state: itemReady})
-	q.addMem(size)
+	q.addMem(size, true)
 	q.wakeOne()
 	return p, nil
 }
@@ -219,7 +219,7 @@ func (q *queue) finishPut(p pendingPut, err error) {
 		for i := q.mem.len() - 1; i >= 0; i-- {
 			if q.mem.at(i).id == p.id {
 				q.mem.removeAt(i)
-				q.addMem(-p.size)
+				q.addMem(p.size, false)
 				break
 			}
 		}
@@ -228,12 +228,20 @@ func (q *queue) finishPut(p pendingPut, err error) {
 	q.evictTail(p.id)
 }
 
+// itemOverhead is what an in-memory item costs beyond its data (its ring
+// slot and allocation rounding); the memory bounds count it, so they bound
+// the process's memory and not only the payload bytes.
+const itemOverhead = 64
+
+// memCost is what the in-memory head costs against max_memory_size.
+func (q *queue) memCost() int64 { return q.memBytes + int64(q.mem.len())*itemOverhead }
+
 func (q *queue) overMemory() bool {
 	if q.j == nil {
 		return false
 	}
-	return (q.cfg.MaxMemorySize > 0 && q.memBytes > q.cfg.MaxMemorySize) ||
-		(q.s.cfg.TotalMemorySize > 0 && q.s.memBytes.Load() > q.s.cfg.TotalMemorySize)
+	return (q.cfg.MaxMemorySize > 0 && q.memCost() > q.cfg.MaxMemorySize) ||
+		(q.s.cfg.TotalMemorySize > 0 && q.s.memCost.Load() > q.s.cfg.TotalMemorySize)
 }
 
 // evictTail drops the data of tail items whose commit is known (ids up to
@@ -249,16 +257,24 @@ func (q *queue) evictTail(committed uint64) {
 			return
 		}
 		e := q.mem.popBack()
-		q.addMem(-int64(len(e.data)))
+		q.addMem(int64(len(e.data)), false)
 		q.behind++
 		q.behindBytes += int64(len(e.data))
 		q.memHighID = e.id - 1
 	}
 }
 
-func (q *queue) addMem(n int64) {
-	q.memBytes += n
-	q.s.memBytes.Add(n)
+// addMem accounts one item of size bytes entering (in) or leaving mem.
+func (q *queue) addMem(size int64, in bool) {
+	if !in {
+		size = -size
+	}
+	q.memBytes += size
+	if in {
+		q.s.memCost.Add(size + itemOverhead)
+	} else {
+		q.s.memCost.Add(size - itemOverhead)
+	}
 }
 
 // refill reads the next items behind the in-memory head back from the
@@ -287,7 +303,7 @@ func (q *queue) refill() {
 	}
 	for _, it := range items {
 		q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data, state: itemReady})
-		q.addMem(int64(len(it.Data)))
+		q.addMem(int64(len(it.Data)), true)
 		q.memHighID = it.ID
 		q.behind--
 		q.behindBytes -= int64(len(it.Data))
@@ -308,7 +324,7 @@ func (q *queue) refill() {
 // popHead removes the head item from memory (the caller refilled first).
 func (q *queue) popHead() entry {
 	e := q.mem.popFront()
-	q.addMem(-int64(len(e.data)))
+	q.addMem(int64(len(e.data)), false)
 	return e
 }
 
@@ -467,7 +483,7 @@ func (q *queue) unopen(e entry) {
 	}
 	e.state = itemReady
 	q.mem.pushFront(e)
-	q.addMem(int64(len(e.data)))
+	q.addMem(int64(len(e.data)), true)
 	q.wakeOne()
 }
 
@@ -599,7 +615,8 @@ func (q *queue) flush() error {
 
 // dropAll forgets every item; the caller has cleared or deleted the journal.
 func (q *queue) dropAll() {
-	q.addMem(-q.memBytes)
+	q.s.memCost.Add(-q.memCost())
+	q.memBytes = 0
 	q.mem.clear()
 	q.behind, q.behindBytes = 0, 0
 	q.pendingBehind, q.pendingBehindBytes = 0, 0

@@ -91,7 +91,7 @@ type Server struct {
 	// not read; after it the connection is dropped.
 	writeTimeout time.Duration
 
-	memBytes atomic.Int64 // item data held in memory, all queues
+	memCost  atomic.Int64 // item data held in memory plus per-item overhead, all queues
 	maxOpen  atomic.Int32 // max_open_transactions, changed by reload
 
 	totalItems, currConns, totalConns           atomic.Int64
@@ -244,7 +244,7 @@ func (q *queue) replay() {
 	for loaded < js.Items {
 		room := int64(1 << 20)
 		if q.cfg.MaxMemorySize > 0 {
-			room = min(room, q.cfg.MaxMemorySize-q.memBytes)
+			room = min(room, q.cfg.MaxMemorySize-q.memCost())
 		}
 		if room <= 0 || q.overMemory() {
 			break
@@ -260,7 +260,7 @@ func (q *queue) replay() {
 		}
 		for _, it := range items {
 			q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data, state: itemReady})
-			q.addMem(int64(len(it.Data)))
+			q.addMem(int64(len(it.Data)), true)
 			q.memHighID = it.ID
 			loaded++
 			loadedBytes += int64(len(it.Data))
