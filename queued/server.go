@@ -91,8 +91,8 @@ type Server struct {
 	// not read; after it the connection is dropped.
 	writeTimeout time.Duration
 
-	memCost  atomic.Int64 // item data held in memory plus per-item overhead, all queues
-	maxOpen  atomic.Int32 // max_open_transactions, changed by reload
+	memCost atomic.Int64 // item data held in memory plus per-item overhead, all queues
+	maxOpen atomic.Int32 // max_open_transactions, changed by reload
 
 	totalItems, currConns, totalConns           atomic.Int64
 	cmdGet, cmdSet, cmdPeek, getHits, getMisses atomic.Int64
