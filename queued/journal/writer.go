@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -181,7 +182,7 @@ func (j *Journal) failBatch(b *batch, err error) {
 func (j *Journal) fsyncActive() error {
 	seg := j.active
 	start := time.Now()
-	err := seg.f.Sync()
+	err := fdatasync(seg.f)
 	took := time.Since(start)
 	if took > slowSync {
 		j.log.Warn("slow fsync", "file", seg.path, "took", took)
@@ -309,4 +310,15 @@ func (j *Journal) deletePrefix(firstLive uint64) bool {
 		j.mu.Unlock()
 	}
 	return true
+}
+
+// fdatasync flushes the file's data and the metadata needed to read it
+// back (its size), like etcd's wal on Linux; timestamps are not forced.
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
