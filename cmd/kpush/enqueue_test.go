@@ -270,3 +270,53 @@ func TestEnqueueUnreachableServerCountsFailed(t *testing.T) {
 		t.Errorf("stderr does not name the server and the reason:\n%s", stderr)
 	}
 }
+
+// FuzzReadJSONLines checks the line reader against strings.Split: every
+// non-blank line, trimmed and numbered from 1, and nothing else.
+func FuzzReadJSONLines(f *testing.F) {
+	for _, seed := range []string{"", "\n", "a\nb", "a\r\n\r\n  b  \n", "{\"x\":1}\n\n{}\n", strings.Repeat("x", 70000) + "\ny"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		type rec struct {
+			num  int
+			line string
+		}
+		var got []rec
+		err := readJSONLines(t.Context(), strings.NewReader(in), func(num int, line []byte, tooLong bool) error {
+			if tooLong {
+				t.Fatalf("line %d reported too long", num)
+			}
+			got = append(got, rec{num, string(line)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []rec
+		for i, l := range strings.Split(in, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				want = append(want, rec{i + 1, l})
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("got %+v, want %+v", got, want)
+		}
+	})
+}
+
+func TestReadJSONLinesTooLong(t *testing.T) {
+	in := "a\n" + strings.Repeat("x", maxLineBytes+1) + "\nb\n"
+	var nums []int
+	var long []int
+	err := readJSONLines(t.Context(), strings.NewReader(in), func(num int, line []byte, tooLong bool) error {
+		nums = append(nums, num)
+		if tooLong {
+			long = append(long, num)
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(nums, []int{1, 2, 3}) || !slices.Equal(long, []int{2}) {
+		t.Fatalf("lines %v, too long %v, err %v; want 1,2,3 with 2 too long", nums, long, err)
+	}
+}
