@@ -1,0 +1,175 @@
+package worker_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kpush/kpush/push"
+	"github.com/kpush/kpush/push/apnssim"
+	"github.com/kpush/kpush/worker"
+)
+
+// latencyPusher wraps the real sender and records enqueue-to-delivery
+// latency of every delivered push.
+type latencyPusher struct {
+	worker.Pusher
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (l *latencyPusher) Send(ctx context.Context, msg *push.Message, tok string) push.Result {
+	res := l.Pusher.Send(ctx, msg, tok)
+	if res.Class == push.Delivered && msg.EnqueuedAt > 0 {
+		d := time.Since(time.UnixMicro(msg.EnqueuedAt * 1000))
+		l.mu.Lock()
+		l.lat = append(l.lat, d)
+		l.mu.Unlock()
+	}
+	return res
+}
+
+func (l *latencyPusher) percentile(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(l.lat)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// BenchmarkEndToEnd measures notifications per second through the whole
+// pipeline in one process: producers → two queued servers (journaled,
+// fsync always, group commit) → worker → APNs simulator over HTTP/2 TLS.
+// The producers enqueue while the worker delivers. Reference: the same
+// sender pushing the same number of notifications straight to the
+// simulator with the same concurrency, measured in the same run;
+// e2e/direct is the share of raw APNs throughput the queue pipeline keeps.
+//
+// Sub-benchmark "pipeline" enqueues while the worker delivers (the
+// producers' rate can be the limit); "drain" fills the queues first and
+// times only the worker emptying them.
+//
+//	go test -run '^$' -bench EndToEnd -benchtime 20000x ./worker
+func BenchmarkEndToEnd(b *testing.B) {
+	b.Run("pipeline", func(b *testing.B) { benchEndToEnd(b, false) })
+	b.Run("drain", func(b *testing.B) { benchEndToEnd(b, true) })
+}
+
+func benchEndToEnd(b *testing.B, prefill bool) {
+	const concurrency, producers = 1000, 128
+	a, c := startQueued(b, true), startQueued(b, true)
+	sim := startSim(b, apnssim.Config{})
+	sender := newSender(b, apnsConfig(b, sim))
+	n := b.N
+
+	// Reference: direct pushes at the same concurrency.
+	msg := &push.Message{ID: "ref", Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}}
+	direct := func() float64 {
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for g := 0; g < concurrency; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+					if r := sender.Send(context.Background(), msg, token(1_000_000+int(i))); r.Class != push.Delivered {
+						b.Errorf("direct push: %v %s %v", r.Class, r.Reason, r.Err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(n) / time.Since(start).Seconds()
+	}()
+	base := sim.Stats().Accepted
+
+	prod := newProducer(b, a, c)
+	lp := &latencyPusher{Pusher: sender}
+	w, err := worker.New(worker.Config{Servers: []string{a, c}, Queue: testQueue, Concurrency: concurrency, SummaryInterval: -1, Logger: testLogger(b)}, lp, prod)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	var stop func() error
+	if !prefill {
+		b.ResetTimer()
+		stop = runWorker(b, w)
+	}
+	for g := 0; g < producers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				m := &push.Message{ID: "b" + strconv.Itoa(int(i)), Tokens: []string{token(int(i))}, Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}}
+				if err := prod.Enqueue(context.Background(), testQueue, m); err != nil {
+					b.Errorf("enqueue: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	enqueued := time.Since(start)
+	if prefill {
+		b.ResetTimer()
+		start = time.Now()
+		stop = runWorker(b, w)
+	}
+	waitFor(b, 10*time.Minute, "every notification delivered", func() bool { return sim.Stats().Accepted-base >= int64(n) })
+	el := time.Since(start)
+	b.StopTimer()
+	if err := stop(); err != nil {
+		b.Fatal(err)
+	}
+	rate := float64(n) / el.Seconds()
+	b.ReportMetric(rate, "notif/s")
+	b.ReportMetric(float64(n)/enqueued.Seconds(), "enqueued/s")
+	b.ReportMetric(direct, "direct-notif/s")
+	b.ReportMetric(rate/direct, "e2e/direct")
+	b.ReportMetric(float64(lp.percentile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lp.percentile(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkIdleLatency measures enqueue-to-delivery latency when the queue
+// is idle: one message at a time, each enqueued after the previous one was
+// delivered, so every one arrives while the worker waits in monitor.
+//
+//	go test -run '^$' -bench IdleLatency -benchtime 200x ./worker
+func BenchmarkIdleLatency(b *testing.B) {
+	a := startQueued(b, true)
+	sim := startSim(b, apnssim.Config{})
+	sender := newSender(b, apnsConfig(b, sim))
+	prod := newProducer(b, a)
+	lp := &latencyPusher{Pusher: sender}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, SummaryInterval: -1, Logger: testLogger(b)}, lp, prod)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := runWorker(b, w)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := &push.Message{ID: "i" + strconv.Itoa(i), Tokens: []string{token(i)}, Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}, EnqueuedAt: time.Now().UnixMilli()}
+		if err := prod.Enqueue(context.Background(), testQueue, m); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, 10*time.Second, "delivery", func() bool { return sim.Stats().Accepted >= int64(i+1) })
+	}
+	b.StopTimer()
+	if err := stop(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(lp.percentile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lp.percentile(0.99).Microseconds())/1000, "p99-ms")
+}
