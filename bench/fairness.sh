@@ -6,7 +6,10 @@
 # (the reference), and beside $BIG_CONNS connection(s) that alternate a set
 # of a $BIG_SIZE-byte item and a get on another queue (bench_big). Reports
 # the small sets' rate and p50/p99/p99.9 in both runs and their ratios, and
-# what the big writer achieved. Writes bench-results/fairness-<time>.md.
+# what the big writer achieved. The same two runs against memcached (-I
+# sized for the big items) are the reference: they show how much of the
+# slowdown is the machine (client and server share its CPUs, loopback
+# copies) rather than queued. Writes bench-results/fairness-<time>.md.
 #
 # Environment: CONNS (10), SIZE (100), BIG_CONNS (1), BIG_SIZE (8388608),
 # DURATION (10s), SYNC (always), KPUSH, DATA_ROOT, OUT_DIR.
@@ -32,15 +35,26 @@ mkdir -p "$RAW"
 printf 'max_item_size = %d\n' $((BIG_SIZE * 2)) >"$WORK/fairness.conf"
 start_queued daemon "$SYNC" --config "$WORK/fairness.conf"
 
-run() { # NAME EXTRA-ARGS...
-	local name=$1
-	shift
+need memcached memcached
+MC_PORT=$(free_port)
+mc_user=()
+[[ $(id -u) -eq 0 ]] && mc_user=(-u nobody)
+memcached "${mc_user[@]}" -l 127.0.0.1 -p "$MC_PORT" -U 0 -t 2 -m 2048 -I "$(((BIG_SIZE * 2 + 1048575) / 1048576))m" &
+MC_PID=$!
+STARTED_PIDS+=("$MC_PID")
+wait_port "$MC_PORT" "$MC_PID"
+
+run() { # NAME TARGET ADDR EXTRA-ARGS...
+	local name=$1 target=$2 addr=$3
+	shift 3
 	log "run $name"
-	"$KPUSH" bench --addr "$QUEUED_ADDR" --mode set --conns "$CONNS" --size "$SIZE" --duration "$DURATION" \
+	"$KPUSH" bench --addr "$addr" --target "$target" --mode set --conns "$CONNS" --size "$SIZE" --duration "$DURATION" \
 		--queue bench --json --quiet "$@" >"$RAW/$name.json"
 }
-run alone
-run beside-big --big-conns "$BIG_CONNS" --big-size "$BIG_SIZE"
+run alone kestrel "$QUEUED_ADDR"
+run beside-big kestrel "$QUEUED_ADDR" --big-conns "$BIG_CONNS" --big-size "$BIG_SIZE"
+run memcached-alone memcached "127.0.0.1:$MC_PORT"
+run memcached-beside-big memcached "127.0.0.1:$MC_PORT" --big-conns "$BIG_CONNS" --big-size "$BIG_SIZE"
 
 k() { # NAME KIND FIELD
 	jq -r --arg k "$2" --arg f "$3" '.runs[0].kinds[] | select(.kind == $k) | .[$f] // empty' "$RAW/$1.json"
@@ -53,12 +67,14 @@ k() { # NAME KIND FIELD
 	echo
 	echo "| run | small sets/s | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | big sets | big set p50 (µs) |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-	for n in alone beside-big; do
+	for n in alone beside-big memcached-alone memcached-beside-big; do
 		echo "| $n | $(fmt_int "$(k $n set ops_per_sec)") | $(fmt_int "$(k $n set p50_us)") | $(fmt_int "$(k $n set p99_us)") | $(fmt_int "$(k $n set p999_us)") | $(fmt_int "$(k $n set max_us)") | $(k $n bigset ops | grep . || echo 0) | $(fmt_int "$(k $n bigset p50_us)") |"
 	done
 	echo
-	echo "- p99 of small sets beside the big writer / alone: **$(ratio "$(k beside-big set p99_us)" "$(k alone set p99_us)")**"
-	echo "- small-set rate beside the big writer / alone: **$(ratio "$(k beside-big set ops_per_sec)" "$(k alone set ops_per_sec)")**"
+	echo "- queued: p99 of small sets beside the big writer / alone: **$(ratio "$(k beside-big set p99_us)" "$(k alone set p99_us)")**;" \
+		"rate beside / alone: **$(ratio "$(k beside-big set ops_per_sec)" "$(k alone set ops_per_sec)")**"
+	echo "- memcached (reference): p99 beside / alone: **$(ratio "$(k memcached-beside-big set p99_us)" "$(k memcached-alone set p99_us)")**;" \
+		"rate beside / alone: **$(ratio "$(k memcached-beside-big set ops_per_sec)" "$(k memcached-alone set ops_per_sec)")**"
 	echo
 	echo "Raw outputs: \`$(basename "$RAW")/\`."
 } >"$REPORT"
