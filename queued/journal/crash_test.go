@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,13 +24,14 @@ func TestCrashAtEveryStep(t *testing.T) {
 		"compact:dir-synced",
 		"compact:deleted-one",
 	}
-	for _, step := range steps {
-		t.Run(step, func(t *testing.T) {
+	for _, tc := range crashCases(steps) {
+		step, nth := tc.step, tc.nth
+		t.Run(fmt.Sprintf("%s#%d", step, nth), func(t *testing.T) {
 			dir := t.TempDir()
 			const seg = 1024
 			j0 := openT(t, dir, Options{SegmentSize: seg})
 			j0.Close()
-			j := openT(t, dir, Options{SegmentSize: seg, crashAt: step})
+			j := openT(t, dir, Options{SegmentSize: seg, crashAt: step, crashNth: nth})
 
 			acked := map[uint64]string{} // live and acknowledged
 			uncertain := map[uint64]string{}
@@ -72,11 +74,11 @@ func TestCrashAtEveryStep(t *testing.T) {
 			}
 			head := add("head")
 			var kept []uint64
-			for i := 0; i < 120 && !dead; i++ {
+			for i := 0; i < 150 && !dead; i++ {
 				id := add(payload(i))
 				switch {
 				case dead:
-				case i%30 == 0:
+				case i%10 == 0:
 					kept = append(kept, id)
 				default:
 					remove(id)
@@ -130,4 +132,19 @@ func TestCrashAtEveryStep(t *testing.T) {
 			t.Logf("%s: %d acknowledged live, %d after reopen", step, len(acked), len(got))
 		})
 	}
+}
+
+type crashCase struct {
+	step string
+	nth  int
+}
+
+// crashCases crashes at the first and at a later occurrence of each step,
+// when the journal holds more history.
+func crashCases(steps []string) []crashCase {
+	var out []crashCase
+	for _, s := range steps {
+		out = append(out, crashCase{s, 1}, crashCase{s, 3})
+	}
+	return out
 }

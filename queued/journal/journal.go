@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -48,8 +49,10 @@ type Options struct {
 	Logger       *slog.Logger  // nil = slog.Default()
 
 	// crashAt names a step (see step) at which the goroutine performing
-	// it stops dead, as if the process had been killed there. Tests only.
-	crashAt string
+	// it stops dead, as if the process had been killed there; crashNth
+	// picks the occurrence (0 and 1 = the first). Tests only.
+	crashAt  string
+	crashNth int
 }
 
 // Item is one queue item as the journal stores it.
@@ -123,6 +126,7 @@ type Journal struct {
 	writerDone chan struct{}
 	deadC      chan struct{} // closed when a crash point fires (tests)
 	deadOnce   sync.Once
+	crashSeen  atomic.Int64
 	bg         sync.WaitGroup
 
 	mu             sync.Mutex
@@ -282,6 +286,9 @@ var errCrashed = errors.New("journal: simulated crash")
 // Options.crashAt makes the goroutine stop dead at that point.
 func (j *Journal) step(name string) bool {
 	if j.opts.crashAt == "" || j.opts.crashAt != name {
+		return false
+	}
+	if j.crashSeen.Add(1) < int64(j.opts.crashNth) {
 		return false
 	}
 	j.deadOnce.Do(func() {
