@@ -199,6 +199,9 @@ func runEnqueue(ctx context.Context, cmd *cobra.Command, f *enqueueFlags) error 
 	} else {
 		err = enqueueFromFile(ctx, f, p, eopts, sum, stderr)
 	}
+	if !fromFlags || sum.failed.Load() > 0 {
+		logServerStats(p)
+	}
 	fmt.Fprintln(cmd.OutOrStdout(), sum)
 	if err != nil {
 		return err
@@ -282,6 +285,22 @@ func messageFromFlags(cmd *cobra.Command, f *enqueueFlags) (*push.Message, error
 		m.Payload = json.RawMessage(f.payload)
 	}
 	return m, nil
+}
+
+// logServerStats logs one line per server with what it took, in the order
+// the servers were given, so an operator sees where items went and which
+// server failed.
+func logServerStats(p *producer.Producer) {
+	stats := p.Stats()
+	for _, addr := range p.Servers() {
+		st := stats[addr]
+		args := []any{"server", addr, "healthy", st.Healthy, "stored", st.Stored,
+			"not_stored", st.NotStored, "failed", st.Failed, "unknown", st.Unknown, "rejected", st.Rejected}
+		if st.LastError != "" {
+			args = append(args, "last_error", st.LastError)
+		}
+		slog.Info("server summary", args...)
+	}
 }
 
 // describeInvalid renders a validation error as "field: reason".

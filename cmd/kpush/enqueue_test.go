@@ -191,6 +191,11 @@ func TestEnqueueFile(t *testing.T) {
 		if strings.Contains(stderr, "\r") {
 			t.Errorf("a progress bar was drawn although stderr is not a terminal:\n%q", stderr)
 		}
+		for _, server := range []string{a, b} {
+			if !regexp.MustCompile(`msg="server summary" server=` + regexp.QuoteMeta(server) + ` healthy=true stored=9[87] `).MatchString(stderr) {
+				t.Errorf("no summary line for %s on stderr:\n%s", server, stderr)
+			}
+		}
 		if strings.Contains(stderr, "line 8:") {
 			t.Errorf("blank line 8 reported as bad:\n%s", stderr)
 		}
