@@ -14,7 +14,8 @@
 //
 //   - ErrQueueFull: every server that answered said NOT_STORED. This is
 //     back-pressure; nothing was stored.
-//   - ErrNoServers: no server could be reached; nothing was stored.
+//   - ErrNoServers: no server could take the item (down, unreachable, or
+//     SERVER_ERROR); nothing was stored.
 //   - ErrOutcomeUnknown: the request was written but no answer came (the
 //     server died or exceeded WithTimeout). The item may have been stored.
 //     The error names the server. Retrying is at-least-once: it may store
