@@ -365,17 +365,51 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 }
 
 // Clear journals that every item is removed (flush).
-func (j *Journal) Clear() (*Commit, error) {
+func (j *Journal) Clear() (*Commit, error) { return j.ClearExcept() }
+
+// ClearExcept journals that every item is removed except the given ids,
+// which stay live: Kestrel's flush empties a queue but leaves its open
+// reads open, and an open read that is aborted later must still be in the
+// journal.
+func (j *Journal) ClearExcept(keep ...uint64) (*Commit, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closing {
 		return nil, fmt.Errorf("clear journal %s: %w", j.name, ErrClosed)
 	}
-	if j.live.items == 0 {
+	upTo := j.nextID - 1
+	var kept []uint64
+	for _, id := range keep {
+		if _, ok := j.live.size(id); ok {
+			kept = append(kept, id)
+		}
+	}
+	if j.live.items == int64(len(kept)) {
 		return finished(nil), nil
 	}
-	rec := Record{Type: RecClear, ID: j.nextID - 1}
-	j.live.reset()
+	rec := Record{Type: RecClear, ID: upTo}
+	if len(kept) == 0 {
+		j.live.reset()
+	} else {
+		// REMOVE everything around the kept ids; ranges may span ids that
+		// are already dead, which replay ignores.
+		slices.Sort(kept)
+		kept = slices.Compact(kept)
+		rec = Record{Type: RecRemove}
+		lo := uint64(0)
+		for _, k := range kept {
+			if k > lo {
+				rec.Ranges = append(rec.Ranges, IDRange{lo, k - 1})
+			}
+			lo = k + 1
+		}
+		if lo <= upTo {
+			rec.Ranges = append(rec.Ranges, IDRange{lo, upTo})
+		}
+		for _, rg := range rec.Ranges {
+			j.live.removeRange(rg.First, rg.Last)
+		}
+	}
 	j.pending = EncodeRecord(j.pending, &rec)
 	j.pendingRetry = append(j.pendingRetry, rec)
 	j.pendingRecs++

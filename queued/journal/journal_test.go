@@ -182,3 +182,29 @@ func TestLocked(t *testing.T) {
 		t.Fatalf("error does not name the lock file: %v", err)
 	}
 }
+
+func TestClearExceptKeepsOpenReads(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{})
+	ids := appendT(t, j, "a", "b", "c", "d", "e")
+	c, err := j.ClearExcept(ids[1], ids[3], 999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(datas(readAll(t, j))); got != "[b d]" {
+		t.Fatalf("after ClearExcept: %s", got)
+	}
+	appendT(t, j, "f")
+	j.Close()
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	if got := fmt.Sprint(datas(readAll(t, j))); got != "[b d f]" {
+		t.Fatalf("after reopen: %s", got)
+	}
+	if st := j.Stats(); st.Items != 3 || st.Bytes != 3 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
