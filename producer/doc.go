@@ -12,8 +12,8 @@
 // message push.Message.Validate refuses is never sent. Every other outcome
 // is an error wrapping one sentinel:
 //
-//   - ErrQueueFull: every server that answered said NOT_STORED. This is
-//     back-pressure; nothing was stored.
+//   - ErrQueueFull: a server said NOT_STORED (queue full) and no other
+//     server took the item. This is back-pressure; nothing was stored.
 //   - ErrNoServers: no server could take the item (down, unreachable, or
 //     SERVER_ERROR); nothing was stored.
 //   - ErrOutcomeUnknown: the request was written but no answer came (the

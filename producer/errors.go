@@ -11,10 +11,11 @@ import (
 // ErrOutcomeUnknown, ErrRejected, ErrInvalidQueue, ErrInvalidOption,
 // ErrClosed, push.ErrInvalidMessage or a context error.
 var (
-	// ErrQueueFull: every server that answered said NOT_STORED (the queue
-	// is at its max_items or max_size). It is back-pressure: nothing was
-	// stored; slow down and retry later, or drain the queue.
-	ErrQueueFull = errors.New("queue full on every server that answered (NOT_STORED)")
+	// ErrQueueFull: a server said NOT_STORED (the queue is at its
+	// max_items or max_size) and no other server took the item. It is
+	// back-pressure: nothing was stored; slow down and retry later, or
+	// drain the queue.
+	ErrQueueFull = errors.New("queue full (NOT_STORED) and no other server took the item")
 	// ErrNoServers: no server could take the item: all are down, were
 	// unreachable when tried, or answered SERVER_ERROR. Nothing was stored.
 	ErrNoServers = errors.New("no queued server could take the item")
