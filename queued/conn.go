@@ -524,13 +524,7 @@ func (c *conn) get(cmd *Command) bool {
 		return true
 	}
 	if o.close {
-		cm, _ := q.closeOpen(c, 1)
-		if cm != nil && q.waitRemoves() {
-			if err := cm.Wait(); err != nil {
-				c.serverError(err)
-				return true
-			}
-		}
+		q.closeOpen(c, 1)
 		if !o.open {
 			c.write(rEnd)
 			return true
@@ -585,15 +579,6 @@ func (c *conn) writeValue(name, data []byte) {
 	w.Write(rCRLF)
 }
 
-// waitRemoves reports whether a reply that removed items waits for the
-// remove's commit: yes under sync always, so an acknowledged consume is
-// never replayed after a crash.
-func (q *queue) waitRemoves() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.cfg.Sync.Mode == SyncAlways
-}
-
 func (c *conn) touch(q *queue) {
 	for _, t := range c.touched {
 		if t == q {
@@ -623,7 +608,7 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 		}
 	}()
 	for {
-		e, ok, rm, expired, err := q.take(c, mode, w, front)
+		e, ok, expired, err := q.take(c, mode, w, front)
 		if len(expired) > 0 {
 			c.s.expire(q, expired)
 		}
@@ -631,11 +616,6 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 			return entry{}, false, err
 		}
 		if ok {
-			if rm != nil && q.waitRemoves() {
-				if err := rm.Wait(); err != nil {
-					return entry{}, false, err
-				}
-			}
 			return e, true, nil
 		}
 		if !wait {
@@ -765,16 +745,9 @@ func (c *conn) confirm(cmd *Command) bool {
 		c.write(rBadName)
 		return true
 	}
-	cm, ok := q.closeOpen(c, int(n))
-	if !ok {
+	if !q.closeOpen(c, int(n)) {
 		c.write(rError)
 		return true
-	}
-	if cm != nil && q.waitRemoves() {
-		if err := cm.Wait(); err != nil {
-			c.serverError(err)
-			return true
-		}
 	}
 	c.write(rEnd)
 	return true

@@ -353,11 +353,11 @@ const (
 // are taken out and returned in expired for the caller to move or drop
 // outside the lock. If the queue is empty and w is non-nil, w is queued to
 // be woken by the next item (at the front of the waiters if front).
-func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok bool, rm *journal.Commit, expired []entry, err error) {
+func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok bool, expired []entry, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.usable(); err != nil {
-		return entry{}, false, nil, nil, err
+		return entry{}, false, nil, err
 	}
 	now := nowMS()
 	for {
@@ -373,7 +373,7 @@ func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok
 					q.waiters = append(q.waiters, w)
 				}
 			}
-			return entry{}, false, nil, expired, nil
+			return entry{}, false, expired, nil
 		}
 		h := q.mem.front()
 		if q.isExpired(h, now) {
@@ -386,17 +386,18 @@ func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok
 	}
 	switch mode {
 	case takePeek:
-		return *q.mem.front(), true, nil, expired, nil
+		return *q.mem.front(), true, expired, nil
 	case takeRemove:
 		e = q.popHead()
 		e.state = itemGone
 		q.lastAge = now - e.addTime
-		return e, true, q.journalRemove([]uint64{e.id}), expired, nil
+		q.journalRemove([]uint64{e.id})
+		return e, true, expired, nil
 	default:
 		e = q.popHead()
 		q.open(c, e, now)
 		q.lastAge = now - e.addTime
-		return e, true, nil, expired, nil
+		return e, true, expired, nil
 	}
 }
 
@@ -420,26 +421,31 @@ func (q *queue) open(c *conn, e entry, now int64) {
 }
 
 // closeOpen confirms the n oldest open reads of c: itemOpen → itemGone.
-// It reports false, changing nothing, if c holds fewer than n.
-func (q *queue) closeOpen(c *conn, n int) (*journal.Commit, bool) {
+// It reports false, changing nothing, if c holds fewer than n. The remove
+// is not waited for (see doc.go, Durability).
+func (q *queue) closeOpen(c *conn, n int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	list := q.opens[c]
 	if len(list) < n {
-		return nil, false
+		return false
 	}
 	if n == 0 {
-		return nil, true
+		return true
 	}
-	ids := make([]uint64, n)
+	var one [1]uint64
+	ids := one[:]
+	if n > 1 {
+		ids = make([]uint64, n)
+	}
 	for i := 0; i < n; i++ {
 		ids[i] = list[i].e.id
 	}
 	q.dropOpens(c, list, n)
-	if q.deleted {
-		return nil, true
+	if !q.deleted {
+		q.journalRemove(ids)
 	}
-	return q.journalRemove(ids), true
+	return true
 }
 
 func (q *queue) dropOpens(c *conn, list []openRead, n int) {
