@@ -968,7 +968,7 @@ func (in *interpreter) queueKey(q *QueueConfig, e *cfgEntry) (bool, error) {
 		}
 	case "expire_to_queue", "move_expired_to":
 		q.ExpireToQueue, err = in.str(e)
-		if err == nil && q.ExpireToQueue != "" && !validQueueName(q.ExpireToQueue) {
+		if err == nil && q.ExpireToQueue != "" && ValidateQueueName(q.ExpireToQueue) != nil {
 			err = in.valueErr(e.value, e.key, "a queue name of letters, digits, '_', '-' and at most one '+'")
 		}
 	case "max_expire_sweep":
@@ -987,20 +987,6 @@ func (in *interpreter) queueKey(q *QueueConfig, e *cfgEntry) (bool, error) {
 	return true, err
 }
 
-// validQueueName applies KESTREL.md's rule for names queued accepts:
-// 1..250 bytes of [A-Za-z0-9_-] with at most one '+' (fanout), not at either
-// end.
-func validQueueName(name string) bool {
-	if name == "" || len(name) > 250 {
-		return false
-	}
-	plus := strings.Count(name, "+")
-	if plus > 1 || name[0] == '+' || name[len(name)-1] == '+' {
-		return false
-	}
-	return validKey(strings.Replace(name, "+", "_", 1))
-}
-
 func (in *interpreter) queues(root *cfgBlock) error {
 	e, ok := root.index["queues"]
 	if !ok || e.block == nil {
@@ -1012,7 +998,7 @@ func (in *interpreter) queues(root *cfgBlock) error {
 			return &ConfigError{File: in.file, Line: qe.pos.line, Col: qe.pos.col,
 				Msg: fmt.Sprintf("queues: %s: want a queue block: %s { max_items = ... }", qe.key, qe.key), Kind: ErrConfigValue}
 		}
-		if !validQueueName(qe.key) {
+		if ValidateQueueName(qe.key) != nil {
 			return &ConfigError{File: in.file, Line: qe.pos.line, Col: qe.pos.col,
 				Msg: fmt.Sprintf("queue name %q: want letters, digits, '_' and '-'", qe.key), Kind: ErrConfigValue}
 		}

@@ -167,12 +167,11 @@ func TestOurConf(t *testing.T) {
 }
 
 func TestQueueConfigLookup(t *testing.T) {
-	c, _, err := parseCapturing(t, `max_items = 5
-queues { parent { max_items = 7 } child+x { } }`, "t.conf")
-	if err == nil {
+	if _, _, err := parseCapturing(t, `max_items = 5
+queues { parent { max_items = 7 } child+x { } }`, "t.conf"); err == nil {
 		t.Fatal("a '+' in a queue block name was accepted")
 	}
-	c, _, err = parseCapturing(t, `max_items = 5
+	c, _, err := parseCapturing(t, `max_items = 5
 queues { parent { max_items = 7 } }`, "t.conf")
 	if err != nil {
 		t.Fatal(err)

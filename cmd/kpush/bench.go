@@ -228,7 +228,6 @@ type benchConn struct {
 	hist                           [numKinds]latencyHist
 	ops                            [numKinds]int64
 	hits, misses, rejected, errors int64
-	pending                        []benchKind // kinds of the requests of the current batch
 }
 
 func dialBench(ctx context.Context, cfg *benchConfig, i int, big bool) (*benchConn, error) {
