@@ -245,12 +245,22 @@ func (j *Journal) roll() error {
 		return errCrashed
 	}
 	j.mu.Lock()
-	old := j.active
+	old, oldAlloc := j.active, j.allocEnd
+	j.active, j.allocEnd = seg, seg.size
+	if err := j.reserveLocked(0, 0); err != nil {
+		// No room for the removes of the live items in a new file: stay
+		// on the old one, whose reservation still holds.
+		j.active, j.allocEnd = old, oldAlloc
+		j.mu.Unlock()
+		seg.f.Close()
+		os.Remove(seg.path)
+		if derr := syncDir(j.dir); derr != nil {
+			j.log.Warn("fsync dir after abandoning a new segment failed", "err", derr)
+		}
+		return err
+	}
 	j.nextSeq = seq + 1
 	j.segs = append(j.segs, seg)
-	j.active = seg
-	j.allocEnd = seg.size
-	j.ensureReserveLocked()
 	j.mu.Unlock()
 	// Give back the old file's unused preallocation.
 	if err := old.f.Truncate(old.size); err != nil {
