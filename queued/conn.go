@@ -44,9 +44,9 @@ var (
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
-// conn is one client connection. Its goroutine (serve) owns everything in it
-// except openReads, which queues change under their own locks (a timed-out
-// open read is aborted by the sweeper).
+// conn is one client connection. Its goroutine (serve) owns everything in
+// it; its open reads live in the queues (queue.opens), under their locks,
+// because the sweeper may abort them.
 type conn struct {
 	s  *Server
 	nc net.Conn
@@ -57,10 +57,9 @@ type conn struct {
 	bw   *bufio.Writer // taken from writerPool while replies are pending
 	out  connWriter
 
-	openReads atomic.Int32 // open reads held on all queues
-	touched   []*queue     // queues this connection has opened reads on
-	scratch   []byte
-	peerGone  bool // the client closed its side while we waited
+	touched  []*queue // queues this connection has opened reads on
+	scratch  []byte
+	peerGone bool // the client closed its side while we waited
 
 	writeDeadline time.Time // armed on the socket; see connWriter
 }
@@ -534,7 +533,11 @@ func (c *conn) get(cmd *Command) bool {
 		c.write(rQuiescent)
 		return true
 	}
-	if !o.peek && !o.open && q.openCountOf(c) > 0 {
+	held := 0
+	if len(c.touched) > 0 { // a connection that never opened a read holds none
+		held = q.openCountOf(c)
+	}
+	if !o.peek && !o.open && held > 0 {
 		c.s.log.Warn("plain get while holding an open read; closing connection", "queue", q.name, "conn", c.id)
 		c.write(rError)
 		return false
@@ -544,7 +547,8 @@ func (c *conn) get(cmd *Command) bool {
 	case o.peek:
 		mode = takePeek
 	case o.open:
-		if c.openReads.Load() >= c.s.maxOpen.Load() {
+		// Per connection and queue, as Kestrel counts them.
+		if int32(held) >= c.s.maxOpen.Load() {
 			c.write(rError)
 			return true
 		}

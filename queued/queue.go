@@ -417,7 +417,6 @@ func (q *queue) open(c *conn, e entry, now int64) {
 	q.opens[c] = append(q.opens[c], openRead{e: e, openedAt: now})
 	q.openCount++
 	q.transactions++
-	c.openReads.Add(1)
 }
 
 // closeOpen confirms the n oldest open reads of c: itemOpen → itemGone.
@@ -457,7 +456,6 @@ func (q *queue) dropOpens(c *conn, list []openRead, n int) {
 		q.opens[c] = list
 	}
 	q.openCount -= n
-	c.openReads.Add(int32(-n))
 }
 
 // abortOpen returns the oldest open read of c (all of them if all) to the
