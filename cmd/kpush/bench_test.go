@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +241,104 @@ func TestBenchCommandJSONAndFairness(t *testing.T) {
 	}
 	if rows != 6 { // set, get, all for each of the two runs
 		t.Errorf("want 6 table rows, got:\n%s", table)
+	}
+}
+
+// startFloorServer serves the memcache requests kpush bench sends with no
+// storage and no journal: a set is read and answered STORED, a get returns
+// the connection's last set. It is the round-trip floor of this machine's
+// loopback and of the bench client itself.
+func startFloorServer(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveFloor(nc)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serveFloor(nc net.Conn) {
+	defer nc.Close()
+	r := bufio.NewReaderSize(nc, 64<<10)
+	w := bufio.NewWriterSize(nc, 64<<10)
+	var last []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		f := strings.Fields(string(line))
+		switch {
+		case len(f) == 5 && f[0] == "set":
+			n, err := strconv.Atoi(f[4])
+			if err != nil {
+				return
+			}
+			last = make([]byte, n+2)
+			if _, err := io.ReadFull(r, last); err != nil {
+				return
+			}
+			w.WriteString("STORED\r\n")
+		case len(f) == 2 && f[0] == "get" && last != nil:
+			fmt.Fprintf(w, "VALUE %s 0 %d\r\n", f[1], len(last)-2)
+			w.Write(last)
+			w.WriteString("END\r\n")
+		default:
+			w.WriteString("END\r\n")
+		}
+		if r.Buffered() == 0 {
+			if w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// BenchmarkSetGetFlood runs the set/get flood against a real queued
+// (--sync never, then --sync always) and, in the same run, against the
+// floor server; it reports queued's rate and its ratio to the floor, which
+// is comparable across machines where absolute rates are not.
+func BenchmarkSetGetFlood(b *testing.B) {
+	quiet := slog.New(slog.DiscardHandler)
+	for _, sync := range []string{"never", "always"} {
+		for _, conns := range []int{1, 10, 50} {
+			b.Run(fmt.Sprintf("sync=%s/conns=%d", sync, conns), func(b *testing.B) {
+				floorAddr := startFloorServer(b)
+				p := testproc.Start(b, "queued", "--listen", "127.0.0.1:0", "--data-dir", b.TempDir(), "--sync", sync)
+				ops := int64(max(b.N, 2*conns))
+				cfg := benchConfig{Target: "kestrel", Mode: "setget", Conns: []int{conns}, Ops: ops, Size: 100,
+					Queue: "flood", Queues: 1, Fill: -1, Pipeline: 1, Timeout: 30 * time.Second}
+
+				b.StopTimer()
+				cfg.Addr, cfg.Flush = floorAddr, false
+				floor, err := runBench(context.Background(), cfg, quiet)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.Addr, cfg.Flush = p.Addr("queued"), true
+				b.StartTimer()
+				res, err := runBench(context.Background(), cfg, quiet)
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res[0].Errors != 0 || res[0].Hits != ops/2 {
+					b.Fatalf("queued run: %+v", res[0])
+				}
+				b.ReportMetric(res[0].OpsPerSec, "req/s")
+				b.ReportMetric(res[0].OpsPerSec/floor[0].OpsPerSec, "ratio_to_floor")
+				b.ReportMetric(res[0].Kinds[len(res[0].Kinds)-1].P99US, "p99_us")
+			})
+		}
 	}
 }
