@@ -221,3 +221,26 @@ func metricValue(t testing.TB, url, name string) float64 {
 	}
 	return -1
 }
+
+// TestBadCredentialsExitsNonZero: `kpush worker` with credentials APNs
+// refuses logs the reason at ERROR, gives every item back and exits 1.
+func TestBadCredentialsExitsNonZero(t *testing.T) {
+	_, a := startQueuedProc(t, t.TempDir(), "127.0.0.1:0")
+	sim := startSim(t, apnssim.Config{Topics: []string{"com.example.other"}})
+	prod := newProducer(t, a)
+	const n = 20
+	enqueue(t, prod, n, 1)
+	p := testproc.Start(t, workerArgs(t, sim, []string{a})...)
+	err := p.Wait(30 * time.Second)
+	if err == nil || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("exit: %v, want exit status 1\n%s", err, p.Output())
+	}
+	out := p.Output()
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "TopicDisallowed") {
+		t.Errorf("no ERROR line naming TopicDisallowed in:\n%s", out)
+	}
+	k := dialKestrel(t, a)
+	if items, open := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"); items != n || open != 0 {
+		t.Errorf("after exit: %d items, %d open; want %d and 0", items, open, n)
+	}
+}

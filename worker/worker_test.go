@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -441,4 +442,31 @@ func checkExactlyOnce(t *testing.T, sim *apnssim.Server, tokens []string) {
 			t.Fatalf("token %s delivered %d times, want 1", tok, c)
 		}
 	}
+}
+
+// TestOneServerDown: a server in the list that is down does not stop the
+// worker from delivering everything from the others.
+func TestOneServerDown(t *testing.T) {
+	a := startQueued(t, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	const n = 300
+	tokens := enqueue(t, prod, n, 1)
+	w, err := worker.New(worker.Config{Servers: []string{down, a}, Queue: testQueue, Concurrency: 50, Logger: testLogger(t)},
+		newSender(t, apnsConfig(t, sim)), prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitFor(t, 30*time.Second, "delivery from the live server", func() bool { return w.Stats().Delivered >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, tokens)
 }
