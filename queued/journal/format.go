@@ -108,9 +108,6 @@ func payloadSize(r *Record) int {
 
 func padded(n int) int { return (n + frameAlign - 1) &^ (frameAlign - 1) }
 
-// frameSize is the number of bytes r occupies on disk.
-func frameSize(r *Record) int { return frameHeaderSize + padded(payloadSize(r)) }
-
 // addFrameSize is the on-disk size of an ADD carrying n data bytes.
 func addFrameSize(n int) int { return frameHeaderSize + padded(1+addFixedSize+n) }
 

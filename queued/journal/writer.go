@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -55,30 +56,29 @@ func (j *Journal) run() {
 		if dead {
 			return
 		}
-		if closing && empty {
-			var err error
-			if j.dirty {
-				err = j.fsyncActive()
-			}
-			j.mu.Lock()
-			j.closeErr = err
-			j.cond.Broadcast()
-			j.mu.Unlock()
-			return
+		if !closing {
+			continue
 		}
-		if closing {
-			// Leftovers after a failed write: one last attempt.
+		if !empty {
+			// Records re-queued after a failed write: one last attempt.
 			j.flushOnce()
-			j.mu.Lock()
+		}
+		var err error
+		if j.dirty {
+			err = j.fsyncActive()
+		}
+		j.mu.Lock()
+		if len(j.pending) > 0 {
+			err = fmt.Errorf("close journal %s: %d bytes of records could not be written after a write error", j.name, len(j.pending))
 			if c := j.pendingCommit; c != nil {
 				j.pendingCommit = nil
-				c.finish(ErrClosed)
+				c.finish(err)
 			}
-			j.closeErr = errors.New("journal closed with unwritten records after a write error")
-			j.cond.Broadcast()
-			j.mu.Unlock()
-			return
 		}
+		j.closeErr = err
+		j.cond.Broadcast()
+		j.mu.Unlock()
+		return
 	}
 }
 
