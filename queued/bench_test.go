@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,4 +168,113 @@ func BenchmarkSyncAlwaysVsNever(b *testing.B) {
 	b.ReportMetric(neverRate, "never_ops/s")
 	b.ReportMetric(alwaysRate, "always_ops/s")
 	b.ReportMetric(alwaysRate/neverRate, "x_never")
+}
+
+// pipelinedSets sets n items of size bytes on q over one connection,
+// writing batch requests before reading their replies.
+func pipelinedSets(b *testing.B, addr, q string, n, size, batch int) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	req := []byte(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", q, size, bytes.Repeat([]byte("r"), size)))
+	buf := bytes.Repeat(req, batch)
+	for done := 0; done < n; done += batch {
+		k := min(batch, n-done)
+		if _, err := nc.Write(buf[:k*len(req)]); err != nil {
+			b.Error(err)
+			return
+		}
+		for i := 0; i < k; i++ {
+			if l, err := br.ReadSlice('\n'); err != nil || string(l) != "STORED\r\n" {
+				b.Errorf("set: %q %v", l, err)
+				return
+			}
+		}
+	}
+}
+
+// pipelinedGets takes n items from q over one connection.
+func pipelinedGets(b *testing.B, addr, q string, n, batch int) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	buf := bytes.Repeat([]byte("get "+q+"\r\n"), batch)
+	for done := 0; done < n; done += batch {
+		k := min(batch, n-done)
+		if _, err := nc.Write(buf[:k*(len(q)+6)]); err != nil {
+			b.Error(err)
+			return
+		}
+		for i := 0; i < k; i++ {
+			l, err := br.ReadSlice('\n')
+			if err != nil || !bytes.HasPrefix(l, []byte("VALUE ")) {
+				b.Errorf("get: %q %v", l, err)
+				return
+			}
+			f := bytes.Fields(l)
+			size, _ := strconv.Atoi(string(f[len(f)-1]))
+			if _, err := br.Discard(size + 2 + 5); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}
+}
+
+// BenchmarkReadBehindPeakRSS is the memory target: with
+// max_memory_size = 16 MiB, fill 1M x 100-byte items and drain them, each
+// over 10 connections; the daemon's peak RSS (VmHWM) must stay < 64 MiB.
+// Run with -benchtime 1x (it ignores b.N).
+func BenchmarkReadBehindPeakRSS(b *testing.B) {
+	const items, size, conns = 1000000, 100, 10
+	dir := b.TempDir()
+	conf := filepath.Join(dir, "queued.conf")
+	if err := os.WriteFile(conf, []byte("max_memory_size = 16777216\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p := testproc.Start(b, "queued", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--config", conf, "--sync", "never")
+	addr := p.Addr("queued")
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); pipelinedSets(b, addr, "rb", items/conns, size, 100) }()
+	}
+	wg.Wait()
+	filled := time.Since(start)
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); pipelinedGets(b, addr, "rb", items/conns, 100) }()
+	}
+	wg.Wait()
+	hwm := procStatusKiB(b, p.PID(), "VmHWM:")
+	b.ReportMetric(float64(hwm)/1024, "peak_rss_MiB")
+	b.ReportMetric(float64(items)/filled.Seconds(), "fill_items/s")
+	b.ReportMetric(float64(items)/(time.Since(start)-filled).Seconds(), "drain_items/s")
+	if hwm > 64<<10 {
+		b.Errorf("peak RSS %d KiB, want < 64 MiB", hwm)
+	}
+}
+
+func procStatusKiB(b *testing.B, pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
 }
