@@ -15,7 +15,8 @@
 # CHECKPOINTS (TOTAL/10, TOTAL/2, TOTAL), SIZE (100), CONNS (10),
 # PIPELINE (16 requests in flight per connection), SYNC (never; the
 # question here is memory, not fsync), MAX_MEMORY (16777216), KPUSH,
-# DATA_ROOT, OUT_DIR.
+# DATA_ROOT, OUT_DIR. The daemon inherits the environment, so e.g.
+# GOMEMLIMIT=40MiB applies to it.
 source "$(dirname "$0")/lib.sh"
 
 TOTAL=${TOTAL:-10000000}
