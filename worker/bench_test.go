@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
 	"github.com/kpush/kpush/worker"
@@ -177,4 +178,61 @@ func BenchmarkIdleLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(lp.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lp.percentile(0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkEndToEndProcesses is BenchmarkEndToEnd/pipeline with every
+// component a separate process as in production: two `kpush queued`
+// (fsync always), `kpush worker --concurrency 1000`, and the simulator
+// (in the benchmark process, with the producers). Delivery is read from
+// the worker's /metrics.
+//
+//	go test -run '^$' -bench EndToEndProcesses -benchtime 20000x ./worker
+func BenchmarkEndToEndProcesses(b *testing.B) {
+	const producers = 128
+	_, a := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
+	_, c := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
+	sim := startSim(b, apnssim.Config{})
+	prod := newProducer(b, a, c)
+	n := b.N
+	p := testproc.Start(b, workerArgs(b, sim, []string{a, c}, "--concurrency", "1000", "--admin-listen", "127.0.0.1:0")...)
+	metrics := "http://" + p.Addr("worker-admin") + "/metrics"
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < producers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				m := &push.Message{ID: "p" + strconv.Itoa(int(i)), Tokens: []string{token(int(i))}, Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}}
+				if err := prod.Enqueue(context.Background(), testQueue, m); err != nil {
+					b.Errorf("enqueue: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	enqueued := time.Since(start)
+	deadline := time.Now().Add(10 * time.Minute)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for metricValue(b, metrics, "kpush_worker_delivered_total") < float64(n) {
+		if time.Now().After(deadline) {
+			b.Fatal("not everything delivered within 10 minutes")
+		}
+		<-tick.C
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	if err := p.Stop(time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	if got := sim.Stats().Accepted; got < int64(n) {
+		b.Fatalf("simulator accepted %d, want %d", got, n)
+	}
+	b.ReportMetric(float64(n)/el.Seconds(), "notif/s")
+	b.ReportMetric(float64(n)/enqueued.Seconds(), "enqueued/s")
+	b.ReportMetric(0, "ns/op")
 }
