@@ -60,6 +60,7 @@ type conn struct {
 	touched  []*queue // queues this connection has opened reads on
 	scratch  []byte
 	peerGone bool // the client closed its side while we waited
+	mute     bool // the command had noreply: replies are dropped
 
 	writeDeadline time.Time // armed on the socket; see connWriter
 }
@@ -120,9 +121,17 @@ func (c *conn) writer() *bufio.Writer {
 	return c.bw
 }
 
-func (c *conn) write(b []byte) { _, _ = c.writer().Write(b) }
+func (c *conn) write(b []byte) {
+	if !c.mute {
+		_, _ = c.writer().Write(b)
+	}
+}
 
-func (c *conn) writeString(s string) { _, _ = c.writer().WriteString(s) }
+func (c *conn) writeString(s string) {
+	if !c.mute {
+		_, _ = c.writer().WriteString(s)
+	}
+}
 
 // flush sends pending replies. It reports false if the client is gone.
 func (c *conn) flush() bool {
@@ -246,6 +255,13 @@ func (c *conn) cleanup() {
 // exec runs one command and queues its reply. It reports false when the
 // connection must close.
 func (c *conn) exec(cmd *Command) bool {
+	// memcache clients append "noreply" to delete and flush_all (pymemcache
+	// does by default): run the command, send nothing.
+	if n := cmd.NArgs; n > 0 && n <= maxArgs && string(cmd.Args[n-1]) == "noreply" && string(cmd.Name) != "set" {
+		cmd.NArgs--
+		c.mute = true
+		defer func() { c.mute = false }()
+	}
 	switch string(cmd.Name) {
 	case "get", "gets":
 		return c.get(cmd)
@@ -261,7 +277,7 @@ func (c *conn) exec(cmd *Command) bool {
 		return c.queueAdmin(cmd, "flush")
 	case "flush_expired":
 		return c.queueAdmin(cmd, "flush_expired")
-	case "flush_all":
+	case "flush_all": // [delay] is accepted and ignored
 		for _, q := range c.s.queueList() {
 			if err := q.flush(); err != nil && !errors.Is(err, ErrQueueUnavailable) && !errors.Is(err, ErrQueueDeleted) {
 				c.serverError(err)
@@ -758,6 +774,12 @@ func (c *conn) confirm(cmd *Command) bool {
 }
 
 func (c *conn) queueAdmin(cmd *Command, op string) bool {
+	if op == "delete" && cmd.NArgs == 2 {
+		// memcache's "delete <key> <time>": the time is ignored.
+		if _, ok := parseUint(cmd.Args[1], 1<<32); ok {
+			cmd.NArgs = 1
+		}
+	}
 	if cmd.NArgs != 1 {
 		c.writeString("CLIENT_ERROR usage: " + op + " <queue>\r\n")
 		return true
