@@ -470,3 +470,48 @@ func TestOneServerDown(t *testing.T) {
 	}
 	checkExactlyOnce(t, sim, tokens)
 }
+
+// TestMaxRequeuesDeadLetters: with APNs answering 503 to everything, a
+// message goes through the delay queue MaxRequeues times, then lands in
+// push_failed with reason MaxAttempts and every token.
+func TestMaxRequeuesDeadLetters(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{Failures: []apnssim.Failure{{Reason: "ServiceUnavailable", Rate: 1}}})
+	prod := newProducer(t, a)
+	tokens := []string{token(1), token(2)}
+	msg := &push.Message{ID: "flaky", Tokens: tokens, Topic: "com.example.app", Alert: &push.Alert{Text: "hi"}}
+	if err := prod.Enqueue(t.Context(), testQueue, msg); err != nil {
+		t.Fatal(err)
+	}
+	cfg := apnsConfig(t, sim)
+	cfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Attempts: 2, RetryBase: time.Millisecond,
+		MaxRequeues: 2, Logger: testLogger(t)}, newSender(t, cfg), prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitFor(t, 30*time.Second, "the message dead-lettered", func() bool { return w.Stats().Failed == 2 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// 2 tokens × 2 in-process attempts × (first try + 2 re-queues).
+	if got := sim.Stats().Rejected["ServiceUnavailable"]; got != 12 {
+		t.Errorf("simulator answered 503 %d times, want 12", got)
+	}
+	if s := w.Stats(); s.Requeued != 4 || s.Delivered != 0 {
+		t.Errorf("stats %+v, want 4 tokens re-queued, none delivered", s)
+	}
+	recs := dialKestrel(t, a).drain(testQueue + "_failed")
+	if len(recs) != 1 {
+		t.Fatalf("%d failed records, want 1", len(recs))
+	}
+	var rec worker.FailedRecord
+	if err := json.Unmarshal(recs[0], &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rec.Reason, worker.ReasonMaxAttempts) || !strings.Contains(rec.Reason, "ServiceUnavailable") ||
+		len(rec.Tokens) != 2 || rec.Attempt != 2 || rec.Message == nil || rec.Message.ID != "flaky" {
+		t.Errorf("record %+v: want MaxAttempts naming ServiceUnavailable, both tokens, attempt 2", rec)
+	}
+}
