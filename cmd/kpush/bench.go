@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,34 +152,34 @@ func init() {
 	rootCmd.AddCommand(benchCmd)
 }
 
-func (c *benchConfig) validate() error {
+func (cfg *benchConfig) validate() error {
 	switch {
-	case c.Target != "kestrel" && c.Target != "memcached":
-		return fmt.Errorf("--target %q: want kestrel or memcached", c.Target)
-	case !benchModes[c.Mode]:
-		return fmt.Errorf("--mode %q: want set, get, setget or reliable", c.Mode)
-	case c.Target == "memcached" && c.Mode == "reliable":
+	case cfg.Target != "kestrel" && cfg.Target != "memcached":
+		return fmt.Errorf("--target %q: want kestrel or memcached", cfg.Target)
+	case !benchModes[cfg.Mode]:
+		return fmt.Errorf("--mode %q: want set, get, setget or reliable", cfg.Mode)
+	case cfg.Target == "memcached" && cfg.Mode == "reliable":
 		return errors.New("--mode reliable needs --target kestrel: memcached has no open reads")
-	case len(c.Conns) == 0:
+	case len(cfg.Conns) == 0:
 		return errors.New("--conns: give at least one connection count")
-	case c.Ops < 0:
-		return fmt.Errorf("--ops %d: want 0 or more", c.Ops)
-	case c.Ops == 0 && c.Duration <= 0:
+	case cfg.Ops < 0:
+		return fmt.Errorf("--ops %d: want 0 or more", cfg.Ops)
+	case cfg.Ops == 0 && cfg.Duration <= 0:
 		return errors.New("give --duration or --ops")
-	case c.Size < 0 || c.BigSize < 0:
+	case cfg.Size < 0 || cfg.BigSize < 0:
 		return errors.New("--size and --big-size must not be negative")
-	case c.Queues < 1:
-		return fmt.Errorf("--queues %d: want 1 or more", c.Queues)
-	case c.Pipeline < 1:
-		return fmt.Errorf("--pipeline %d: want 1 or more", c.Pipeline)
-	case c.BigConns < 0:
-		return fmt.Errorf("--big-conns %d: want 0 or more", c.BigConns)
-	case c.Timeout <= 0:
+	case cfg.Queues < 1:
+		return fmt.Errorf("--queues %d: want 1 or more", cfg.Queues)
+	case cfg.Pipeline < 1:
+		return fmt.Errorf("--pipeline %d: want 1 or more", cfg.Pipeline)
+	case cfg.BigConns < 0:
+		return fmt.Errorf("--big-conns %d: want 0 or more", cfg.BigConns)
+	case cfg.Timeout <= 0:
 		return errors.New("--timeout must be positive")
-	case c.Queue == "" || bytes.ContainsAny([]byte(c.Queue), " \r\n\t/"):
-		return fmt.Errorf("--queue %q: want a name without spaces or '/'", c.Queue)
+	case cfg.Queue == "" || strings.ContainsAny(cfg.Queue, " \r\n\t/"):
+		return fmt.Errorf("--queue %q: want a name without spaces or '/'", cfg.Queue)
 	}
-	for _, n := range c.Conns {
+	for _, n := range cfg.Conns {
 		if n < 1 {
 			return fmt.Errorf("--conns %d: want 1 or more", n)
 		}
