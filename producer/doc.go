@@ -62,16 +62,20 @@
 //
 // # Goroutines
 //
-// Enqueue runs on the caller's goroutine; EnqueueBatch adds at most
+// Enqueue runs on the caller's goroutine (plus one per request when ctx
+// can be cancelled, see Limits); EnqueueBatch adds at most
 // WithBatchConcurrency goroutines for its own duration. A server marked
 // down is owned by one probe goroutine, which sends `version` after a
 // jittered, doubling backoff (WithRetryBackoff) until the server answers
 // and then puts it back in rotation. Close cancels the probes and waits
-// for them. Health flags and counters are atomics read on every enqueue.
+// for them and for requests left in flight by a cancelled ctx. Health flags and counters are atomics read on every enqueue.
 //
 // # Limits
 //
-// gomemcache has no context support: ctx is checked before each attempt,
-// and a request in flight is bounded by WithTimeout. Addresses are
-// resolved once, in New.
+// gomemcache has no context support. When ctx can be cancelled, each
+// request runs on its own goroutine so Enqueue can return as soon as ctx is
+// done (with ErrOutcomeUnknown wrapping ctx's error, since the request may
+// still be stored); the request itself ends within WithTimeout and Close
+// waits for it. With a ctx that is never done (context.Background) there
+// is no extra goroutine. Addresses are resolved once, in New.
 package producer

@@ -305,3 +305,43 @@ func TestLeastLoadedPassesOverAStalledServer(t *testing.T) {
 		t.Fatalf("stalled server holds %d, producer counted %d", got, st.Stored)
 	}
 }
+
+// A cancelled ctx ends Enqueue at once even though gomemcache cannot
+// abandon the request; the outcome is unknown (the stalled server stores
+// the item once it resumes) and the request is still accounted for.
+func TestContextEndsAnInFlightRequest(t *testing.T) {
+	slow, addr := queuedProc(t, "127.0.0.1:0", t.TempDir())
+	p, err := New([]string{addr}, WithTimeout(time.Minute), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := syscall.Kill(slow.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = p.EnqueueRaw(ctx, "ctx", []byte("late"))
+	took := time.Since(start)
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want ErrOutcomeUnknown and context.DeadlineExceeded", err)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("returned after %v, not when ctx ended", took)
+	}
+	if err := syscall.Kill(slow.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for the abandoned request, which the resumed server
+	// answers: it was stored after all.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[addr]; st.Stored != 1 || !st.Healthy {
+		t.Fatalf("stats after the abandoned request finished: %+v", st)
+	}
+	if got := queueItems(t, addr, "ctx"); got != 1 {
+		t.Fatalf("server holds %d items, want 1", got)
+	}
+}

@@ -30,7 +30,7 @@ type Producer struct {
 	cancel context.CancelFunc
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
-	wg     sync.WaitGroup // probe goroutines
+	wg     sync.WaitGroup // probe goroutines and abandoned requests
 }
 
 // New returns a Producer for the given servers (host:port each). It does
@@ -177,8 +177,9 @@ func encodeMessage(msg *push.Message) ([]byte, error) {
 // answered). If the request was written but no answer came, the item fails
 // with ErrOutcomeUnknown naming the server (unless WithAtLeastOnce).
 //
-// A request in flight is bounded by WithTimeout, not by ctx: ctx is checked
-// before each attempt.
+// When ctx is done while a request is in flight, EnqueueRaw returns at once
+// with ErrOutcomeUnknown wrapping ctx's error (the request may still be
+// stored; it completes in the background within WithTimeout).
 func (p *Producer) EnqueueRaw(ctx context.Context, queue string, data []byte, opts ...EnqueueOption) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return &EnqueueError{Queue: queue, Err: err}
@@ -220,8 +221,12 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 			}
 			return &EnqueueError{Queue: queue, Err: err, Attempts: attempts}
 		}
-		oc, err := s.set(item, p.opts.maxIdleConns)
+		oc, err := p.attempt(ctx, s, item)
 		switch oc {
+		case outcomeCancelled:
+			// The caller gave up while the request was in flight: it may
+			// still be stored. Never retried elsewhere.
+			return &EnqueueError{Queue: queue, Server: s.addr, Err: fmt.Errorf("%w: %w", ErrOutcomeUnknown, err), Attempts: attempts}
 		case outcomeStored:
 			if s.backoff.Load() != int64(p.opts.retryBackoff) {
 				s.backoff.Store(int64(p.opts.retryBackoff))
@@ -269,6 +274,51 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: all %d servers are down (probing in the background)", ErrNoServers, len(p.servers)), Attempts: p.downAttempts()}
 	}
 	return &EnqueueError{Queue: queue, Err: ErrNoServers, Attempts: attempts}
+}
+
+// attempt sends item to s. gomemcache cannot abandon a request, so when
+// ctx can be cancelled the request runs on its own goroutine and attempt
+// returns outcomeCancelled as soon as ctx is done; the request finishes in
+// the background (within WithTimeout), counted in Stats, and marks the
+// server down if it fails. A ctx that cannot be cancelled costs nothing
+// extra.
+func (p *Producer) attempt(ctx context.Context, s *server, item *memcache.Item) (outcome, error) {
+	if ctx.Done() == nil {
+		return s.set(item, p.opts.maxIdleConns)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return outcomeNotSent, ErrClosed
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	type result struct {
+		oc  outcome
+		err error
+	}
+	done := make(chan result, 1)
+	var abandoned atomic.Bool
+	go func() {
+		defer p.wg.Done()
+		oc, err := s.set(item, p.opts.maxIdleConns)
+		done <- result{oc, err}
+		if abandoned.Load() && (oc == outcomeNotSent || oc == outcomeUnknown) {
+			p.markDown(s, err)
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.oc, r.err
+	case <-ctx.Done():
+		abandoned.Store(true)
+		select {
+		case r := <-done: // finished just now after all
+			return r.oc, r.err
+		default:
+		}
+		return outcomeCancelled, ctx.Err()
+	}
 }
 
 // downAttempts describes why each server is down, for an error.

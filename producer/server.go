@@ -28,6 +28,7 @@ const (
 	outcomeUnknown                    // written, but no answer: maybe stored
 	outcomeRejected                   // CLIENT_ERROR or ERROR: the request is malformed for any server
 	outcomeTooLarge                   // SERVER_ERROR about the item's size: this server refuses this item
+	outcomeCancelled                  // the caller's ctx ended while the request was in flight
 )
 
 // server is one queued server and its health. healthy is read on every
