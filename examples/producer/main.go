@@ -67,8 +67,9 @@ func main() {
 		fmt.Printf("refused before sending: %s: %s\n", ve.Field, ve.Reason)
 	}
 
-	for addr, st := range p.Stats() {
-		fmt.Printf("%s: stored=%d healthy=%v\n", addr, st.Stored, st.Healthy)
+	stats := p.Stats()
+	for _, addr := range p.Servers() {
+		fmt.Printf("%s: stored=%d healthy=%v\n", addr, stats[addr].Stored, stats[addr].Healthy)
 	}
 	fmt.Printf("stored %d messages on queue %s\n", *count, *queue)
 }
