@@ -636,6 +636,12 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 			return entry{}, false, err
 		}
 		if ok {
+			if w != nil {
+				// Still queued (we looped because the watcher read
+				// pipelined input) or woken for an item we took anyway:
+				// leave the waiters, handing on any wake.
+				q.cancelWait(w)
+			}
 			return e, true, nil
 		}
 		if !wait {
