@@ -29,8 +29,9 @@
 //     number; it is renamed into place only after the REMOVEs that made
 //     the items it dropped look dead are durable.
 //   - Memory: no item data is held beyond the write buffer and read
-//     windows. The live set is 4 bytes per id between the oldest live item
-//     and the newest (chunks of 4096 ids, freed when empty).
+//     windows. The live set costs about 4 bytes per live item (dense
+//     chunks of 4096 ids, turned into short lists when few ids are left,
+//     freed when empty).
 //   - Disk full: space for a REMOVE of every live item is kept
 //     preallocated (fallocate, KEEP_SIZE) in the active segment, so a full
 //     disk refuses new ADDs with ErrDiskFull but removes still fit.
