@@ -3,6 +3,7 @@ package queued
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,6 +22,11 @@ import (
 //	             takes the server out exactly when it stops doing useful work.
 //	/stats.json  the numbers of the `stats` command as one JSON object, under
 //	             the same names; queues under "queues" by name.
+//	/debug/pprof/  Go profiles (CPU, heap, goroutines, ...), for `go tool
+//	             pprof http://ADDR/debug/pprof/profile`.
+//
+// The admin address is meant for a private interface: it is off unless
+// admin_listen / --admin-listen is set.
 //
 // Server.ListenAndServe owns the listener; it calls AdminHandler, which
 // this file sets.
@@ -71,6 +77,11 @@ func newAdminHandler(src adminSource) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(statsJSON(src.Stats()))
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

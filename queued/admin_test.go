@@ -430,6 +430,8 @@ func TestAdminRoutes(t *testing.T) {
 		{"POST", "/metrics", 405},
 		{"DELETE", "/healthz", 405},
 		{"HEAD", "/healthz", 200},
+		{"GET", "/debug/pprof/goroutine?debug=1", 200},
+		{"GET", "/debug/pprof/cmdline", 200},
 	}
 	for _, tt := range tests {
 		req, _ := http.NewRequest(tt.method, f.admin+tt.path, nil)
