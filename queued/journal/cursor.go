@@ -132,8 +132,22 @@ func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
 // locate opens the segment that follows the one just finished (or, at
 // first, the one that holds the id after c.last).
 func (c *Cursor) locate() (bool, error) {
+	for attempt := 0; ; attempt++ {
+		ok, err := c.tryLocate()
+		if !errors.Is(err, os.ErrNotExist) || attempt == 3 {
+			return ok, err
+		}
+		// Dropped or compacted between our look-up and open: look again.
+	}
+}
+
+func (c *Cursor) tryLocate() (bool, error) {
 	j := c.j
 	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		return false, fmt.Errorf("journal %s cursor: %w", j.name, ErrClosed)
+	}
 	var seg *segment
 	for i, s := range j.segs {
 		if s.firstID <= c.last+1 {
@@ -160,10 +174,6 @@ func (c *Cursor) locate() (bool, error) {
 	}
 	f, err := os.Open(seg.path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			// Dropped or compacted since we looked: look again.
-			return c.locate()
-		}
 		return false, fmt.Errorf("open journal segment %s: %w", seg.path, err)
 	}
 	c.seg, c.f, c.closedSize = seg, f, -1
