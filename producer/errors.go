@@ -6,10 +6,11 @@ import (
 	"strings"
 )
 
-// Sentinels for errors.Is. Every error Enqueue returns for an item that was
-// not stored wraps exactly one of ErrQueueFull, ErrNoServers,
-// ErrOutcomeUnknown, ErrRejected, ErrInvalidQueue, ErrInvalidOption,
-// ErrClosed, push.ErrInvalidMessage or a context error.
+// Sentinels for errors.Is. Every error Enqueue returns wraps one of
+// ErrQueueFull, ErrNoServers, ErrOutcomeUnknown, ErrRejected,
+// ErrInvalidQueue, ErrInvalidOption, ErrClosed, push.ErrInvalidMessage or
+// a context error; a context error that ended a request in flight comes
+// with ErrOutcomeUnknown.
 var (
 	// ErrQueueFull: a server said NOT_STORED (the queue is at its
 	// max_items or max_size) and no other server took the item. It is
@@ -20,8 +21,9 @@ var (
 	// unreachable when tried, or answered SERVER_ERROR. Nothing was stored.
 	ErrNoServers = errors.New("no queued server could take the item")
 	// ErrOutcomeUnknown: the request was written to a server but no answer
-	// came back (timeout or lost connection). The item may or may not have
-	// been stored; retrying may store it twice (at-least-once).
+	// came back (timeout or lost connection), or the caller's ctx ended
+	// while it was in flight. The item may or may not have been stored;
+	// retrying may store it twice (at-least-once).
 	ErrOutcomeUnknown = errors.New("outcome unknown: request sent but no answer (the item may have been stored)")
 	// ErrRejected: the item itself was refused: larger than every
 	// server's max_item_size (each server is tried), or a CLIENT_ERROR or
