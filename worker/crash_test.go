@@ -116,9 +116,13 @@ func TestQueuedKilledMidRun(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	// The killed server's open reads come back at restart: at most its
-	// share of the window per fetch loop, delivered again.
-	dups := checkAllDelivered(t, sim, tokens, concurrency)
+	// The killed server's open reads come back at restart (at most its
+	// share of the windows, concurrency/2), and so can reads the worker
+	// confirmed just before the kill: queued answers END to a confirm
+	// before its journal has the removal, and a SIGKILL loses what was
+	// not written yet. That second part is not bounded by the worker, so
+	// the bound here only catches runaway re-delivery.
+	dups := checkAllDelivered(t, sim, tokens, n/10)
 	t.Logf("server killed after %d deliveries; %d duplicates", killedAt, dups)
 	checkDrained(t, a, b)
 }

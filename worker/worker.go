@@ -362,15 +362,27 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 		}
 		down = false
 		w.m.serverUp(addr, true)
-		backoff = w.cfg.ReconnectMin
+		start := time.Now()
 		err = w.consume(c)
 		c.Close()
 		if err != nil && w.fetching() {
-			log.Warn("connection to queued server lost; its open reads go back to the queue", "err", err)
+			// A connection that worked for a while starts a fresh
+			// backoff; one that fails at once (a server answering
+			// SERVER_ERROR while quiescent, say) keeps backing off and
+			// is logged once, not on every attempt.
+			if time.Since(start) > w.cfg.ReconnectMax {
+				backoff = w.cfg.ReconnectMin
+			}
+			if backoff == w.cfg.ReconnectMin {
+				log.Warn("connection to queued server lost; its open reads go back to the queue", "err", err)
+			} else {
+				log.Debug("connection to queued server lost again", "err", err, "backoff", backoff)
+			}
 			w.m.serverUp(addr, false)
 			if !w.sleep(backoff) {
 				return
 			}
+			backoff = min(2*backoff, w.cfg.ReconnectMax)
 		}
 	}
 }

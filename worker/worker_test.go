@@ -515,3 +515,32 @@ func TestMaxRequeuesDeadLetters(t *testing.T) {
 		t.Errorf("record %+v: want MaxAttempts naming ServiceUnavailable, both tokens, attempt 2", rec)
 	}
 }
+
+// TestManyTokensFanOut: messages with many tokens fan out over a pool much
+// smaller than one message (the bounded pool queue makes fetching wait):
+// every token is delivered exactly once and every item confirmed.
+func TestManyTokensFanOut(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	const n, per = 20, 100
+	tokens := enqueue(t, prod, n, per)
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 8, Logger: testLogger(t)},
+		newSender(t, apnsConfig(t, sim)), prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitFor(t, time.Minute, "every item finished", func() bool { return w.Stats().Items == n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, tokens)
+	if s := w.Stats(); s.Delivered != n*per {
+		t.Errorf("delivered %d, want %d", s.Delivered, n*per)
+	}
+	k := dialKestrel(t, a)
+	if items, open := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"); items != 0 || open != 0 {
+		t.Fatalf("%d items and %d open reads left", items, open)
+	}
+}
