@@ -53,7 +53,10 @@ func formatEntry(e journal.DumpEntry, preview int) string {
 	case "START":
 		s += fmt.Sprintf(" first_id=%d flags=%#x", e.ID, e.Flags)
 	case "ADD", "ADDX", "ADD_XID":
-		if e.Op != "ADD" || e.ID != 0 {
+		switch {
+		case e.Op == "ADD_XID":
+			s += fmt.Sprintf(" xid=%d", e.ID)
+		case e.ID != 0: // kpush ADD; Kestrel's ADD and ADDX carry no id
 			s += fmt.Sprintf(" id=%d", e.ID)
 		}
 		s += fmt.Sprintf(" add=%s expiry=%s size=%d data=%s", fmtMillis(e.AddTime), fmtMillis(e.Expiry), len(e.Data), previewData(e.Data, preview))
