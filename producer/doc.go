@@ -77,5 +77,6 @@
 // done (with ErrOutcomeUnknown wrapping ctx's error, since the request may
 // still be stored); the request itself ends within WithTimeout and Close
 // waits for it. With a ctx that is never done (context.Background) there
-// is no extra goroutine. Addresses are resolved once, in New.
+// is no extra goroutine. Host names are resolved at each connect, so a
+// name that does not resolve yet only makes its server look down.
 package producer

@@ -95,6 +95,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}{
 		{"no servers", nil, nil},
 		{"no port", []string{"127.0.0.1"}, nil},
+		{"bad port", []string{"127.0.0.1:http"}, nil},
+		{"port zero", []string{"127.0.0.1:0"}, nil},
+		{"no host", []string{":22133"}, nil},
 		{"duplicate", []string{"127.0.0.1:1", "127.0.0.1:1"}, nil},
 		{"zero timeout", []string{"127.0.0.1:1"}, []Option{WithTimeout(0)}},
 		{"zero idle conns", []string{"127.0.0.1:1"}, []Option{WithMaxIdleConns(0)}},

@@ -461,3 +461,29 @@ func TestServerErrorMovesTheItemOnly(t *testing.T) {
 		t.Fatalf("server holds %q", got)
 	}
 }
+
+// Host names are resolved when connecting, not in New: a name that does
+// not resolve yet (a container still starting) does not stop a producer
+// from being built, and a name is followed at each connect. (Only
+// localhost is dialled here: tests send nothing off the machine.)
+func TestHostNamesResolveAtConnect(t *testing.T) {
+	p, err := New([]string{"no-such-host.invalid:22133"}, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatalf("New with a name that does not resolve: %v", err)
+	}
+	p.Close()
+
+	addr := startQueued(t, syncNever)
+	_, port, _ := net.SplitHostPort(addr)
+	byName := "localhost:" + port
+	p = newTestProducer(t, []string{byName})
+	if err := p.EnqueueRaw(context.Background(), "dns", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[byName]; st.Stored != 1 {
+		t.Fatalf("stats by name: %+v", st)
+	}
+	if got := queueItems(t, addr, "dns"); got != 1 {
+		t.Fatalf("server holds %d, want 1", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,14 +53,14 @@ type server struct {
 }
 
 func newServer(addr string, o *options) (*server, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return nil, fmt.Errorf("%w: server %q: want host:port: %v", ErrInvalidOption, addr, err)
 	}
-	var sl memcache.ServerList
-	if err := sl.SetServers(addr); err != nil {
-		return nil, fmt.Errorf("%w: server %q: %v", ErrInvalidOption, addr, err)
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || host == "" {
+		return nil, fmt.Errorf("%w: server %q: want host:port with a port from 1 to 65535", ErrInvalidOption, addr)
 	}
-	mc := memcache.NewFromSelector(&sl)
+	mc := memcache.NewFromSelector(oneServer{addr: unresolvedAddr(addr)})
 	mc.Timeout = o.timeout
 	mc.MaxIdleConns = o.maxIdleConns
 	var d net.Dialer
@@ -75,6 +76,22 @@ func newServer(addr string, o *options) (*server, error) {
 	s.backoff.Store(int64(o.retryBackoff))
 	return s, nil
 }
+
+// unresolvedAddr is a host:port that is resolved at each dial, not once:
+// a name that does not resolve yet (a container still starting) makes the
+// server look down until it does, instead of failing New, and a changed
+// DNS record is followed on reconnect.
+type unresolvedAddr string
+
+func (a unresolvedAddr) Network() string { return "tcp" }
+func (a unresolvedAddr) String() string  { return string(a) }
+
+// oneServer is a gomemcache ServerSelector for exactly one server: the
+// Producer places items itself, one client per server.
+type oneServer struct{ addr unresolvedAddr }
+
+func (s oneServer) PickServer(string) (net.Addr, error) { return s.addr, nil }
+func (s oneServer) Each(f func(net.Addr) error) error   { return f(s.addr) }
 
 // set stores item on this server. A pooled connection found closed before
 // anything was written is retried on another connection (a restarted
