@@ -460,37 +460,94 @@ func prepareBench(ctx context.Context, cfg *benchConfig, conns int) error {
 		}
 	}
 	queues := min(cfg.Queues, conns)
-	fill := cfg.Fill
-	if fill < 0 {
-		fill = 0
-		if cfg.Mode == "get" || cfg.Mode == "reliable" {
-			fill = cfg.Ops
+	// By default a get run gets exactly the items its connections will
+	// take: each queue receives the shares of the connections reading it.
+	perQueue := make([]int64, queues)
+	if cfg.Fill >= 0 {
+		for q := range queues {
+			perQueue[q] = cfg.Fill / int64(queues)
+			if int64(q) < cfg.Fill%int64(queues) {
+				perQueue[q]++
+			}
+		}
+	} else if cfg.Ops > 0 {
+		for i, share := range opShares(cfg.Ops, conns, cfg.Mode == "setget") {
+			perQueue[i%queues] += share
 		}
 	}
-	for q := range queues {
-		c, err := dialBench(ctx, cfg, q, false)
-		if err != nil {
-			return err
-		}
-		if cfg.Flush {
-			if reply, err := c.simple("flush " + c.key + "\r\n"); err != nil || reply != "END" {
-				c.conn.Close()
+	if cfg.Flush {
+		for q := range queues {
+			c, err := dialBench(ctx, cfg, q, false)
+			if err != nil {
+				return err
+			}
+			reply, err := c.simple("flush " + c.key + "\r\n")
+			c.conn.Close()
+			if err != nil || reply != "END" {
 				return fmt.Errorf("flush %s: reply %q, %v", c.key, reply, err)
 			}
 		}
-		if cfg.Mode == "get" || cfg.Mode == "reliable" {
-			share := fill / int64(queues)
-			if int64(q) < fill%int64(queues) {
-				share++
-			}
-			err = c.fill(share)
-		}
-		c.conn.Close()
-		if err != nil {
-			return err
-		}
+	}
+	if cfg.Mode == "get" || cfg.Mode == "reliable" {
+		return fillQueues(ctx, cfg, perQueue)
 	}
 	return nil
+}
+
+// opShares splits ops requests over n connections as evenly as possible;
+// with pairs, in whole set+get pairs (an odd last request goes to the
+// first connection).
+func opShares(ops int64, n int, pairs bool) []int64 {
+	shares := make([]int64, n)
+	unit := int64(1)
+	if pairs {
+		unit = 2
+	}
+	units := ops / unit
+	for i := range shares {
+		shares[i] = units / int64(n) * unit
+		if int64(i) < units%int64(n) {
+			shares[i] += unit
+		}
+	}
+	shares[0] += ops - units*unit
+	return shares
+}
+
+// fillQueues puts perQueue[q] items on queue q through several
+// connections per queue at once: a server that commits each connection's
+// sets one after another still shares fsyncs across connections, so the
+// fill does not take one fsync per item.
+func fillQueues(ctx context.Context, cfg *benchConfig, perQueue []int64) error {
+	const fillConns = 16
+	queues := len(perQueue)
+	per := max(1, fillConns/queues)
+	k := queues * per
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for j := range k {
+		q, n := j%queues, perQueue[j%queues]
+		share := n / int64(per)
+		if int64(j/queues) < n%int64(per) {
+			share++
+		}
+		if share == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dialBench(ctx, cfg, q, false)
+			if err != nil {
+				errs[j] = err
+				return
+			}
+			defer c.conn.Close()
+			errs[j] = c.fill(share)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Logger) (benchResult, error) {
@@ -520,7 +577,6 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		defer stopTimer()
 	}
 	var (
-		budget   atomic.Int64 // requests left to claim when --ops is set
 		answered atomic.Int64 // for progress lines
 		bigStop  = make(chan struct{})
 		mainWG   sync.WaitGroup
@@ -528,7 +584,6 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		errMu    sync.Mutex
 		firstErr error
 	)
-	budget.Store(cfg.Ops)
 	fail := func(i int, err error) {
 		errMu.Lock()
 		if firstErr == nil {
@@ -544,15 +599,12 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 	if cfg.Mode == "setget" {
 		batchSize += batchSize % 2
 	}
-	claim := func() int {
-		if cfg.Ops == 0 {
-			return batchSize
-		}
-		left := budget.Add(-int64(batchSize))
-		if left >= 0 {
-			return batchSize
-		}
-		return max(0, batchSize+int(left))
+	// With --ops every connection has a fixed share (like memtier's
+	// requests per client), so a get run's fill matches what each queue's
+	// readers take.
+	var shares []int64
+	if cfg.Ops > 0 {
+		shares = opShares(cfg.Ops, nconns, cfg.Mode == "setget")
 	}
 
 	start := time.Now()
@@ -566,6 +618,10 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		go func() {
 			defer wg.Done()
 			kinds := make([]benchKind, 0, batchSize)
+			left := int64(-1) // unlimited
+			if shares != nil && !big {
+				left = shares[i]
+			}
 			for {
 				if big {
 					select {
@@ -578,7 +634,11 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 				}
 				n := 1
 				if !big {
-					n = claim()
+					n = batchSize
+					if left >= 0 {
+						n = int(min(int64(n), left))
+						left -= int64(n)
+					}
 				}
 				if n == 0 {
 					return

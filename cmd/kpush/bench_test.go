@@ -150,23 +150,27 @@ func TestBenchAgainstQueued(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 
 	tests := []struct {
+		name      string
 		mode      string
 		conns     []int
+		queues    int
 		ops       int64
 		pipeline  int
 		wantHits  int64
-		wantItems string // left in the queue afterwards
+		wantItems string // left in each queue afterwards
 	}{
-		{"set", []int{2}, 200, 1, 0, "200"},
-		{"get", []int{2}, 200, 1, 200, "0"},
-		{"setget", []int{2}, 200, 1, 100, "0"},
-		{"reliable", []int{2}, 200, 1, 200, "0"},
-		{"set", []int{1, 3}, 90, 4, 0, "90"}, // pipelined; each run flushes first
+		{"set", "set", []int{2}, 1, 200, 1, 0, "200"},
+		{"get", "get", []int{2}, 1, 200, 1, 200, "0"},
+		{"setget", "setget", []int{2}, 1, 200, 1, 100, "0"},
+		{"reliable", "reliable", []int{2}, 1, 200, 1, 200, "0"},
+		{"pipelined set", "set", []int{1, 3}, 1, 90, 4, 0, "90"}, // each run flushes first
+		{"get over 3 queues", "get", []int{6}, 3, 300, 1, 300, "0"},
+		{"set over 3 queues", "set", []int{3}, 3, 300, 2, 0, "100"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			cfg := benchConfig{Addr: addr, Target: "kestrel", Mode: tt.mode, Conns: tt.conns, Ops: tt.ops,
-				Size: 64, Queue: "bench_" + tt.mode, Queues: 1, Fill: -1, Pipeline: tt.pipeline,
+				Size: 64, Queue: fmt.Sprintf("bench%d", i), Queues: tt.queues, Fill: -1, Pipeline: tt.pipeline,
 				Flush: true, Timeout: 10 * time.Second}
 			res, err := runBench(context.Background(), cfg, quiet)
 			if err != nil {
@@ -183,8 +187,11 @@ func TestBenchAgainstQueued(t *testing.T) {
 					t.Errorf("hits+misses %d != gets %d", r.Hits+r.Misses, countKind(r, "get"))
 				}
 			}
-			if got := queueItems(t, addr, cfg.Queue); got != tt.wantItems {
-				t.Errorf("queue %s holds %s items, want %s", cfg.Queue, got, tt.wantItems)
+			for q := range tt.queues {
+				name := cfg.queueName(q)
+				if got := queueItems(t, addr, name); got != tt.wantItems {
+					t.Errorf("queue %s holds %s items, want %s", name, got, tt.wantItems)
+				}
 			}
 		})
 	}
@@ -339,6 +346,26 @@ func BenchmarkSetGetFlood(b *testing.B) {
 				b.ReportMetric(res[0].OpsPerSec/floor[0].OpsPerSec, "ratio_to_floor")
 				b.ReportMetric(res[0].Kinds[len(res[0].Kinds)-1].P99US, "p99_us")
 			})
+		}
+	}
+}
+
+func TestOpShares(t *testing.T) {
+	tests := []struct {
+		ops   int64
+		n     int
+		pairs bool
+		want  []int64
+	}{
+		{10, 3, false, []int64{4, 3, 3}},
+		{10, 3, true, []int64{4, 4, 2}},
+		{11, 3, true, []int64{5, 4, 2}}, // the odd request goes to the first
+		{2, 4, false, []int64{1, 1, 0, 0}},
+		{0, 2, true, []int64{0, 0}},
+	}
+	for _, tt := range tests {
+		if got := opShares(tt.ops, tt.n, tt.pairs); !slices.Equal(got, tt.want) {
+			t.Errorf("opShares(%d, %d, %v) = %v, want %v", tt.ops, tt.n, tt.pairs, got, tt.want)
 		}
 	}
 }
