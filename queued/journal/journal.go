@@ -155,7 +155,8 @@ type Journal struct {
 	closeErr       error
 
 	// writer-goroutine-only state
-	dirty bool
+	dirty       bool
+	rollRetryAt time.Time // after a failed roll, when to try again
 }
 
 // Open opens or creates the journal of the named queue in dir and replays it.

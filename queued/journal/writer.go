@@ -207,11 +207,13 @@ func (j *Journal) maintain(firstLive uint64) {
 	drained := j.live.items == 0 && len(j.pending) == 0 && seg.size >= min(j.opts.SegmentSize/2, 1<<20) && len(j.segs) >= 1 && seg.size > int64(fileHeaderSize+frameHeaderSize+padded(1+startFixedSize))
 	j.mu.Unlock()
 	rolled := false
-	if full || drained {
+	if (full || drained) && time.Now().After(j.rollRetryAt) {
 		if err := j.roll(); err != nil {
 			if errors.Is(err, errCrashed) {
 				return
 			}
+			// Typically a full disk: retry later, not after every batch.
+			j.rollRetryAt = time.Now().Add(time.Second)
 			j.log.Warn("cannot roll journal segment; appending to the current one", "file", seg.path, "err", err)
 		} else {
 			rolled = true
