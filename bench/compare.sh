@@ -9,6 +9,9 @@
 #                               alternates a set and a get of $SIZE bytes)
 #   redis-benchmark -t lpush,rpop  at the same connection counts against
 #                               both redis servers
+#   kpush bench --mode reliable (get q/close/open, a worker's loop) against
+#                               both queueds, after filling exactly the items
+#                               the run takes
 # and writes a markdown report with the ratios (queued/memcached,
 # always/never, queued/redis) to bench-results/compare-<time>.md, raw
 # outputs beside it. Kills only the processes it started (by PID).
@@ -27,6 +30,10 @@ REDIS_REQUESTS=${REDIS_REQUESTS:-200000}
 # redis with appendfsync always manages ~1k requests/s on one connection:
 # its runs get at most this many requests per connection.
 REDIS_AOF_PER_CONN=${REDIS_AOF_PER_CONN:-5000}
+# The reliable loop runs a fixed number of requests (it needs that many
+# items first): RELIABLE_OPS, at most RELIABLE_PER_CONN per connection.
+RELIABLE_OPS=${RELIABLE_OPS:-100000}
+RELIABLE_PER_CONN=${RELIABLE_PER_CONN:-5000}
 
 bench_init
 need memcached memcached
@@ -82,6 +89,18 @@ run_kpush() { # NAME TARGET ADDR
 run_kpush memcached memcached "127.0.0.1:$MC_PORT"
 run_kpush queued-never kestrel "$NEVER_ADDR"
 run_kpush queued-always kestrel "$ALWAYS_ADDR"
+
+run_reliable() { # NAME ADDR
+	local c n
+	for c in ${CONNS//,/ }; do
+		n=$((c * RELIABLE_PER_CONN < RELIABLE_OPS ? c * RELIABLE_PER_CONN : RELIABLE_OPS))
+		log "kpush bench reliable against $1, $c connections, $n requests"
+		"$KPUSH" bench --addr "$2" --mode reliable --conns "$c" --ops "$n" --size "$SIZE" --json --quiet \
+			>"$RAW/$1-reliable-c$c.json"
+	done
+}
+run_reliable queued-never "$NEVER_ADDR"
+run_reliable queued-always "$ALWAYS_ADDR"
 
 run_redis() { # NAME PORT PER-CONN-CAP
 	local c n
@@ -146,6 +165,21 @@ redis_p99() {
 		done
 		row+="| $(redis_p99 redis "$c") | $(redis_p99 redis-aof "$c") |"
 		echo "$row"
+	done
+	echo
+	echo "## Reliable loop: get q/close/open (requests/s, p50 / p99 / p99.9 µs)"
+	echo
+	echo "Each request confirms the previous item and opens the next, as a worker does; the queue is filled first."
+	echo
+	echo "| conns | queued never | latency | queued always | latency | always/never |"
+	echo "|---:|---:|---:|---:|---:|---:|"
+	for c in ${CONNS//,/ }; do
+		rn=$RAW/queued-never-reliable-c$c.json
+		ra=$RAW/queued-always-reliable-c$c.json
+		lat() { jq -r '.runs[0].kinds[0] | "\(.p50_us|round) / \(.p99_us|round) / \(.p999_us|round)"' "$1"; }
+		vn=$(jq '.runs[0].ops_per_sec' "$rn")
+		va=$(jq '.runs[0].ops_per_sec' "$ra")
+		echo "| $c | $(fmt_int "$vn") | $(lat "$rn") | $(fmt_int "$va") | $(lat "$ra") | $(ratio "$va" "$vn") |"
 	done
 	echo
 	echo "Raw outputs: \`$(basename "$RAW")/\` (kpush bench --json, redis-benchmark --csv)."
