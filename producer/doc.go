@@ -48,7 +48,8 @@
 //	SERVER_ERROR item too large     try the next server; ErrRejected if
 //	                                none takes it
 //	SERVER_ERROR (other)            nothing stored: try the next server
-//	connect or write failed         nothing stored: mark down, next server
+//	connect or write failed,
+//	SERVER_ERROR too many conns     nothing stored: mark down, next server
 //	written, no answer              mark down; ErrOutcomeUnknown (or next
 //	                                server with WithAtLeastOnce)
 //	CLIENT_ERROR, ERROR             ErrRejected

@@ -487,3 +487,34 @@ func TestHostNamesResolveAtConnect(t *testing.T) {
 		t.Fatalf("server holds %d, want 1", got)
 	}
 }
+
+// A server at max_connections answers a new connection with SERVER_ERROR
+// before any request: the producer takes it for down and moves on.
+func TestServerAtMaxConnections(t *testing.T) {
+	full := startQueued(t, func(c *queued.Config) { syncNever(c); c.MaxConnections = 1 })
+	other := startQueued(t, syncNever)
+	hog, err := net.Dial("tcp", full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hog.Close()
+	// Make sure the hog is the one connection the server counts.
+	if _, err := hog.Write([]byte("version\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(hog).ReadString('\n'); err != nil || !strings.HasPrefix(line, "VERSION") {
+		t.Fatalf("version: %q, %v", line, err)
+	}
+	p := newTestProducer(t, []string{full, other}, WithLogger(slog.New(slog.DiscardHandler)))
+	for i, err := range enqueueConcurrently(t, p, "maxconn", "x", 20, 1) {
+		if err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	if got := queueItems(t, other, "maxconn"); got != 20 {
+		t.Fatalf("other server holds %d, want 20", got)
+	}
+	if st := p.Stats()[full]; st.Healthy || st.Stored != 0 {
+		t.Fatalf("server at max_connections: %+v, want down with nothing stored", st)
+	}
+}

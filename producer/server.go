@@ -135,6 +135,11 @@ func classify(err error) outcome {
 	if errors.Is(err, memcache.ErrNotStored) {
 		return outcomeFull
 	}
+	if errors.Is(err, errUnsolicitedData) {
+		// A server that talks before being asked (queued's "SERVER_ERROR
+		// too many connections" on accept) is not taking requests.
+		return outcomeNotSent
+	}
 	var stale *staleConnError
 	if errors.As(err, &stale) {
 		return outcomeStale
@@ -163,6 +168,10 @@ func classify(err error) outcome {
 	switch {
 	case strings.Contains(msg, `"SERVER_ERROR`) && isSizeRefusal(msg):
 		return outcomeTooLarge
+	case strings.Contains(msg, `"SERVER_ERROR too many connections`):
+		// Sent on accept, before the request was read: the server is
+		// turning connections away, which is down as far as we can use it.
+		return outcomeNotSent
 	case strings.Contains(msg, `"SERVER_ERROR`):
 		return outcomeServerError
 	case strings.Contains(msg, `"CLIENT_ERROR`), strings.Contains(msg, `"ERROR`):
