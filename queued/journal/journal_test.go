@@ -208,3 +208,53 @@ func TestClearExceptKeepsOpenReads(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// TestCursorSeesIssuedAppends: an Append whose commit is not yet waited
+// for (still in the write buffer) is visible to a cursor.
+func TestCursorSeesIssuedAppends(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncNever} {
+		j := openT(t, t.TempDir(), Options{Sync: mode})
+		cur := j.Cursor(0)
+		for i := 0; i < 20; i++ {
+			items := []Item{{Data: []byte(fmt.Sprint(i))}}
+			if _, err := j.Append(items); err != nil {
+				t.Fatal(err)
+			}
+			got, err := cur.Next(10, 1<<20)
+			if err != nil || len(got) != 1 || got[0].ID != items[0].ID {
+				t.Fatalf("%v: Next after Append %d = %+v, %v", mode, i, got, err)
+			}
+		}
+		if got, err := cur.Next(10, 1<<20); err != nil || len(got) != 0 {
+			t.Fatalf("caught-up cursor returned %+v, %v", got, err)
+		}
+		cur.Close()
+		if _, err := cur.Next(1, 1); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Next on a closed cursor: %v", err)
+		}
+		j.Close()
+		if _, err := j.Cursor(0).Next(1, 1); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Next on a closed journal: %v", err)
+		}
+		if _, err := j.Append([]Item{{}}); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Append on a closed journal: %v", err)
+		}
+		if _, err := j.Remove(1); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Remove on a closed journal: %v", err)
+		}
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	dir := t.TempDir()
+	for _, o := range []Options{
+		{Sync: SyncInterval},
+		{Sync: SyncMode(9)},
+		{SegmentSize: -1},
+	} {
+		if j, err := Open(dir, "q", o); err == nil {
+			j.Close()
+			t.Fatalf("Open with %+v succeeded", o)
+		}
+	}
+}
