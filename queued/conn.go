@@ -59,8 +59,9 @@ type conn struct {
 
 	touched  []*queue // queues this connection has opened reads on
 	scratch  []byte
-	peerGone bool // the client closed its side while we waited
-	mute     bool // the command had noreply: replies are dropped
+	peerGone bool      // the client closed its side while we waited
+	mute     bool      // the command had noreply: replies are dropped
+	inflight []storing // sets waiting for their commits, in request order
 
 	writeDeadline time.Time // armed on the socket; see connWriter
 }
@@ -160,6 +161,7 @@ func (c *conn) serve() {
 		for c.r < c.w {
 			cmd, n, nd, err := frame(c.buf[c.r:c.w])
 			if err != nil {
+				c.settle()
 				var pe *ProtocolError
 				if errors.As(err, &pe) {
 					c.writeString("CLIENT_ERROR " + pe.Reason + "\r\n")
@@ -173,10 +175,12 @@ func (c *conn) serve() {
 			}
 			c.r += n
 			if !c.exec(&cmd) {
+				c.settle()
 				c.flush()
 				return
 			}
 		}
+		c.settle()
 		if !c.flush() {
 			return
 		}
@@ -236,6 +240,7 @@ func (c *conn) makeRoom(need int) {
 // cleanup returns every open read to the head of its queue and forgets the
 // connection.
 func (c *conn) cleanup() {
+	c.settle()
 	for _, q := range c.touched {
 		q.abortOpen(c, true)
 	}
@@ -255,6 +260,9 @@ func (c *conn) cleanup() {
 // exec runs one command and queues its reply. It reports false when the
 // connection must close.
 func (c *conn) exec(cmd *Command) bool {
+	if len(c.inflight) > 0 && string(cmd.Name) != "set" {
+		c.settle()
+	}
 	// memcache clients append "noreply" to delete and flush_all (pymemcache
 	// does by default): run the command, send nothing.
 	if n := cmd.NArgs; n > 0 && n <= maxArgs && string(cmd.Args[n-1]) == "noreply" && string(cmd.Name) != "set" {
@@ -397,59 +405,100 @@ func (c *conn) set(cmd *Command) bool {
 	}
 	data := make([]byte, len(cmd.Data))
 	copy(data, cmd.Data)
-	err := c.s.store(q, data, now, expiry)
-	switch {
-	case err == nil:
-		reply(rStored)
-	case errors.Is(err, ErrQueueFull):
-		reply(rNotStored)
-	case errors.Is(err, ErrItemTooLarge):
-		reply(rTooLarge)
-	default:
-		if !noreply {
-			c.serverError(err)
-		}
+	// The reply waits for the commit, but the connection goes on parsing:
+	// pipelined sets are all in the journal's next group commit, and their
+	// replies are written, in order, when the batch settles.
+	st := c.s.storeStart(q, data, now, expiry)
+	st.noreply = noreply
+	c.inflight = append(c.inflight, st)
+	if len(c.inflight) >= maxInflightSets {
+		c.settle()
 	}
 	return true
 }
 
-// store puts an item on q and on each of its fanout children, and returns
-// once every copy is committed under its queue's sync policy.
-func (s *Server) store(q *queue, data []byte, now, expiry int64) error {
+// maxInflightSets bounds the sets of one connection waiting for their
+// commits before the connection stops to settle them.
+const maxInflightSets = 256
+
+// settle waits for the commits of the connection's pending sets and writes
+// their replies in order. It runs before any other command, before every
+// flush and when the connection ends (the queues' bookkeeping needs
+// finishPut even if no reply can be sent).
+func (c *conn) settle() {
+	for i := range c.inflight {
+		st := &c.inflight[i]
+		err := c.s.storeFinish(st)
+		if st.noreply {
+			continue
+		}
+		switch {
+		case err == nil:
+			c.write(rStored)
+		case errors.Is(err, ErrQueueFull):
+			c.write(rNotStored)
+		case errors.Is(err, ErrItemTooLarge):
+			c.write(rTooLarge)
+		default:
+			c.serverError(err)
+		}
+	}
+	clear(c.inflight)
+	c.inflight = c.inflight[:0]
+}
+
+// storing is a set whose copies (the queue's and its fanout children's)
+// are appended to their journals but not yet committed.
+type storing struct {
+	first      pendingPut // zero if fanout_only or refused
+	extra      []pendingPut
+	fanoutOnly bool
+	err        error // refused before reaching the journal
+	noreply    bool
+}
+
+// storeStart puts an item on q and on each of its fanout children.
+func (s *Server) storeStart(q *queue, data []byte, now, expiry int64) storing {
 	q.mu.Lock()
 	children := q.children
 	fanoutOnly := q.cfg.FanoutOnly
 	q.mu.Unlock()
-	var first pendingPut
-	var err error
+	st := storing{fanoutOnly: fanoutOnly}
 	if !fanoutOnly {
-		first, err = q.put(data, now, expiry)
-		if err != nil {
-			return err
+		if st.first, st.err = q.put(data, now, expiry); st.err != nil {
+			return st
 		}
 	}
-	var extra []pendingPut
 	for _, child := range children {
-		p, cerr := child.put(data, now, expiry)
-		if cerr != nil {
-			if !errors.Is(cerr, ErrQueueFull) && !errors.Is(cerr, ErrQueueDeleted) {
-				s.log.Warn("fanout copy not stored", "queue", child.name, "err", cerr)
+		p, err := child.put(data, now, expiry)
+		if err != nil {
+			if !errors.Is(err, ErrQueueFull) && !errors.Is(err, ErrQueueDeleted) {
+				s.log.Warn("fanout copy not stored", "queue", child.name, "err", err)
 			}
 			continue
 		}
-		extra = append(extra, p)
+		st.extra = append(st.extra, p)
 	}
-	if first.q != nil {
-		if first.commit != nil {
-			err = first.commit.Wait()
-			q.finishPut(first, err)
-		}
+	return st
+}
+
+// storeFinish waits until every copy is committed under its queue's sync
+// policy and settles the queues' bookkeeping. The error is the queue's
+// (for fanout_only, the first failing child's).
+func (s *Server) storeFinish(st *storing) error {
+	if st.err != nil {
+		return st.err
 	}
-	for _, p := range extra {
+	var err error
+	if p := st.first; p.q != nil && p.commit != nil {
+		err = p.commit.Wait()
+		p.q.finishPut(p, err)
+	}
+	for _, p := range st.extra {
 		if p.commit != nil {
 			cerr := p.commit.Wait()
 			p.q.finishPut(p, cerr)
-			if cerr != nil && fanoutOnly && err == nil {
+			if cerr != nil && st.fanoutOnly && err == nil {
 				err = cerr
 			}
 		}

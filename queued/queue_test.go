@@ -25,6 +25,9 @@ func TestExpiry(t *testing.T) {
 		c.do("set e2 0 3600 1\r\nx\r\nget e2\r\n", "STORED\r\nVALUE e2 0 1\r\nx\r\nEND\r\n")
 	})
 	t.Run("flush_expired counts", func(t *testing.T) {
+		// On a server whose sweeper does not run during the test.
+		_, addr := startServer(t, func(c *Config) { c.ExpirationTimerFrequency = time.Hour })
+		c := dial(t, addr)
 		c.do("set e3 0 1000000 1\r\na\r\nset e3 0 1000000 1\r\nb\r\nset e3 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
 		c.do("flush_expired e3\r\n", "2\r\n")
 		c.do("get e3\r\n", "VALUE e3 0 1\r\nc\r\nEND\r\n")
