@@ -17,7 +17,6 @@ import (
 
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
-	"golang.org/x/net/http2"
 )
 
 const benchConcurrency = 256 // pushes in flight, as a worker pool would keep
@@ -108,7 +107,10 @@ func rawClient(b *testing.B, sim *apnssim.Server, conns int) *rawH2 {
 	pool.AppendCertsFromPEM(caPEM)
 	r := &rawH2{url: sim.URL() + "/3/device/"}
 	for range conns {
-		tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		protocols := new(http.Protocols)
+		protocols.SetHTTP2(true)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Protocols: protocols, ForceAttemptHTTP2: true,
+			MaxConnsPerHost: 1, HTTP2: &http.HTTP2Config{StrictMaxConcurrentRequests: true}}
 		b.Cleanup(tr.CloseIdleConnections)
 		r.clients = append(r.clients, &http.Client{Transport: tr})
 	}

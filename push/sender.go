@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,6 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/certificate"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 // Apple's hosts.
@@ -161,13 +161,7 @@ func NewSender(cfg Config) (*Sender, error) {
 	}
 
 	for range cfg.Connections {
-		tr := &http2.Transport{
-			TLSClientConfig:  tlsConf.Clone(),
-			ReadIdleTimeout:  cfg.ReadIdleTimeout,
-			PingTimeout:      cfg.PingTimeout,
-			WriteByteTimeout: cfg.PingTimeout,
-			DialTLSContext:   dialer(cfg.DialTimeout),
-		}
+		tr := newTransport(tlsConf, cfg)
 		c := &apns2.Client{
 			Host:       host,
 			HTTPClient: &http.Client{Transport: retryAfterTransport{tr}, Timeout: cfg.RequestTimeout},
@@ -180,15 +174,30 @@ func NewSender(cfg Config) (*Sender, error) {
 	return s, nil
 }
 
-func dialer(timeout time.Duration) func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-		d := &tls.Dialer{
-			NetDialer: &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second},
-			Config:    cfg,
-		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		return d.DialContext(ctx, network, addr)
+// newTransport is one HTTP/2-only client transport holding exactly one
+// connection (MaxConnsPerHost 1): a burst of first requests shares one dial
+// instead of opening a connection each, and requests beyond the server's
+// stream limit wait for a free stream (StrictMaxConcurrentRequests) rather
+// than opening more connections than configured. A connection that hears
+// nothing for ReadIdleTimeout is PINGed and closed when the PING (or a
+// write) stalls for PingTimeout; the next request dials a new one. Idle
+// connections are kept: Apple asks providers to keep them open.
+func newTransport(tlsConf *tls.Config, cfg Config) *http.Transport {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	return &http.Transport{
+		TLSClientConfig:     tlsConf.Clone(),
+		DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}).DialContext,
+		TLSHandshakeTimeout: cfg.DialTimeout,
+		ForceAttemptHTTP2:   true,
+		Protocols:           protocols,
+		MaxConnsPerHost:     1,
+		HTTP2: &http.HTTP2Config{
+			StrictMaxConcurrentRequests: true,
+			SendPingTimeout:             cfg.ReadIdleTimeout,
+			PingTimeout:                 cfg.PingTimeout,
+			WriteByteTimeout:            cfg.PingTimeout,
+		},
 	}
 }
 
@@ -322,10 +331,9 @@ func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notifi
 	if err != nil {
 		res.Err = err
 		res.Class = Retry
-		var goAway http2.GoAwayError
-		if errors.As(err, &goAway) {
+		if debug, ok := goAwayDebugData(err); ok {
 			var body struct{ Reason string }
-			if json.Unmarshal([]byte(goAway.DebugData), &body) == nil && body.Reason != "" {
+			if json.Unmarshal([]byte(debug), &body) == nil && body.Reason != "" {
 				res.Reason = body.Reason
 				res.Class = Classify(0, body.Reason)
 			}
@@ -354,7 +362,7 @@ func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notifi
 // retryAfterTransport records a response's Retry-After header in the
 // request context's retryAfterHint, since apns2's Response drops headers.
 // It keeps CloseIdleConnections, which apns2 calls through a type assertion.
-type retryAfterTransport struct{ base *http2.Transport }
+type retryAfterTransport struct{ base *http.Transport }
 
 type retryAfterKey struct{}
 
@@ -390,8 +398,28 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 func isGoAway(err error) bool {
-	var goAway http2.GoAwayError
-	return err != nil && errors.As(err, &goAway)
+	_, ok := goAwayDebugData(err)
+	return ok
+}
+
+// goAwayDebugData finds the GOAWAY error in err's chain and returns its
+// debug data (Apple puts {"reason": ...} there). net/http's HTTP/2 error
+// type is unexported and has no As method, so it is recognised by shape:
+// a struct with LastStreamID, ErrCode and a string DebugData, the fields
+// of both net/http's and x/net's GoAwayError.
+func goAwayDebugData(err error) (string, bool) {
+	for err != nil {
+		v := reflect.ValueOf(err)
+		if v.Kind() == reflect.Struct {
+			debug := v.FieldByName("DebugData")
+			if debug.IsValid() && debug.Kind() == reflect.String &&
+				v.FieldByName("LastStreamID").IsValid() && v.FieldByName("ErrCode").IsValid() {
+				return debug.String(), true
+			}
+		}
+		err = errors.Unwrap(err)
+	}
+	return "", false
 }
 
 // Close closes idle connections; later Sends return Retry with ErrClosed.

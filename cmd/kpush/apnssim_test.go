@@ -7,8 +7,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // simHTTPClient is an HTTP/2 client trusting the simulator's CA.
@@ -22,7 +20,9 @@ func simHTTPClient(t *testing.T, caFile string) *http.Client {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatalf("%s holds no certificate", caFile)
 	}
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Protocols: protocols, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -90,7 +90,8 @@ const (
 
 // handle answers one stream, applying APNS.md §7's checks in order; the
 // first failing check answers.
-func (s *Server) handle(cs *connState, w http.ResponseWriter, r *http.Request) {
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	cs, _ := r.Context().Value(connStateKey{}).(*connState)
 	if r.Method == http.MethodGet && r.URL.Path == "/sim/stats" {
 		s.serveStats(w)
 		return

@@ -92,7 +92,8 @@ type Server struct {
 	trustKeys  []*ecdsa.PublicKey
 	dead       map[string]bool
 	started    time.Time
-	h2         *http2.Server
+	hs         *http.Server  // the HTTP/2 server behind handoff
+	handoff    *connListener // connections that passed TLS and certificate checks
 	limiter    *rateLimiter
 	stats      *counters
 	invalidLog atomic.Int64
@@ -100,9 +101,12 @@ type Server struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	conns   map[*simConn]struct{}
+	pending map[*tls.Conn]*connState // handed off, not yet seen by ConnContext
 	closed  bool
 	serving sync.WaitGroup
 }
+
+type connStateKey struct{}
 
 // New loads or creates the TLS material and checks the configuration; it
 // does not listen yet.
@@ -142,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 		limiter: newRateLimiter(cfg.RateLimit),
 		stats:   newCounters(),
 		conns:   make(map[*simConn]struct{}),
+		pending: make(map[*tls.Conn]*connState),
 	}
 	if created {
 		s.log.Info("created simulator TLS files", "dir", cfg.TLSDir)
@@ -171,9 +176,13 @@ func New(cfg Config) (*Server, error) {
 		// be answered with Apple's GOAWAY instead of a TLS alert.
 		s.tlsConf.ClientAuth = tls.RequestClientCert
 	}
-	s.h2 = &http2.Server{
-		MaxConcurrentStreams: MaxConcurrentStreams,
-		IdleTimeout:          cfg.IdleTimeout,
+	s.handoff = newConnListener()
+	s.hs = &http.Server{
+		Handler:     http.HandlerFunc(s.handle),
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
+		IdleTimeout: cfg.IdleTimeout,
+		ConnContext: s.connContext,
+		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
@@ -218,6 +227,13 @@ func (s *Server) setListener(ln net.Listener) error {
 		return errors.New("apnssim: server already started")
 	}
 	s.ln = ln
+	s.handoff.addr = ln.Addr()
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		// Returns http.ErrServerClosed after Close.
+		_ = s.hs.Serve(s.handoff)
+	}()
 	s.log.Info("listening", "service", "apns-sim", "addr", ln.Addr().String())
 	return nil
 }
@@ -241,6 +257,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		}
 		delay = 0
 		c := &simConn{Conn: raw, release: make(chan struct{})}
+		c.onClose = func() { s.untrack(c) }
 		if !s.track(c) {
 			raw.Close()
 			return nil
@@ -248,7 +265,6 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		s.serving.Add(1)
 		go func() {
 			defer s.serving.Done()
-			defer s.untrack(c)
 			s.serveConn(c)
 		}()
 	}
@@ -268,7 +284,6 @@ func (s *Server) untrack(c *simConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	c.Close()
 }
 
 func (s *Server) isClosed() bool {
@@ -277,8 +292,9 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// serveConn owns one TCP connection: TLS handshake, certificate check, then
-// the HTTP/2 server until the connection ends.
+// serveConn owns one new TCP connection until it is handed to the HTTP/2
+// server: TLS handshake, ALPN and client-certificate checks (a bad
+// certificate is answered here, with Apple's GOAWAY).
 func (s *Server) serveConn(c *simConn) {
 	s.stats.connections.Add(1)
 	tc := tls.Server(c, s.tlsConf)
@@ -287,11 +303,13 @@ func (s *Server) serveConn(c *simConn) {
 	cancel()
 	if err != nil {
 		s.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		tc.Close()
 		return
 	}
 	state := tc.ConnectionState()
 	if state.NegotiatedProtocol != http2.NextProtoTLS {
 		s.log.Warn("client did not negotiate HTTP/2 (ALPN h2); closing", "remote", c.RemoteAddr().String())
+		tc.Close()
 		return
 	}
 	cs := &connState{gate: make(chan struct{}, 1), opened: make(chan struct{})}
@@ -301,15 +319,75 @@ func (s *Server) serveConn(c *simConn) {
 			s.log.Info("rejected client certificate", "remote", c.RemoteAddr().String(), "err", err)
 			s.stats.reject(reasonBadCertificate)
 			goAwayAfterFirstRequest(tc, reasonBadCertificate)
+			tc.Close()
 			return
 		}
 		cs.certAuth, cs.certTopic = true, topic
 		cs.markOpen()
 	}
-	s.h2.ServeConn(tc, &http2.ServeConnOpts{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handle(cs, w, r) }),
-	})
+	s.mu.Lock()
+	s.pending[tc] = cs
+	s.mu.Unlock()
+	if !s.handoff.push(tc) {
+		s.mu.Lock()
+		delete(s.pending, tc)
+		s.mu.Unlock()
+		tc.Close()
+	}
 }
+
+// connContext attaches a handed-off connection's state to its requests.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	tc, _ := c.(*tls.Conn)
+	s.mu.Lock()
+	cs := s.pending[tc]
+	delete(s.pending, tc)
+	s.mu.Unlock()
+	if cs == nil {
+		// Not one of ours; requests on it fail closed (MissingProviderToken).
+		cs = &connState{gate: make(chan struct{}, 1), opened: make(chan struct{})}
+	}
+	return context.WithValue(ctx, connStateKey{}, cs)
+}
+
+// connListener hands connections that passed the simulator's own checks
+// to the HTTP/2 server, which sees an ordinary listener of *tls.Conn.
+type connListener struct {
+	ch        chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	addr      net.Addr
+}
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands c to Accept; false if the listener is closed.
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
 
 func (s *Server) verifyClientCert(chain []*x509.Certificate) (string, error) {
 	if s.certPool == nil {
@@ -397,10 +475,18 @@ func (s *Server) Close() error {
 	if s.ln != nil {
 		err = s.ln.Close()
 	}
+	conns := make([]*simConn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	s.handoff.Close()
+	// Raw connections first: that releases stalled ones, whose TLS layer
+	// would otherwise block hs.Close writing its close_notify.
+	for _, c := range conns {
+		c.Close()
+	}
+	_ = s.hs.Close()
 	s.serving.Wait()
 	return err
 }
@@ -424,6 +510,7 @@ type simConn struct {
 	stalled   atomic.Bool
 	release   chan struct{}
 	closeOnce sync.Once
+	onClose   func()
 }
 
 func (c *simConn) Read(p []byte) (int, error) {
@@ -452,6 +539,7 @@ func (c *simConn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.release)
 		err = c.Conn.Close()
+		c.onClose()
 	})
 	return err
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v4"
 	"github.com/kpush/kpush/push/apnssim"
-	"golang.org/x/net/http2"
 )
 
 const devToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -68,17 +67,16 @@ func client(t *testing.T, sim *apnssim.Server) *http.Client {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Protocols: protocols, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 type signer struct {
-	key        *ecdsa.PrivateKey
-	kid, team  string
-	alg        jwt.SigningMethod
-	omitKid    bool
-	signingKey any
+	key       *ecdsa.PrivateKey
+	kid, team string
 }
 
 func newSigner(t *testing.T) *signer {
