@@ -311,3 +311,20 @@ func TestStatusPersists(t *testing.T) {
 	c2.do("status UP\r\n", "END\r\n")
 	c2.do("get st\r\n", "VALUE st 0 1\r\na\r\nEND\r\n")
 }
+
+// Pipelined sets on one connection are appended before any is waited for,
+// so under sync always they share fsyncs instead of paying one each.
+func TestPipelinedSetsShareCommits(t *testing.T) {
+	s, addr := startServer(t, nil) // sync always
+	c := dial(t, addr)
+	c.do("set gc 0 0 1\r\n0\r\n", "STORED\r\n")
+	q := s.queueFor("gc", false)
+	before := q.j.Stats().Syncs
+	const n = 200
+	c.do(strings.Repeat("set gc 0 0 1\r\nx\r\n", n), strings.Repeat("STORED\r\n", n))
+	syncs := q.j.Stats().Syncs - before
+	t.Logf("%d pipelined sets, %d fsyncs", n, syncs)
+	if syncs <= 0 || syncs > n/4 {
+		t.Fatalf("%d pipelined sets took %d fsyncs, want a few", n, syncs)
+	}
+}
