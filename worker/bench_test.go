@@ -2,8 +2,10 @@ package worker_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,6 +74,8 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 
 	// Reference: direct pushes at the same concurrency.
 	msg := &push.Message{ID: "ref", Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}}
+	self := os.Getpid()
+	directCPU := cpuTime(b, self)
 	direct := func() float64 {
 		start := time.Now()
 		var next atomic.Int64
@@ -91,6 +95,7 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 		wg.Wait()
 		return float64(n) / time.Since(start).Seconds()
 	}()
+	directCPU = cpuTime(b, self) - directCPU
 	base := sim.Stats().Accepted
 
 	prod := newProducer(b, a, c)
@@ -102,6 +107,7 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpu0 := cpuTime(b, self)
 	var stop func() error
 	if !prefill {
 		b.ResetTimer()
@@ -125,12 +131,14 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	if prefill {
 		b.ResetTimer()
 		start = time.Now()
+		cpu0 = cpuTime(b, self)
 		stop = runWorker(b, w)
 	}
 	// Poll the worker's atomic counter: the simulator's Stats copies a
 	// map of every token, too costly to poll during the measurement.
 	waitFor(b, 10*time.Minute, "every notification delivered", func() bool { return w.Stats().Delivered >= uint64(n) })
 	el := time.Since(start)
+	cpu := cpuTime(b, self) - cpu0
 	b.StopTimer()
 	if err := stop(); err != nil {
 		b.Fatal(err)
@@ -145,6 +153,12 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	b.ReportMetric(rate/direct, "e2e/direct")
 	b.ReportMetric(float64(lp.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lp.percentile(0.99).Microseconds())/1000, "p99-ms")
+	// CPU per notification does not depend on what else the machine
+	// runs; 2 cores divided by it is the rate this pipeline could reach
+	// with both cores to itself. The direct pushes' CPU is the reference.
+	b.ReportMetric(cpu.Seconds()*10000/float64(n), "cpu-s/10k")
+	b.ReportMetric(directCPU.Seconds()*10000/float64(n), "direct-cpu-s/10k")
+	b.ReportMetric(2*float64(n)/cpu.Seconds(), "notif/s-on-2-idle-cores")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -189,13 +203,18 @@ func BenchmarkIdleLatency(b *testing.B) {
 //	go test -run '^$' -bench EndToEndProcesses -benchtime 20000x ./worker
 func BenchmarkEndToEndProcesses(b *testing.B) {
 	const producers = 128
-	_, a := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
-	_, c := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
+	qa, a := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
+	qc, c := startQueuedProc(b, b.TempDir(), "127.0.0.1:0")
 	sim := startSim(b, apnssim.Config{})
 	prod := newProducer(b, a, c)
 	n := b.N
 	p := testproc.Start(b, workerArgs(b, sim, []string{a, c}, "--concurrency", "1000", "--admin-listen", "127.0.0.1:0")...)
 	metrics := "http://" + p.Addr("worker-admin") + "/metrics"
+	pids := map[string]int{"queued": qa.PID(), "queued2": qc.PID(), "worker": p.PID(), "producers+sim": os.Getpid()}
+	cpu0 := map[string]time.Duration{}
+	for name, pid := range pids {
+		cpu0[name] = cpuTime(b, pid)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	var next atomic.Int64
@@ -226,6 +245,15 @@ func BenchmarkEndToEndProcesses(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.StopTimer()
+	// Where the time goes: CPU seconds each process used per 10,000
+	// notifications (the two queued servers are summed).
+	used := map[string]time.Duration{}
+	for name, pid := range pids {
+		used[strings.TrimSuffix(name, "2")] += cpuTime(b, pid) - cpu0[name]
+	}
+	for name, d := range used {
+		b.ReportMetric(d.Seconds()*10000/float64(n), "cpu-s/10k-"+name)
+	}
 	if err := p.Stop(time.Minute); err != nil {
 		b.Fatal(err)
 	}
@@ -235,4 +263,19 @@ func BenchmarkEndToEndProcesses(b *testing.B) {
 	b.ReportMetric(float64(n)/el.Seconds(), "notif/s")
 	b.ReportMetric(float64(n)/enqueued.Seconds(), "enqueued/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is the user+system CPU time a process has used so far, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func cpuTime(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatalf("cpu time of %d: %v", pid, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	rest := string(raw[strings.LastIndexByte(string(raw), ')')+2:])
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

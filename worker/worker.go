@@ -276,7 +276,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.pool.StopAndWait()
 	close(summaryStop)
 	<-summaryDone
-	w.logSummary()
+	if w.cfg.SummaryInterval > 0 {
+		w.logSummary()
+	}
 
 	if err := w.fatal(); err != nil {
 		return err
