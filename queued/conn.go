@@ -62,6 +62,8 @@ type conn struct {
 	peerGone bool      // the client closed its side while we waited
 	mute     bool      // the command had noreply: replies are dropped
 	inflight []storing // sets waiting for their commits, in request order
+	skip     int       // bytes of a refused set's data still to drop
+	skipEOL  bool      // then its line ending
 
 	writeDeadline time.Time // armed on the socket; see connWriter
 }
@@ -159,17 +161,25 @@ func (c *conn) serve() {
 	for {
 		need := 0
 		for c.r < c.w {
+			if c.skip > 0 || c.skipEOL {
+				if err := c.skipData(); err != nil {
+					c.protocolError(err)
+					return
+				}
+				if c.skip > 0 || c.skipEOL {
+					break
+				}
+				continue
+			}
 			cmd, n, nd, err := frame(c.buf[c.r:c.w])
 			if err != nil {
-				c.settle()
-				var pe *ProtocolError
-				if errors.As(err, &pe) {
-					c.writeString("CLIENT_ERROR " + pe.Reason + "\r\n")
-				}
-				c.flush()
+				c.protocolError(err)
 				return
 			}
 			if n == 0 {
+				if nd > 0 && c.refuseOversized(&cmd, nd) {
+					continue
+				}
 				need = nd
 				break
 			}
@@ -211,6 +221,68 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+func (c *conn) protocolError(err error) {
+	c.settle()
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		c.writeString("CLIENT_ERROR " + pe.Reason + "\r\n")
+	}
+	c.flush()
+}
+
+// refuseOversized answers a set whose data is larger than its queue's
+// max_item_size as soon as the header is in, and arranges for the data to
+// be dropped as it streams in, so it is never buffered. need is the size
+// of the whole request.
+func (c *conn) refuseOversized(cmd *Command, need int) bool {
+	size, _ := parseUint(cmd.Args[3], AbsoluteMaxItemSize)
+	q := c.lookup(cmd.Args[0])
+	if q == nil {
+		return false
+	}
+	q.mu.Lock()
+	limit := q.cfg.MaxItemSize
+	q.mu.Unlock()
+	if limit <= 0 || int64(size) <= limit {
+		return false
+	}
+	c.s.cmdSet.Add(1)
+	c.settle()
+	if cmd.NArgs != 5 {
+		c.write(rTooLarge)
+	}
+	c.r += need - int(size) - 2 // the header line
+	c.skip, c.skipEOL = int(size), true
+	return true
+}
+
+// skipData drops the data of a refused set, then its line ending.
+func (c *conn) skipData() error {
+	k := min(c.skip, c.w-c.r)
+	c.r += k
+	c.skip -= k
+	if c.skip > 0 || c.r == c.w {
+		return nil
+	}
+	switch c.buf[c.r] {
+	case '\n':
+		c.r++
+		c.skipEOL = false
+	case '\r':
+		if c.r+1 == c.w {
+			return nil
+		}
+		if c.buf[c.r+1] != '\n' {
+			return &ProtocolError{Reason: "bad data chunk: data longer than declared or not followed by \\r\\n"}
+		}
+		c.r += 2
+		c.skipEOL = false
+	default:
+		return &ProtocolError{Reason: "bad data chunk: data longer than declared or not followed by \\r\\n"}
+	}
+	return nil
 }
 
 // makeRoom makes sure the read buffer has free space after w, and room for

@@ -328,3 +328,25 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 		t.Fatalf("%d pipelined sets took %d fsyncs, want a few", n, syncs)
 	}
 }
+
+// A set larger than max_item_size is answered as soon as its header is in,
+// and its data is dropped as it arrives, never buffered.
+func TestOversizedSetNotBuffered(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) {
+		c.Queues["capped"] = QueueConfig{Journal: true, MaxItemSize: 1024, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	const size = 8 << 20
+	c.do(fmt.Sprintf("set capped 0 0 %d\r\n", size), string(rTooLarge))
+	chunk := strings.Repeat("y", 64<<10)
+	for sent := 0; sent < size; sent += len(chunk) {
+		c.send(chunk)
+	}
+	c.do("\r\nset capped 0 0 3\r\nabc\r\nget capped\r\n", "STORED\r\nVALUE capped 0 3\r\nabc\r\nEND\r\n")
+	// Bare \n after the dropped data, and noreply.
+	c.do("set capped 0 0 2000 noreply\r\n"+strings.Repeat("z", 2000)+"\nget capped\r\n", "END\r\n")
+	// Data longer than declared is still a framing error.
+	c.do("set capped 0 0 2000\r\n", string(rTooLarge))
+	c.do(strings.Repeat("z", 2001)+"\r\n", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n")
+	c.expectClosed()
+}
