@@ -39,6 +39,7 @@ func TestFailoverWhenAServerIsKilledMidStream(t *testing.T) {
 	const n, goroutines, killAfter = 3000, 8, 1000
 	errs := make([]error, n)
 	var stored, next atomic.Int64
+	var atKill map[string]ServerStats
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
@@ -50,6 +51,7 @@ func TestFailoverWhenAServerIsKilledMidStream(t *testing.T) {
 				errs[i] = p.EnqueueRaw(context.Background(), "fo", fmt.Appendf(nil, "id-%d", i))
 				if errs[i] == nil && stored.Add(1) == killAfter {
 					procs[1].Kill() // SIGKILL while the other goroutines keep sending
+					atKill = p.Stats()
 				}
 			}
 		})
@@ -72,6 +74,13 @@ func TestFailoverWhenAServerIsKilledMidStream(t *testing.T) {
 	}
 	if len(unknown) > goroutines {
 		t.Errorf("%d items with unknown outcome, but at most %d were in flight at the kill", len(unknown), goroutines)
+	}
+	// The killed server's share went evenly to the two others.
+	end := p.Stats()
+	d0 := end[addrs[0]].Stored - atKill[addrs[0]].Stored
+	d2 := end[addrs[2]].Stored - atKill[addrs[2]].Stored
+	if diff := int64(d0) - int64(d2); diff > 2*goroutines || diff < -2*goroutines {
+		t.Errorf("after the kill the survivors stored %d and %d items, want an even split", d0, d2)
 	}
 	if got := logs.count("queued server down"); got != 1 {
 		t.Errorf("logged %d server-down records, want 1", got)
