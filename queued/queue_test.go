@@ -213,3 +213,109 @@ func TestQueueNameValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestTotalMemorySize(t *testing.T) {
+	const bound = 64 * (100 + itemOverhead)
+	s, addr := startServer(t, func(c *Config) {
+		c.TotalMemorySize = bound
+		c.Defaults.MaxMemorySize = 1 << 20
+	})
+	c := dial(t, addr)
+	item := strings.Repeat("m", 100)
+	for i := 0; i < 100; i++ {
+		c.do("set ma 0 0 100\r\n"+item+"\r\nset mb 0 0 100\r\n"+item+"\r\n", "STORED\r\nSTORED\r\n")
+	}
+	a, b := queueStat(s, "ma"), queueStat(s, "mb")
+	if cost := a.MemBytes + b.MemBytes + (a.MemItems+b.MemItems)*itemOverhead; cost > bound+100+itemOverhead {
+		t.Fatalf("in memory: %d bytes (%d+%d items), bound %d", cost, a.MemItems, b.MemItems, bound)
+	}
+	if a.Items != 100 || b.Items != 100 {
+		t.Fatalf("items %d and %d, want 100 each", a.Items, b.Items)
+	}
+	for i := 0; i < 100; i++ {
+		c.do("get ma\r\nget mb\r\n", "VALUE ma 0 100\r\n"+item+"\r\nEND\r\nVALUE mb 0 100\r\n"+item+"\r\nEND\r\n")
+	}
+}
+
+func TestMemoryOnlyQueue(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *Config) {
+		c.DataDir = dir
+		c.Queues["transient"] = QueueConfig{Journal: false}
+	}
+	s, addr := startServer(t, cfg)
+	c := dial(t, addr)
+	c.do("set transient 0 0 1\r\na\r\nset durable 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+	if st := queueStat(s, "transient"); st.Logsize != 0 || st.Items != 1 {
+		t.Fatalf("memory-only queue: %+v", st)
+	}
+	c.nc.Close()
+	shutdown(t, s)
+	_, addr2 := startServer(t, cfg)
+	c2 := dial(t, addr2)
+	c2.do("get transient\r\nget durable\r\n", "END\r\nVALUE durable 0 1\r\nb\r\nEND\r\n")
+}
+
+func TestMaxQueueAge(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) {
+		c.ExpirationTimerFrequency = time.Hour
+		c.Queues["fresh"] = QueueConfig{Journal: true, MaxQueueAge: 30 * time.Millisecond, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	c.do("set fresh 0 0 3\r\nold\r\n", "STORED\r\n")
+	// Wait on an unrelated blocking get so the item ages without a sleep.
+	c.do("get nothing/t=60\r\n", "END\r\n")
+	c.do("set fresh 0 0 3\r\nnew\r\nget fresh\r\n", "STORED\r\nVALUE fresh 0 3\r\nnew\r\nEND\r\n")
+}
+
+func TestStatsAreTrue(t *testing.T) {
+	s, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.do("set sa 0 0 3\r\nabc\r\nset sa 0 0 2\r\nde\r\nget sa\r\nget sa/peek\r\nget sb\r\n",
+		"STORED\r\nSTORED\r\nVALUE sa 0 3\r\nabc\r\nEND\r\nVALUE sa 0 2\r\nde\r\nEND\r\nEND\r\n")
+	st := c.stats()
+	want := map[string]string{
+		"curr_items": "1", "total_items": "2", "bytes": "2", "curr_connections": "1", "total_connections": "1",
+		"cmd_set": "2", "cmd_get": "2", "cmd_peek": "1", "get_hits": "2", "get_misses": "1", "queue_creates": "2",
+		"queue_sa_items": "1", "queue_sa_bytes": "2", "queue_sa_total_items": "2", "queue_sa_mem_items": "1",
+		"queue_sa_mem_bytes": "2", "queue_sa_open_transactions": "0", "queue_sb_items": "0",
+	}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("STAT %s = %q, want %q", k, st[k], v)
+		}
+	}
+	for _, k := range []string{"uptime", "time", "version", "bytes_read", "bytes_written", "queue_deletes", "queue_expires",
+		"queue_sa_logsize", "queue_sa_expired_items", "queue_sa_age", "queue_sa_discarded", "queue_sa_waiters",
+		"queue_sa_transactions", "queue_sa_canceled_transactions", "queue_sa_total_flushes", "queue_sa_journal_rewrites",
+		"queue_sa_journal_rotations", "queue_sa_create_time"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("STAT %s missing", k)
+		}
+	}
+	if st["queue_sa_logsize"] == "0" {
+		t.Errorf("logsize 0 for a journaled queue")
+	}
+	gs := s.Stats()
+	if gs.CmdSet != 2 || gs.CurrItems != 1 || len(gs.Queues) != 2 || gs.Queues[0].Name != "sa" {
+		t.Errorf("Stats(): %+v", gs)
+	}
+	c.send("dump_stats sa\r\n")
+	if l := c.line(); l != "queue 'sa' {" {
+		t.Fatalf("dump_stats first line %q", l)
+	}
+	for {
+		l := c.line()
+		if l == "}" {
+			break
+		}
+		if !strings.HasPrefix(l, "  ") || !strings.Contains(l, "=") {
+			t.Fatalf("dump_stats line %q", l)
+		}
+	}
+	c.do("", "END\r\n")
+	c.send("dump_config\r\n")
+	if l := c.line(); l != "queue 'sa' {" {
+		t.Fatalf("dump_config first line %q", l)
+	}
+}
