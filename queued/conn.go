@@ -437,6 +437,7 @@ func (c *conn) lookup(name []byte) *queue {
 	q := c.s.queues[string(name)]
 	c.s.mu.RUnlock()
 	if q != nil {
+		<-q.ready
 		return q
 	}
 	return c.s.queueFor(string(name), true)

@@ -24,7 +24,11 @@
 //     max_memory_size) when the in-memory head runs dry.
 //   - The server's queue map has its own RWMutex, taken before a queue's
 //     mutex and never the other way round; no code holds two queue mutexes
-//     at once (fanout and expire_to_queue copy items after unlocking).
+//     at once (fanout and expire_to_queue copy items after unlocking). A
+//     new queue is put in the map first and its journal opened (files
+//     created, directory fsynced, replay) after the map is unlocked, under
+//     the queue's own mutex; commands on it wait for its ready channel,
+//     commands on other queues are not held up.
 //   - One sweeper goroutine (Server.sweepLoop) expires items at the heads
 //     of the queues every expiration_timer_frequency and aborts open reads
 //     older than open_transaction_timeout.

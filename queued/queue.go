@@ -47,6 +47,7 @@ type queue struct {
 	name       string
 	createTime int64 // unix seconds
 	log        *slog.Logger
+	ready      chan struct{} // closed once the journal is open and replayed
 
 	mu          sync.Mutex
 	cfg         QueueConfig

@@ -166,8 +166,12 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	s.mu.RLock()
 	q := s.queues[name]
 	s.mu.RUnlock()
-	if q != nil || !create {
+	if q != nil {
+		<-q.ready
 		return q
+	}
+	if !create {
+		return nil
 	}
 	var parent *queue
 	if p, ok := fanoutParent(name); ok {
@@ -176,17 +180,28 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	s.mu.Lock()
 	if q = s.queues[name]; q != nil {
 		s.mu.Unlock()
+		<-q.ready
 		return q
 	}
-	q = s.openQueue(name)
+	// The journal is opened (files created, directory fsynced, replayed)
+	// outside the server lock: commands on other queues go on meanwhile,
+	// and commands on this one wait for ready.
+	cfg := s.config()
+	q = &queue{s: s, name: name, cfg: cfg.QueueConfig(name), createTime: time.Now().Unix(), log: s.log, ready: make(chan struct{})}
+	s.queues[name] = q
+	s.mu.Unlock()
+	s.openJournal(q, cfg.DataDir)
+	close(q.ready)
 	if q.unavailable != nil && !errors.Is(q.unavailable, journal.ErrCorrupt) {
 		// A transient failure (disk full, permissions): refuse this command
 		// but try again on the next one instead of remembering the queue.
+		s.mu.Lock()
+		if s.queues[name] == q {
+			delete(s.queues, name)
+		}
 		s.mu.Unlock()
 		return q
 	}
-	s.queues[name] = q
-	s.mu.Unlock()
 	s.queueCreates.Add(1)
 	if parent != nil {
 		parent.mu.Lock()
@@ -196,24 +211,22 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	return q
 }
 
-// openQueue builds a queue and replays its journal; on failure the queue
-// exists but is unavailable, and says why.
-func (s *Server) openQueue(name string) *queue {
-	cfg := s.config()
-	qc := cfg.QueueConfig(name)
-	q := &queue{s: s, name: name, cfg: qc, createTime: time.Now().Unix(), log: s.log}
-	if !qc.Journal {
-		return q
+// openJournal opens and replays q's journal; on failure q stays
+// unavailable and says why.
+func (s *Server) openJournal(q *queue, dir string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.cfg.Journal {
+		return
 	}
-	j, err := journal.Open(cfg.DataDir, name, journalOptions(qc, s.log))
+	j, err := journal.Open(dir, q.name, journalOptions(q.cfg, s.log))
 	if err != nil {
-		q.unavailable = unavailableError(name, err)
-		s.log.Error("queue unavailable", "queue", name, "err", err)
-		return q
+		q.unavailable = unavailableError(q.name, err)
+		s.log.Error("queue unavailable", "queue", q.name, "err", err)
+		return
 	}
 	q.j = j
 	q.replay()
-	return q
 }
 
 // UnavailableError says why a queue refuses every command: its journal
