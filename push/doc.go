@@ -15,13 +15,15 @@
 // NewSender(Config) loads credentials and fails at once on a bad key,
 // certificate, CA file or host, and for token auth signs the first provider
 // token, so a bad key never reaches the send path. A Sender owns
-// Config.Connections apns2 clients, each with its own http2.Transport (one
-// HTTP/2 connection, up to the server's stream limit in flight on it; Go
-// dials another if that limit is reached). Send picks a client round-robin
+// Config.Connections apns2 clients, each with its own HTTP/2-only
+// net/http.Transport holding exactly one connection, with up to the
+// server's stream limit in flight on it (more requests wait for a free
+// stream rather than open extra connections). Send picks a client round-robin
 // and is safe for any number of concurrent goroutines; it blocks only on
 // the network, bounded by ctx and Config.RequestTimeout.
 //
-// Stalled connections: every transport has ReadIdleTimeout and PingTimeout,
+// Stalled connections: every transport's HTTP2Config has SendPingTimeout
+// (Config.ReadIdleTimeout) and PingTimeout,
 // so a connection that receives nothing for ReadIdleTimeout is PINGed and,
 // if the PING is not answered within PingTimeout, closed; its in-flight
 // pushes fail with a network error (class Retry) and the next push dials a

@@ -20,16 +20,19 @@
 // # Goroutines
 //
 // The accept loop (Start or Serve) owns the listener and starts one
-// goroutine per connection, which owns the TLS handshake, the certificate
-// check and http2.Server.ServeConn; the HTTP/2 server runs one goroutine per
-// stream calling handle. Per-connection state (connState: first team and
+// goroutine per connection, which owns the TLS handshake and the
+// certificate check, then hands the *tls.Conn to a net/http.Server (HTTP/2,
+// MaxConcurrentStreams 1,000) through connListener; ConnContext attaches
+// the connection's connState to its requests. The HTTP/2 server runs one
+// goroutine per stream calling handle. Per-connection state (first team and
 // key, current token, the one-stream gate) is guarded by its own mutex;
-// counters by one mutex in counters. Close closes the listener and every
-// connection and waits for the connection goroutines.
+// counters by one mutex in counters. Close closes the listener, every raw
+// connection (releasing stalled ones), then the HTTP server, and waits for
+// all goroutines it started.
 //
 // # Deviations from Apple (documented in docs/apns.md)
 //
-// The stock x/net HTTP/2 server advertises MaxConcurrentStreams (1,000) in
+// Go's stock HTTP/2 server advertises MaxConcurrentStreams (1,000) in
 // its first SETTINGS and cannot lower it per connection. So "one stream
 // until the first valid provider token" is enforced by serialising a
 // connection's streams behind a one-slot gate until a valid token arrives,
