@@ -655,6 +655,10 @@ func (c *conn) get(cmd *Command) bool {
 	} else {
 		c.s.cmdGet.Add(1)
 	}
+	if err := q.unusable(); err != nil {
+		c.serverError(err)
+		return true
+	}
 	if o.abort {
 		q.abortOpen(c, false)
 		c.write(rEnd)
@@ -859,6 +863,10 @@ func (c *conn) monitor(cmd *Command) bool {
 		c.write(rQuiescent)
 		return true
 	}
+	if err := q.unusable(); err != nil {
+		c.serverError(err)
+		return true
+	}
 	c.touch(q)
 	deadline := time.Now().Add(time.Duration(secs) * time.Second)
 	for n := uint64(0); n < maxItems; n++ {
@@ -893,6 +901,10 @@ func (c *conn) confirm(cmd *Command) bool {
 		c.write(rBadName)
 		return true
 	}
+	if err := q.unusable(); err != nil {
+		c.serverError(err)
+		return true
+	}
 	if !q.closeOpen(c, int(n)) {
 		c.write(rError)
 		return true
@@ -921,6 +933,14 @@ func (c *conn) queueAdmin(cmd *Command, op string) bool {
 		return true
 	}
 	name := string(cmd.Args[0])
+	if q := c.s.queueFor(name, false); q != nil {
+		// A queue whose journal cannot be opened is refused, delete
+		// included: its files are left for an operator to inspect.
+		if err := q.unusable(); err != nil && !errors.Is(err, ErrQueueDeleted) {
+			c.serverError(err)
+			return true
+		}
+	}
 	switch op {
 	case "delete":
 		if err := c.s.deleteQueue(name); err != nil {

@@ -288,7 +288,9 @@ func TestCorruptJournal(t *testing.T) {
 	c2 := dial(t, p2.Addr("queued"))
 	c2.do("get good\r\n", fmt.Sprintf("VALUE good 0 100\r\n%0100d\r\nEND\r\n", 0))
 	want := regexp.MustCompile(`^SERVER_ERROR queue bad unavailable: journal corrupt at ` + regexp.QuoteMeta(seg) + `:\d+$`)
-	for _, req := range []string{"get bad\r\n", "set bad 0 0 1\r\nx\r\n", "get bad/open\r\n"} {
+	for _, req := range []string{"get bad\r\n", "set bad 0 0 1\r\nx\r\n", "get bad/open\r\n", "get bad/close\r\n",
+		"get bad/abort\r\n", "get bad/peek\r\n", "monitor bad 1 1\r\n", "confirm bad 1\r\n", "flush bad\r\n",
+		"flush_expired bad\r\n", "delete bad\r\n"} {
 		c2.send(req)
 		if l := c2.line(); !want.MatchString(l) {
 			t.Fatalf("%q: got %q, want %v", req, l, want)

@@ -96,6 +96,13 @@ func (q *queue) usable() error {
 	return nil
 }
 
+// unusable returns why the queue refuses commands, or nil.
+func (q *queue) unusable() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.usable()
+}
+
 // itemCount and byteCount include items in flight to read-behind.
 func (q *queue) itemCount() int64 {
 	return int64(q.mem.len()) + q.behind + q.pendingBehind
