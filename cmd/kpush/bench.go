@@ -33,6 +33,7 @@ type benchConfig struct {
 	Queues   int           // spread connections over this many queues
 	Fill     int64         // items put in before a get/reliable run
 	Pipeline int           // requests written before reading replies; 1 = off
+	Rate     float64       // open loop: total requests/s to send on schedule; 0 = closed loop
 	BigConns int           // extra connections alternating a set of BigSize bytes and a get on <Queue>_big, timed apart
 	BigSize  int
 	Flush    bool          // flush the queues before each kestrel run
@@ -61,6 +62,7 @@ type benchResult struct {
 	Conns     int             `json:"conns"`
 	Size      int             `json:"size"`
 	Pipeline  int             `json:"pipeline"`
+	Rate      float64         `json:"target_rate,omitempty"` // --rate
 	Elapsed   float64         `json:"elapsed_s"`
 	Ops       int64           `json:"ops"` // requests answered, big sets excluded
 	OpsPerSec float64         `json:"ops_per_sec"`
@@ -143,6 +145,7 @@ func init() {
 	f.IntVar(&benchCfg.Queues, "queues", 1, "spread connections round-robin over this many queues (<queue>_<i>)")
 	f.Int64Var(&benchCfg.Fill, "fill", -1, "items to put in before a get or reliable run (-1: --ops, or none)")
 	f.IntVar(&benchCfg.Pipeline, "pipeline", 1, "requests per connection written before reading the replies (1: no pipelining)")
+	f.Float64Var(&benchCfg.Rate, "rate", 0, "open loop: send this many requests/s in total on a fixed schedule, latency counted from each request's scheduled time (0: closed loop, as fast as replies come)")
 	f.IntVar(&benchCfg.BigConns, "big-conns", 0, "extra connections alternating a --big-size set and a get on <queue>_big, timed apart (fairness test)")
 	f.IntVar(&benchCfg.BigSize, "big-size", 8<<20, "payload bytes of each big set")
 	f.BoolVar(&benchCfg.Flush, "flush", true, "flush the queues before each run (kestrel target)")
@@ -172,6 +175,10 @@ func (cfg *benchConfig) validate() error {
 		return fmt.Errorf("--queues %d: want 1 or more", cfg.Queues)
 	case cfg.Pipeline < 1:
 		return fmt.Errorf("--pipeline %d: want 1 or more", cfg.Pipeline)
+	case cfg.Rate < 0:
+		return fmt.Errorf("--rate %g: want 0 (closed loop) or more", cfg.Rate)
+	case cfg.Rate > 0 && cfg.Pipeline > 1:
+		return errors.New("--rate and --pipeline do not go together: an open-loop run sends each request at its own time")
 	case cfg.BigConns < 0:
 		return fmt.Errorf("--big-conns %d: want 0 or more", cfg.BigConns)
 	case cfg.Timeout <= 0:
@@ -290,11 +297,14 @@ func (c *benchConn) kindFor(big bool) benchKind {
 
 // batch sends the requests of kinds, Pipeline at a time: each group is
 // written and flushed at once, then its replies are read, each reply's
-// latency counted from the flush.
-func (c *benchConn) batch(kinds []benchKind) error {
+// latency counted from the flush, or from scheduled if that is earlier
+// (open loop: a request sent late because the server was slow is charged
+// for the wait, so slow replies are not hidden by sending less;
+// "coordinated omission").
+func (c *benchConn) batch(kinds []benchKind, scheduled time.Time) error {
 	for len(kinds) > 0 {
 		n := min(len(kinds), c.cfg.Pipeline)
-		if err := c.group(kinds[:n]); err != nil {
+		if err := c.group(kinds[:n], scheduled); err != nil {
 			return err
 		}
 		kinds = kinds[n:]
@@ -302,7 +312,7 @@ func (c *benchConn) batch(kinds []benchKind) error {
 	return nil
 }
 
-func (c *benchConn) group(kinds []benchKind) error {
+func (c *benchConn) group(kinds []benchKind, scheduled time.Time) error {
 	for _, k := range kinds {
 		if k == kindGet || k == kindBigGet {
 			c.w.Write(c.getReq)
@@ -315,6 +325,9 @@ func (c *benchConn) group(kinds []benchKind) error {
 		return err
 	}
 	start := time.Now()
+	if !scheduled.IsZero() && scheduled.Before(start) {
+		start = scheduled
+	}
 	if err := c.w.Flush(); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -607,6 +620,14 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		shares = opShares(cfg.Ops, nconns, cfg.Mode == "setget")
 	}
 
+	// Open loop: connection i sends its k-th request at
+	// start + (k + i/nconns) * interval.
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		batchSize = 1
+		interval = time.Duration(float64(time.Second) * float64(nconns) / cfg.Rate)
+	}
+
 	start := time.Now()
 	for i, c := range conns {
 		big := i >= nconns
@@ -622,6 +643,11 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 			if shares != nil && !big {
 				left = shares[i]
 			}
+			var scheduled time.Time
+			if interval > 0 && !big {
+				scheduled = start.Add(interval * time.Duration(i) / time.Duration(nconns))
+			}
+			var pace *time.Timer
 			for {
 				if big {
 					select {
@@ -647,7 +673,25 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 				for range n {
 					kinds = append(kinds, c.kindFor(big))
 				}
-				if err := c.batch(kinds); err != nil {
+				if !scheduled.IsZero() {
+					if wait := time.Until(scheduled); wait > 0 {
+						if pace == nil {
+							pace = time.NewTimer(wait)
+						} else {
+							pace.Reset(wait)
+						}
+						select {
+						case <-pace.C:
+						case <-runCtx.Done():
+							return
+						}
+					}
+				}
+				err := c.batch(kinds, scheduled)
+				if !scheduled.IsZero() {
+					scheduled = scheduled.Add(interval)
+				}
+				if err != nil {
 					if runCtx.Err() == nil || big {
 						fail(i, err)
 					}
@@ -697,7 +741,7 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 	}
 
 	res := benchResult{Target: cfg.Target, Mode: cfg.Mode, Conns: nconns, Size: cfg.Size,
-		Pipeline: cfg.Pipeline, Elapsed: elapsed.Seconds()}
+		Pipeline: cfg.Pipeline, Rate: cfg.Rate, Elapsed: elapsed.Seconds()}
 	var hists [numKinds]latencyHist
 	var ops [numKinds]int64
 	for _, c := range conns {
@@ -712,6 +756,10 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 	}
 	res.Ops = ops[kindSet] + ops[kindGet]
 	res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
+	if cfg.Rate > 0 && res.OpsPerSec < 0.95*cfg.Rate {
+		// The latencies still count from the schedule, so they show it.
+		log.Warn("bench fell behind the requested rate", "conns", nconns, "rate", cfg.Rate, "achieved", res.OpsPerSec)
+	}
 	var all latencyHist
 	used := 0
 	for k := range numKinds {

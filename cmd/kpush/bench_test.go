@@ -92,6 +92,8 @@ func TestBenchConfigErrors(t *testing.T) {
 		{"pipeline", func(c *benchConfig) { c.Pipeline = 0 }, "--pipeline"},
 		{"queue name", func(c *benchConfig) { c.Queue = "a b" }, "--queue"},
 		{"queues", func(c *benchConfig) { c.Queues = 0 }, "--queues"},
+		{"negative rate", func(c *benchConfig) { c.Rate = -1 }, "--rate"},
+		{"rate with pipeline", func(c *benchConfig) { c.Rate, c.Pipeline = 100, 4 }, "do not go together"},
 	}
 	for _, tt := range tests {
 		c := ok
@@ -367,5 +369,29 @@ func TestOpShares(t *testing.T) {
 		if got := opShares(tt.ops, tt.n, tt.pairs); !slices.Equal(got, tt.want) {
 			t.Errorf("opShares(%d, %d, %v) = %v, want %v", tt.ops, tt.n, tt.pairs, got, tt.want)
 		}
+	}
+}
+
+func TestBenchOpenLoopRate(t *testing.T) {
+	p := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sync", "never")
+	// 200 requests at 2000/s over 4 connections are scheduled over 100 ms:
+	// the run cannot end sooner, whatever the server's speed.
+	cfg := benchConfig{Addr: p.Addr("queued"), Target: "kestrel", Mode: "setget", Conns: []int{4}, Ops: 200,
+		Size: 10, Queue: "paced", Queues: 1, Fill: -1, Pipeline: 1, Rate: 2000, Flush: true, Timeout: 10 * time.Second}
+	res, err := runBench(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Ops != 200 || r.Hits != 100 || r.Errors != 0 || r.Rate != 2000 {
+		t.Fatalf("result %+v", r)
+	}
+	// The last request of each connection is scheduled 49 intervals of
+	// 2 ms after the start (plus the stagger).
+	if r.Elapsed < 0.098 {
+		t.Errorf("elapsed %.3fs: requests were sent ahead of the schedule", r.Elapsed)
+	}
+	if got := queueItems(t, p.Addr("queued"), "paced"); got != "0" {
+		t.Errorf("paced holds %s items", got)
 	}
 }
