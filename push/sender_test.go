@@ -304,7 +304,7 @@ func TestStalledConnectionIsReplaced(t *testing.T) {
 
 func TestSimulatorRestartMidStream(t *testing.T) {
 	dir := t.TempDir()
-	sim1 := startSim(t, apnssim.Config{TLSDir: dir, Latency: time.Millisecond})
+	sim1 := startSim(t, apnssim.Config{TLSDir: dir, Latency: 5 * time.Millisecond})
 	addr := sim1.Addr()
 	s := newSender(t, sim1, func(c *push.Config) {
 		c.Connections = 2
@@ -323,26 +323,34 @@ func TestSimulatorRestartMidStream(t *testing.T) {
 		results = map[string]push.Result{}
 		retries int
 	)
+	// Four streams of sequential pushes, each with one push in flight at
+	// any moment (5 ms of simulator latency each): the restart after a
+	// quarter of the deliveries lands while pushes are in flight and 150
+	// remain to send.
 	halfway := make(chan struct{})
 	var halfOnce sync.Once
 	var done int
-	for _, tok := range tokens {
+	const workers = 4
+	for w := range workers {
 		sent.Go(func() {
-			for {
-				res := s.Send(context.Background(), m, tok)
-				mu.Lock()
-				if res.Class == push.Retry {
-					retries++
+			for i := w; i < n; i += workers {
+				tok := tokens[i]
+				for {
+					res := s.Send(context.Background(), m, tok)
+					mu.Lock()
+					if res.Class == push.Retry {
+						retries++
+						mu.Unlock()
+						continue
+					}
+					results[tok] = res
+					done++
+					if done == n/4 {
+						halfOnce.Do(func() { close(halfway) })
+					}
 					mu.Unlock()
-					continue
+					break
 				}
-				results[tok] = res
-				done++
-				if done == n/4 {
-					halfOnce.Do(func() { close(halfway) })
-				}
-				mu.Unlock()
-				return
 			}
 		})
 	}
@@ -370,6 +378,9 @@ func TestSimulatorRestartMidStream(t *testing.T) {
 	}
 	if after.Accepted == 0 || before.Accepted == 0 {
 		t.Errorf("accepted before %d after %d: want both sides of the restart to deliver", before.Accepted, after.Accepted)
+	}
+	if retries == 0 {
+		t.Error("no push failed at the restart: the test did not catch pushes in flight")
 	}
 	t.Logf("delivered %d before and %d after the restart, %d retries", before.Accepted, after.Accepted, retries)
 }
