@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -21,12 +22,18 @@ import (
 // latency of every delivered push.
 type latencyPusher struct {
 	worker.Pusher
-	mu  sync.Mutex
-	lat []time.Duration
+	mu      sync.Mutex
+	lat     []time.Duration
+	reasons map[string]int // failures by reason or error
 }
 
 func (l *latencyPusher) Send(ctx context.Context, msg *push.Message, tok string) push.Result {
 	res := l.Pusher.Send(ctx, msg, tok)
+	if res.Class != push.Delivered && l.reasons != nil {
+		l.mu.Lock()
+		l.reasons[fmt.Sprintf("%s %d %s %v", res.Class, res.Status, res.Reason, res.Err)]++
+		l.mu.Unlock()
+	}
 	if res.Class == push.Delivered && msg.EnqueuedAt > 0 {
 		d := time.Since(time.UnixMicro(msg.EnqueuedAt * 1000))
 		l.mu.Lock()
@@ -99,7 +106,7 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	base := sim.Stats().Accepted
 
 	prod := newProducer(b, a, c)
-	lp := &latencyPusher{Pusher: sender}
+	lp := &latencyPusher{Pusher: sender, reasons: map[string]int{}}
 	w, err := worker.New(worker.Config{Servers: []string{a, c}, Queue: testQueue, Concurrency: concurrency, SummaryInterval: -1, Logger: testLogger(b)}, lp, prod)
 	if err != nil {
 		b.Fatal(err)
@@ -136,7 +143,14 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	}
 	// Poll the worker's atomic counter: the simulator's Stats copies a
 	// map of every token, too costly to poll during the measurement.
-	waitFor(b, 10*time.Minute, "every notification delivered", func() bool { return w.Stats().Delivered >= uint64(n) })
+	waitFor(b, 10*time.Minute, "every notification delivered", func() bool {
+		if time.Since(start) > 30*time.Second {
+			lp.mu.Lock()
+			b.Logf("after %v: %+v; failures %v", time.Since(start), w.Stats(), lp.reasons)
+			lp.mu.Unlock()
+		}
+		return w.Stats().Delivered >= uint64(n)
+	})
 	el := time.Since(start)
 	cpu := cpuTime(b, self) - cpu0
 	b.StopTimer()
