@@ -196,19 +196,44 @@ func TestCrashKeepsAcknowledgedItems(t *testing.T) {
 	}
 }
 
-// mountSmallDisk mounts a tmpfs of size bytes at a fresh directory.
-func mountSmallDisk(t *testing.T, size int) string {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs (needs root; CI runs as root): %v", size, err)
+// smallDisk gives a data directory that fills up after about size bytes,
+// and starts the daemon on it: a tmpfs of that size when mounting works
+// (root), otherwise RLIMIT_FSIZE set in the daemon (inherited from this
+// process for the instant of the fork; Go ignores SIGXFSZ, so writes past
+// the limit fail with EFBIG, which the journal treats as a full disk).
+// KPUSH_TEST_NO_MOUNT=1 forces the second way.
+func smallDisk(t *testing.T, size int) (dir string, start func() *testproc.Proc) {
+	dir = t.TempDir()
+	args := []string{"queued", "--listen", "127.0.0.1:0", "--data-dir", dir}
+	if os.Getenv("KPUSH_TEST_NO_MOUNT") == "" {
+		err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size))
+		if err == nil {
+			t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+			return dir, func() *testproc.Proc { return testproc.Start(t, args...) }
+		}
+		t.Logf("mount tmpfs: %v; limiting the file size instead", err)
 	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
+	testproc.Binary(t) // build before the limit is set
+	return dir, func() *testproc.Proc {
+		var old syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatal(err)
+		}
+		lim := syscall.Rlimit{Cur: uint64(size), Max: old.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+			t.Fatalf("set RLIMIT_FSIZE: %v", err)
+		}
+		p := testproc.Start(t, args...)
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+		}
+		return p
+	}
 }
 
 func TestDiskFull(t *testing.T) {
-	dir := mountSmallDisk(t, 2<<20)
-	p := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", dir)
+	dir, start := smallDisk(t, 2<<20)
+	p := start()
 	c := dial(t, p.Addr("queued"))
 	item := strings.Repeat("d", 32<<10)
 	stored := 0
