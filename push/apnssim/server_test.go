@@ -20,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v4"
 	"github.com/kpush/kpush/push/apnssim"
+	"golang.org/x/net/http2"
 )
 
 const devToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -458,5 +459,50 @@ func TestOneStreamUntilValidToken(t *testing.T) {
 	burst(req{}, sg.bearer(t, time.Now()), 200)
 	if st := sim.Stats(); st.Connections != 1 || st.MaxStreams < n/2 {
 		t.Fatalf("stats %+v: want many concurrent streams on the one connection once the token was valid", st)
+	}
+}
+
+// TestSettingsAdvertiseStreamLimit reads the server's first SETTINGS frame
+// with a raw framer: 1,000 concurrent streams, as Apple is observed to.
+func TestSettingsAdvertiseStreamLimit(t *testing.T) {
+	sim := start(t, apnssim.Config{})
+	caPEM, err := os.ReadFile(sim.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := tls.Dial("tcp", sim.Addr(), &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN negotiated %q, want h2", p)
+	}
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf, ok := f.(*http2.SettingsFrame)
+		if !ok || sf.IsAck() {
+			continue
+		}
+		v, ok := sf.Value(http2.SettingMaxConcurrentStreams)
+		if !ok || v != apnssim.MaxConcurrentStreams {
+			t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (present %v), want %d", v, ok, apnssim.MaxConcurrentStreams)
+		}
+		return
 	}
 }
