@@ -1,5 +1,27 @@
 package queued
 
+// The config file format is Kestrel 1.x's, i.e. configgy's:
+//
+//	file      = { statement } .
+//	statement = key ( "=" | "?=" ) value     // ?= sets only if not yet set
+//	          | key ( "on" | "off" | "true" | "false" )   // journal off
+//	          | key [ "(" { attr "=" string } ")" ] "{" { statement } "}"
+//	          | "<" key { attr "=" string } ">" { statement } "</" key ">"  // old form
+//	key       = word { "." word } .           // a.b = v is a { b = v }
+//	value     = string | word | "[" { ( string | word ) [ "," ] } "]" .
+//
+// Words are runs of letters, digits and _ - . + : / $; strings are double
+// quoted with \" \\ \n \r \t \uXXXX escapes; # starts a comment to the end
+// of the line; line breaks are plain white space, so several statements
+// may share a line. include is refused. A key given twice keeps the last
+// value; a block given twice is merged.
+//
+// Parsing builds a tree of blocks first, then interprets it: top-level
+// queue keys become Config.Defaults whatever their position in the file
+// (configgy resolves inheritance at lookup time), and each queues { name
+// { ... } } block is applied over a copy of them (after the block it
+// names with inherit="other", if any). Errors carry file:line:column.
+
 import (
 	"bufio"
 	"errors"
@@ -249,6 +271,9 @@ var tokNames = map[tokKind]string{
 	tokRParen: "')'", tokLAngle: "'<'", tokLAngleSlash: "'</'", tokRAngle: "'>'",
 }
 
+var singleByteTokens = map[byte]tokKind{'=': tokAssign, '{': tokLBrace, '}': tokRBrace,
+	'[': tokLBracket, ']': tokRBracket, ',': tokComma, '(': tokLParen, ')': tokRParen, '>': tokRAngle}
+
 type token struct {
 	kind tokKind
 	text string
@@ -314,9 +339,7 @@ func (l *lexer) next() (token, error) {
 		return token{kind: tokEOF, pos: p}, nil
 	}
 	c := l.src[l.off]
-	single := map[byte]tokKind{'=': tokAssign, '{': tokLBrace, '}': tokRBrace, '[': tokLBracket,
-		']': tokRBracket, ',': tokComma, '(': tokLParen, ')': tokRParen, '>': tokRAngle}
-	if k, ok := single[c]; ok {
+	if k, ok := singleByteTokens[c]; ok {
 		l.advance()
 		return token{kind: k, pos: p}, nil
 	}
