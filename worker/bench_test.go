@@ -3,6 +3,8 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -229,6 +231,26 @@ func BenchmarkEndToEndProcesses(b *testing.B) {
 	for name, pid := range pids {
 		cpu0[name] = cpuTime(b, pid)
 	}
+	// KPUSH_WORKER_PROFILE=file saves a 5 s CPU profile of the worker
+	// process taken during the run.
+	profDone := make(chan struct{})
+	if path := os.Getenv("KPUSH_WORKER_PROFILE"); path != "" {
+		go func() {
+			defer close(profDone)
+			resp, err := http.Get(strings.TrimSuffix(metrics, "/metrics") + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				b.Errorf("profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(resp.Body)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				b.Errorf("profile: %v", err)
+			}
+		}()
+	} else {
+		close(profDone)
+	}
 	b.ResetTimer()
 	start := time.Now()
 	var next atomic.Int64
@@ -268,6 +290,7 @@ func BenchmarkEndToEndProcesses(b *testing.B) {
 	for name, d := range used {
 		b.ReportMetric(d.Seconds()*10000/float64(n), "cpu-s/10k-"+name)
 	}
+	<-profDone
 	if err := p.Stop(time.Minute); err != nil {
 		b.Fatal(err)
 	}
