@@ -2,6 +2,7 @@ package queued
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -198,6 +199,47 @@ func FuzzParseCommand(f *testing.F) {
 				break
 			}
 			rest = rest[m:]
+		}
+	})
+}
+
+func TestListenAndServe(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminListen = "127.0.0.1:0"
+	s, err := NewServer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe(ctx) }()
+	waitFor(t, "listener", func() bool { return s.Addr() != nil })
+	c := dial(t, s.Addr().String())
+	c.do("set ls 0 0 1\r\na\r\nget ls/open\r\n", "STORED\r\nVALUE ls 0 1\r\na\r\nEND\r\n")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ListenAndServe after cancel: %v", err)
+	}
+	c.expectClosed()
+	// A second server on the same directory sees the open read returned.
+	s2, addr := startServer(t, func(c *Config) { c.DataDir = cfg.DataDir })
+	dial(t, addr).do("get ls\r\n", "VALUE ls 0 1\r\na\r\nEND\r\n")
+	if st := s2.Stats(); st.CurrItems != 0 {
+		t.Fatalf("curr_items %d", st.CurrItems)
+	}
+
+	t.Run("listen error", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.Listen = "127.0.0.1:99999"
+		s, err := NewServer(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ListenAndServe(context.Background()); err == nil || !strings.Contains(err.Error(), "127.0.0.1:99999") {
+			t.Fatalf("ListenAndServe on a bad address: %v", err)
 		}
 	})
 }

@@ -35,14 +35,6 @@ type Command struct {
 	Data  []byte          // the data block of a set, without its line ending
 }
 
-// Arg returns argument i, or nil.
-func (c *Command) Arg(i int) []byte {
-	if i < c.NArgs && i < maxArgs {
-		return c.Args[i]
-	}
-	return nil
-}
-
 var cmdSet = []byte("set")
 
 // ParseCommand frames the first request in buf. It returns the command and
