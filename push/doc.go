@@ -29,8 +29,10 @@
 // pushes fail with a network error (class Retry) and the next push dials a
 // fresh connection.
 //
-// Provider token: one per process, shared by all clients (an apns2
-// token.Token). Its Bearer and IssuedAt are replaced under the token's own
+// Provider token: one per process, shared by all clients of all Senders
+// with the same key, key ID, team ID and refresh interval (an apns2
+// token.Token, kept in processTokens; a Sender with an injected clock gets
+// its own). Its Bearer and IssuedAt are replaced under the token's own
 // mutex, by Send, when Config.TokenRefresh (20 to 50 min, default 45) has
 // passed on Config.Now; apns2's own 3000 s regeneration therefore never
 // fires first. Config.Now is injectable so tests can move an hour in an

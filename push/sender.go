@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -111,7 +112,8 @@ func NewSender(cfg Config) (*Sender, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
 	if cfg.Connections <= 0 {
@@ -145,7 +147,7 @@ func NewSender(cfg Config) (*Sender, error) {
 	case tokenAuth && cfg.CertFile != "":
 		return nil, fmt.Errorf("%w: give either token auth (auth key, key id, team id) or a certificate, not both", ErrBadConfig)
 	case tokenAuth:
-		tok, err := newProviderToken(cfg.AuthKeyFile, cfg.KeyID, cfg.TeamID, cfg.TokenRefresh, cfg.Now)
+		tok, err := newProviderToken(cfg.AuthKeyFile, cfg.KeyID, cfg.TeamID, cfg.TokenRefresh, cfg.Now, realClock)
 		if err != nil {
 			return nil, err
 		}
@@ -456,7 +458,16 @@ type providerToken struct {
 	due atomic.Int64
 }
 
-func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now func() time.Time) (*providerToken, error) {
+// processTokens holds the provider tokens of this process, one per (key,
+// key ID, team ID, refresh interval), so every Sender in the process (a
+// worker and kpush up may build several) shares one token, as Apple asks.
+// Senders with an injected clock (tests) get their own.
+var processTokens struct {
+	sync.Mutex
+	m map[string]*providerToken
+}
+
+func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now func() time.Time, share bool) (*providerToken, error) {
 	switch {
 	case keyFile == "":
 		return nil, fmt.Errorf("%w: token auth needs the .p8 auth key file (--auth-key)", ErrBadConfig)
@@ -469,6 +480,20 @@ func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now 
 	if err != nil {
 		return nil, fmt.Errorf("load APNs auth key %s: %w (want Apple's .p8 PKCS#8 EC key)", keyFile, err)
 	}
+	var id string
+	if share {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("load APNs auth key %s: %w", keyFile, err)
+		}
+		sum := sha256.Sum256(der)
+		id = fmt.Sprintf("%s\x00%s\x00%x\x00%d", keyID, teamID, sum, refresh)
+		processTokens.Lock()
+		defer processTokens.Unlock()
+		if p := processTokens.m[id]; p != nil {
+			return p, nil
+		}
+	}
 	p := &providerToken{
 		tok:     &token.Token{AuthKey: key, KeyID: keyID, TeamID: teamID},
 		refresh: refresh,
@@ -476,6 +501,12 @@ func newProviderToken(keyFile, keyID, teamID string, refresh time.Duration, now 
 	}
 	if err := p.sign(); err != nil {
 		return nil, fmt.Errorf("sign APNs provider token with %s: %w", keyFile, err)
+	}
+	if share {
+		if processTokens.m == nil {
+			processTokens.m = make(map[string]*providerToken)
+		}
+		processTokens.m[id] = p
 	}
 	return p, nil
 }

@@ -527,3 +527,36 @@ func TestProviderTokenRefreshConcurrent(t *testing.T) {
 		t.Errorf("stats %+v: want 128 accepted on one connection with exactly one token update", st)
 	}
 }
+
+func TestSendersShareOneProviderToken(t *testing.T) {
+	sim := startSim(t, apnssim.Config{})
+	key := writeAuthKey(t, t.TempDir())
+	cfg := push.Config{Host: sim.URL(), CAFile: sim.CAFile(), AuthKeyFile: key, KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ"}
+	a, err := push.NewSender(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := push.NewSender(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Bearer() == "" || a.Bearer() != b.Bearer() {
+		t.Fatal("two senders with the same key in one process have different provider tokens")
+	}
+	cfg.TeamID = "OTHERTEAM0"
+	c, err := push.NewSender(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Bearer() == a.Bearer() {
+		t.Fatal("a sender for another team shares the token")
+	}
+	for _, s := range []*push.Sender{a, b, c} {
+		if res := s.Send(context.Background(), alertMessage(token(1)), token(1)); !res.OK() {
+			t.Fatalf("Send = %+v", res)
+		}
+	}
+}
