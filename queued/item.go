@@ -117,6 +117,15 @@ func (r *ring) removeAt(i int) entry {
 	return e
 }
 
+// truncate keeps the first n entries.
+func (r *ring) truncate(n int) {
+	for i := n; i < r.n; i++ {
+		*r.at(i) = entry{}
+	}
+	r.n = n
+	r.maybeShrink()
+}
+
 // maybeShrink gives memory back after a large backlog drained.
 func (r *ring) maybeShrink() {
 	if len(r.buf) > 1024 && r.n < len(r.buf)/8 {

@@ -597,6 +597,35 @@ func (q *queue) sweepExpired(max int) []entry {
 		q.expiredItems++
 		q.s.queueExpires.Add(1)
 	}
+	if q.cfg.ExpireToQueue != "" && (max <= 0 || len(out) < max) {
+		out = q.sweepBehindHead(now, max, out)
+	}
+	return out
+}
+
+// sweepBehindHead also takes expired items from the rest of the in-memory
+// ring, keeping the order of the others. Only delay queues (those with
+// expire_to_queue) pay for the scan: their items carry different delays,
+// and one long delay at the head must not hold back the short ones behind
+// it. Items in read-behind are reached when they come into memory.
+func (q *queue) sweepBehindHead(now int64, max int, out []entry) []entry {
+	kept := 0
+	n := q.mem.len()
+	for i := 0; i < n; i++ {
+		e := q.mem.at(i)
+		if (max <= 0 || len(out) < max) && q.isExpired(e, now) {
+			out = append(out, *e)
+			q.addMem(int64(len(e.data)), false)
+			q.expiredItems++
+			q.s.queueExpires.Add(1)
+			continue
+		}
+		if kept != i {
+			*q.mem.at(kept) = *e
+		}
+		kept++
+	}
+	q.mem.truncate(kept)
 	return out
 }
 

@@ -37,13 +37,19 @@ func TestExpiry(t *testing.T) {
 		waitFor(t, "sweep", func() bool { return queueStat(s, "capped").ExpiredItems == 1 })
 		c.do("get capped\r\n", "END\r\n")
 	})
+	t.Run("a long delay does not hold back a short one", func(t *testing.T) {
+		c.do("set delayed 0 3600 4\r\nlong\r\nset delayed 0 1 5\r\nshort\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get work/t=10000\r\n", "VALUE work 0 5\r\nshort\r\nEND\r\n")
+		c.do("get delayed/peek\r\n", "VALUE delayed 0 4\r\nlong\r\nEND\r\n")
+		c.do("flush delayed\r\n", "END\r\n")
+	})
 	t.Run("expire_to_queue makes a delay queue", func(t *testing.T) {
 		// The item expires 1s from now and is moved into work by the sweep;
 		// a blocking get on work is woken by the move.
 		c.do("set delayed 0 1 5\r\nlater\r\n", "STORED\r\n")
 		c.do("get work/t=10000\r\n", "VALUE work 0 5\r\nlater\r\nEND\r\n")
 		c.do("get delayed\r\n", "END\r\n")
-		if st := queueStat(s, "delayed"); st.ExpiredItems != 1 {
+		if st := queueStat(s, "delayed"); st.ExpiredItems != 2 {
 			t.Fatalf("delayed expired_items = %d", st.ExpiredItems)
 		}
 	})
