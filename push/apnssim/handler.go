@@ -96,6 +96,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		s.serveStats(w)
 		return
 	}
+	if r.ProtoMajor != 2 {
+		// Apple speaks only HTTP/2; HTTP/1.1 is accepted for the stats.
+		http.Error(w, "APNs requires HTTP/2 (ALPN h2); HTTP/1.1 serves only GET /sim/stats", http.StatusHTTPVersionNotSupported)
+		return
+	}
 	beforeToken := !cs.open.Load()
 	if beforeToken {
 		// One stream at a time until a valid provider token arrives.

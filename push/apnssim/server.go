@@ -163,8 +163,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.tlsConf = &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{http2.NextProtoTLS},
-		MinVersion:   tls.VersionTLS12,
+		// HTTP/1.1 only so that plain clients (scripts, curl without
+		// nghttp2, Python's urllib) can read /sim/stats; pushes need h2.
+		NextProtos: []string{http2.NextProtoTLS, "http/1.1"},
+		MinVersion: tls.VersionTLS12,
 	}
 	if cfg.ClientCAFile != "" {
 		pool, err := loadCertPool(cfg.ClientCAFile)
@@ -307,13 +309,8 @@ func (s *Server) serveConn(c *simConn) {
 		return
 	}
 	state := tc.ConnectionState()
-	if state.NegotiatedProtocol != http2.NextProtoTLS {
-		s.log.Warn("client did not negotiate HTTP/2 (ALPN h2); closing", "remote", c.RemoteAddr().String())
-		tc.Close()
-		return
-	}
 	cs := &connState{gate: make(chan struct{}, 1), opened: make(chan struct{})}
-	if len(state.PeerCertificates) > 0 {
+	if state.NegotiatedProtocol == http2.NextProtoTLS && len(state.PeerCertificates) > 0 {
 		topic, err := s.verifyClientCert(state.PeerCertificates)
 		if err != nil {
 			s.log.Info("rejected client certificate", "remote", c.RemoteAddr().String(), "err", err)

@@ -506,3 +506,35 @@ func TestSettingsAdvertiseStreamLimit(t *testing.T) {
 		return
 	}
 }
+
+func TestHTTP1ServesOnlyStats(t *testing.T) {
+	sim := start(t, apnssim.Config{})
+	caPEM, err := os.ReadFile(sim.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}} // HTTP/1.1 only
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := c.Get(sim.URL() + "/sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 1 {
+		t.Fatalf("GET /sim/stats over HTTP/1.1: %d %s", resp.StatusCode, resp.Proto)
+	}
+	resp, err = c.Post(sim.URL()+"/3/device/"+devToken, "application/json", strings.NewReader(`{"aps":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusHTTPVersionNotSupported {
+		t.Fatalf("push over HTTP/1.1: %d, want 505", resp.StatusCode)
+	}
+	if st := sim.Stats(); st.Accepted != 0 || len(st.Rejected) != 0 {
+		t.Errorf("HTTP/1.1 requests were counted: %+v", st)
+	}
+}
