@@ -297,8 +297,10 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 	resentShutdown, resentToken := false, false
 	for {
 		client := s.clients[idx%uint64(len(s.clients))]
+		var gen uint64
 		if s.token != nil {
 			s.token.refreshIfDue(s.log)
+			gen = s.token.gen.Load()
 		}
 		res = s.push(ctx, client, n, m.Attempt)
 		switch {
@@ -312,7 +314,7 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 		case !resentToken && s.token != nil && res.Reason == apns2.ReasonExpiredProviderToken:
 			resentToken = true
 			s.log.Warn("APNs says the provider token expired; signing a new one (check the clock)", "token_age", s.token.age())
-			s.token.forceRefresh(s.log)
+			s.token.refreshAfter(gen, s.log)
 			continue
 		}
 		break
@@ -456,6 +458,9 @@ type providerToken struct {
 	// due is when the next refresh is due (UnixNano on our clock), read
 	// without mu so the per-push check costs one atomic load.
 	due atomic.Int64
+	// gen counts signings, so many pushes rejected with the same expired
+	// token cause one new token, not one each.
+	gen atomic.Uint64
 }
 
 // processTokens holds the provider tokens of this process, one per (key,
@@ -530,6 +535,7 @@ func (p *providerToken) sign() error {
 	p.tok.Unlock()
 	p.issued = iat
 	p.due.Store(iat.Add(p.refresh).UnixNano())
+	p.gen.Add(1)
 	return nil
 }
 
@@ -547,9 +553,14 @@ func (p *providerToken) refreshIfDue(log *slog.Logger) {
 	}
 }
 
-func (p *providerToken) forceRefresh(log *slog.Logger) {
+// refreshAfter signs a new token unless one was signed since generation
+// gen (the token a rejected push carried).
+func (p *providerToken) refreshAfter(gen uint64, log *slog.Logger) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.gen.Load() != gen {
+		return
+	}
 	if err := p.sign(); err != nil {
 		log.Error("cannot sign a new APNs provider token", "err", err)
 	}
