@@ -1054,50 +1054,13 @@ func (c *conn) dumpStats(cmd *Command) {
 }
 
 func (c *conn) dumpConfig() {
-	w := c.writer()
-	for _, q := range c.s.queueList() {
-		q.mu.Lock()
-		qc := q.cfg
-		q.mu.Unlock()
-		w.WriteString("queue '" + q.name + "' {\r\n")
-		for _, kv := range queueConfigPairs(qc) {
-			w.WriteString("  " + kv[0] + "=" + kv[1] + "\r\n")
-		}
-		w.WriteString("}\r\n")
+	qs := c.s.queueList()
+	names := make([]string, len(qs))
+	for i, q := range qs {
+		names[i] = q.name
 	}
-	w.Write(rEnd)
-}
-
-// queueConfigPairs renders a queue's effective settings in config-file
-// key names.
-func queueConfigPairs(qc QueueConfig) [][2]string {
-	b := func(v bool) string {
-		if v {
-			return "true"
-		}
-		return "false"
-	}
-	ms := func(d time.Duration) string { return itoa(d.Milliseconds()) }
-	sync := "always"
-	switch qc.Sync.Mode {
-	case SyncNever:
-		sync = "never"
-	case SyncInterval:
-		sync = qc.Sync.Interval.String()
-	}
-	return [][2]string{
-		{"max_items", itoa(qc.MaxItems)},
-		{"max_size", itoa(qc.MaxSize)},
-		{"max_item_size", itoa(qc.MaxItemSize)},
-		{"max_age", ms(qc.MaxAge)},
-		{"max_memory_size", itoa(qc.MaxMemorySize)},
-		{"discard_old_when_full", b(qc.DiscardOldWhenFull)},
-		{"keep_journal", b(qc.Journal)},
-		{"sync_journal", sync},
-		{"expire_to_queue", qc.ExpireToQueue},
-		{"max_expire_sweep", itoa(int64(qc.MaxExpireSweep))},
-		{"fanout_only", b(qc.FanoutOnly)},
-		{"open_transaction_timeout", ms(qc.OpenTransactionTimeout)},
-		{"max_queue_age", ms(qc.MaxQueueAge)},
-	}
+	// The config file's own rendering (configfile.go), so what is dumped
+	// reads back the same.
+	_ = c.s.config().DumpQueues(c.writer(), names)
+	c.write(rEnd)
 }
