@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sideshow/apns2"
+
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 )
@@ -147,7 +149,10 @@ func (w *Worker) sendWithRetries(msg *push.Message, tok string) (res push.Result
 			return res, false
 		}
 		// Retry (or an unknown class, treated as retry: never lose).
-		if attempt+1 >= w.cfg.Attempts || !w.fetching() {
+		// TooManyRequests is about this device token and lasts seconds
+		// (APNS.md §3): an in-process retry would only hit it again, so
+		// it goes straight to the delay queue.
+		if attempt+1 >= w.cfg.Attempts || !w.fetching() || res.Reason == apns2.ReasonTooManyRequests {
 			return res, true
 		}
 		w.m.retries.Add(1)

@@ -40,7 +40,8 @@
 //   - delivered tokens are counted;
 //   - dead tokens become InvalidTokenRecords in <queue>_invalid_tokens;
 //   - transient failures are retried in process (Attempts, full-jitter
-//     backoff RetryBase..RetryMax), then the still-failing tokens are
+//     backoff RetryBase..RetryMax; not 429 TooManyRequests, which is per
+//     token and lasts seconds), then the still-failing tokens are
 //     re-queued as one message with Attempt+1 to the delay queue
 //     <queue>_retry with an expiry of push.Result.RetryAfter (at least
 //     MinRequeueDelay); the servers move it back to <queue> when it
