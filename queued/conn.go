@@ -177,7 +177,7 @@ func (c *conn) serve() {
 				return
 			}
 			if n == 0 {
-				if nd > 0 && c.refuseOversized(&cmd, nd) {
+				if nd > 0 && string(cmd.Name) == "set" && c.refuseOversized(&cmd, nd) {
 					continue
 				}
 				need = nd

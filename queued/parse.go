@@ -66,7 +66,20 @@ func frame(buf []byte) (cmd Command, n, need int, err error) {
 	tokenize(line, &cmd)
 	n = eol + 1
 	if !bytes.Equal(cmd.Name, cmdSet) {
-		return cmd, n, 0, nil
+		if !isOtherStorageCommand(cmd.Name) {
+			return cmd, n, 0, nil
+		}
+		// memcache's other storage commands are not supported (they get
+		// ERROR), but their data block is framed and skipped: it must never
+		// be read as commands.
+		if cmd.NArgs < 4 {
+			return cmd, 0, 0, &ProtocolError{Reason: "bad " + string(cmd.Name) + " header: want <key> <flags> <exptime> <bytes>"}
+		}
+		size, ok := parseUint(cmd.Args[3], AbsoluteMaxItemSize)
+		if !ok {
+			return cmd, 0, 0, &ProtocolError{Reason: "bad data chunk: byte count must be 0.." + itoa(AbsoluteMaxItemSize)}
+		}
+		return frameData(buf, cmd, n, size)
 	}
 	// set <queue> <flags> <exptime> <bytes> [noreply]
 	if cmd.NArgs < 4 || cmd.NArgs > 5 {
@@ -85,6 +98,20 @@ func frame(buf []byte) (cmd Command, n, need int, err error) {
 	if cmd.NArgs == 5 && string(cmd.Args[4]) != "noreply" {
 		return cmd, 0, 0, &ProtocolError{Reason: "bad set header: the 6th field may only be noreply"}
 	}
+	return frameData(buf, cmd, n, size)
+}
+
+func isOtherStorageCommand(name []byte) bool {
+	switch string(name) {
+	case "add", "replace", "append", "prepend", "cas":
+		return true
+	}
+	return false
+}
+
+// frameData frames the data block of size bytes that follows a storage
+// command's header line (n bytes).
+func frameData(buf []byte, cmd Command, n int, size uint64) (Command, int, int, error) {
 	rest := buf[n:]
 	if len(rest) < int(size)+1 {
 		return cmd, 0, n + int(size) + 2, nil
