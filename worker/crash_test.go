@@ -248,3 +248,33 @@ func TestBadCredentialsExitsNonZero(t *testing.T) {
 		t.Errorf("after exit: %d items, %d open; want %d and 0", items, open, n)
 	}
 }
+
+// TestWorkerCommandErrors: bad flags fail at once with a message naming
+// what to fix, exit status 1.
+func TestWorkerCommandErrors(t *testing.T) {
+	key := writeAuthKey(t)
+	creds := []string{"--auth-key", key, "--key-id", "ABC123DEFG", "--team-id", "DEF123GHIJ"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no servers", append([]string{"worker", "--servers", ""}, creds...), "--servers"},
+		{"server without port", append([]string{"worker", "--servers", "localhost"}, creds...), "not host:port"},
+		{"server twice", append([]string{"worker", "--servers", "127.0.0.1:1,127.0.0.1:1"}, creds...), "listed twice"},
+		{"bad queue", append([]string{"worker", "--servers", "127.0.0.1:1", "--queue", "a b"}, creds...), "queue name"},
+		{"no credentials", []string{"worker", "--servers", "127.0.0.1:1"}, "credentials"},
+		{"missing key file", []string{"worker", "--servers", "127.0.0.1:1", "--auth-key", "/nonexistent.p8", "--key-id", "ABC123DEFG", "--team-id", "DEF123GHIJ"}, "/nonexistent.p8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, err := testproc.Run(t, nil, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), "exit status 1") {
+				t.Fatalf("exit: %v, want status 1", err)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Fatalf("stderr %q does not mention %q", stderr, tt.want)
+			}
+		})
+	}
+}

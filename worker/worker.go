@@ -102,14 +102,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Validate reports what is wrong with c (an error wrapping ErrBadConfig),
+// without changing it, so a command can check its flags before it opens
+// anything.
+func (c Config) Validate() error { return c.setDefaults() }
+
 func (c *Config) setDefaults() error {
 	if len(c.Servers) == 0 {
 		return fmt.Errorf("%w: no servers (give --servers host:port,...)", ErrBadConfig)
 	}
+	seen := map[string]bool{}
 	for _, s := range c.Servers {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			return fmt.Errorf("%w: server %q is not host:port: %v", ErrBadConfig, s, err)
 		}
+		if seen[s] {
+			return fmt.Errorf("%w: server %s listed twice", ErrBadConfig, s)
+		}
+		seen[s] = true
 	}
 	if c.Queue == "" {
 		return fmt.Errorf("%w: no queue name", ErrBadConfig)

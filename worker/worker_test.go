@@ -281,6 +281,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no servers", worker.Config{Queue: "push"}},
 		{"server without port", worker.Config{Servers: []string{"localhost"}, Queue: "push"}},
+		{"server twice", worker.Config{Servers: []string{"127.0.0.1:22133", "127.0.0.1:22133"}, Queue: "push"}},
 		{"no queue", worker.Config{Servers: []string{"127.0.0.1:22133"}}},
 		{"bad queue name", worker.Config{Servers: []string{"127.0.0.1:22133"}, Queue: "push/open"}},
 		{"negative concurrency", worker.Config{Servers: []string{"127.0.0.1:22133"}, Queue: "push", Concurrency: -1}},

@@ -15,7 +15,7 @@ import (
 
 func init() {
 	var (
-		servers string
+		servers []string
 		cfg     worker.Config
 		apns    push.Config
 	)
@@ -43,19 +43,20 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
     --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, s := range strings.Split(servers, ",") {
+			for _, s := range servers {
 				if s = strings.TrimSpace(s); s != "" {
 					cfg.Servers = append(cfg.Servers, s)
 				}
 			}
+			if len(cfg.Servers) == 0 {
+				return fmt.Errorf("--servers: give at least one queued server, host:port")
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
 			log := slog.Default()
 			cfg.Logger = log
 			apns.Logger = log
-			sender, err := push.NewSender(apns)
-			if err != nil {
-				return err
-			}
-			defer sender.Close()
 			// At-least-once: a record whose STORED reply was lost is
 			// stored again on another server rather than failing.
 			prod, err := producer.New(cfg.Servers, producer.WithAtLeastOnce(), producer.WithLogger(log))
@@ -63,6 +64,11 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 				return err
 			}
 			defer prod.Close()
+			sender, err := push.NewSender(apns)
+			if err != nil {
+				return err
+			}
+			defer sender.Close()
 			w, err := worker.New(cfg, sender, prod)
 			if err != nil {
 				return err
@@ -76,7 +82,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&servers, "servers", "127.0.0.1:22133", "comma-separated queued servers (host:port) to consume from")
+	f.StringSliceVar(&servers, "servers", []string{"127.0.0.1:22133"}, "queued servers (host:port) to consume from, comma-separated or repeated")
 	f.StringVar(&cfg.Queue, "queue", "push", "queue to consume")
 	f.IntVar(&cfg.Concurrency, "concurrency", 1000, "most pushes in flight (pool size), also the most queue items held open")
 	f.IntVar(&cfg.LoopsPerServer, "loops-per-server", 2, "fetch connections per server")
