@@ -404,3 +404,68 @@ func TestReadBehindConcurrent(t *testing.T) {
 		t.Fatalf("after draining: %+v", st)
 	}
 }
+
+// Reliable consumers that abort some reads and drop connections while the
+// queue is in read-behind: every item is confirmed exactly once.
+func TestReliableReadsAcrossReadBehind(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) { c.Defaults.MaxMemorySize = 40 * (20 + itemOverhead) })
+	const n, consumers = 3000, 3
+	p := dial(t, addr)
+	var req, want strings.Builder
+	for i := 0; i < n; i++ {
+		item := fmt.Sprintf("%020d", i)
+		fmt.Fprintf(&req, "set rr 0 0 20\r\n%s\r\n", item)
+		want.WriteString("STORED\r\n")
+	}
+	p.do(req.String(), want.String())
+	var mu sync.Mutex
+	confirmed := map[string]int{}
+	var wg sync.WaitGroup
+	for k := 0; k < consumers; k++ {
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			c := dial(t, addr)
+			for i := 0; ; i++ {
+				c.send("get rr/open\r\n")
+				l := c.line()
+				if l == "END" {
+					return
+				}
+				data := c.line()
+				c.line() // END
+				switch {
+				case i%7 == 3:
+					c.do("get rr/abort\r\n", "END\r\n")
+				case i%50 == 49:
+					c.nc.Close() // drop with the read open: it goes back
+					c = dial(t, addr)
+				default:
+					c.do("get rr/close\r\n", "END\r\n")
+					mu.Lock()
+					confirmed[data]++
+					mu.Unlock()
+				}
+			}
+		}(k)
+	}
+	wg.Wait()
+	// Dropped connections' reads may come back after a consumer saw END.
+	c := dial(t, addr)
+	for {
+		c.send("get rr/t=200/close/open\r\n")
+		if l := c.line(); l == "END" {
+			break
+		}
+		confirmed[c.line()]++
+		c.line()
+	}
+	if len(confirmed) != n {
+		t.Fatalf("%d distinct items confirmed, want %d", len(confirmed), n)
+	}
+	for it, k := range confirmed {
+		if k != 1 {
+			t.Fatalf("%s confirmed %d times", it, k)
+		}
+	}
+}
