@@ -53,6 +53,10 @@
 //	                (403s, BadTopic, TooManyProviderTokenUpdates): stop,
 //	                keep the message, alert a human (logged at error level)
 //
+// A wrong-environment guard (badTokenWindow) turns BadDeviceToken into
+// BadCredentials with ErrLikelyWrongEnvironment once it dominates the last
+// 100 answers, so a misconfigured host cannot make the app drop every token.
+//
 // Unknown reasons are classified by status (403 → BadCredentials, other 4xx
 // → BadMessage, 5xx → Retry) and logged. Two cases are retried inside Send,
 // once each: 503 Shutdown / IdleTimeout / a GOAWAY (resent at once on a new

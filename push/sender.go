@@ -49,6 +49,11 @@ var (
 	ErrNoCredentials = errors.New("no APNs credentials: give --auth-key, --key-id and --team-id (token auth) or --cert (certificate auth)")
 	ErrBadConfig     = errors.New("bad APNs sender configuration")
 	ErrClosed        = errors.New("push: sender closed")
+	// ErrLikelyWrongEnvironment marks a BadDeviceToken turned into
+	// BadCredentials because most recent pushes got it: the tokens are
+	// probably from the other APNs environment (sandbox vs production),
+	// and dropping them all would destroy good tokens.
+	ErrLikelyWrongEnvironment = errors.New("most recent pushes were rejected as BadDeviceToken: the tokens probably belong to the other APNs environment (check --development / --apns-host); tokens are kept")
 )
 
 // Config configures a Sender. Exactly one of token auth (AuthKeyFile,
@@ -103,6 +108,47 @@ type Sender struct {
 	next    atomic.Uint64
 	token   *providerToken // nil with certificate auth
 	closed  atomic.Bool
+	badEnv  badTokenWindow
+}
+
+// Thresholds of the wrong-environment guard: among the last
+// badTokenWindowSize APNs answers, at least badTokenMinSamples seen, a
+// BadDeviceToken share of badTokenShare or more means misconfiguration,
+// not dead tokens (APNS.md §3: "T, S if most tokens fail").
+const (
+	badTokenWindowSize = 100
+	badTokenMinSamples = 50
+	badTokenShare      = 0.8
+)
+
+// badTokenWindow remembers whether each of the last APNs answers was
+// BadDeviceToken.
+type badTokenWindow struct {
+	mu    sync.Mutex
+	ring  [badTokenWindowSize]bool
+	next  int
+	count int
+	bad   int
+}
+
+// record adds one answer and reports whether BadDeviceToken answers now
+// dominate the window.
+func (w *badTokenWindow) record(bad bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.count == len(w.ring) {
+		if w.ring[w.next] {
+			w.bad--
+		}
+	} else {
+		w.count++
+	}
+	w.ring[w.next] = bad
+	if bad {
+		w.bad++
+	}
+	w.next = (w.next + 1) % len(w.ring)
+	return w.count >= badTokenMinSamples && float64(w.bad) >= badTokenShare*float64(w.count)
 }
 
 // NewSender checks the configuration, loads the credentials and, for token
@@ -318,6 +364,12 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 			continue
 		}
 		break
+	}
+	if res.Status != 0 {
+		dominated := s.badEnv.record(res.Reason == apns2.ReasonBadDeviceToken)
+		if dominated && res.Reason == apns2.ReasonBadDeviceToken {
+			res.Class, res.Err = BadCredentials, ErrLikelyWrongEnvironment
+		}
 	}
 	switch {
 	case res.Class == BadCredentials:

@@ -560,3 +560,27 @@ func TestSendersShareOneProviderToken(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongEnvironmentGuard: when most tokens come back BadDeviceToken the
+// sender stops calling them dead (that would wipe good tokens from the
+// app) and reports bad credentials instead.
+func TestWrongEnvironmentGuard(t *testing.T) {
+	sim := startSim(t, apnssim.Config{TokenHexLen: 32}) // every 64-digit token is "bad"
+	s := newSender(t, sim, nil)
+	m := alertMessage(token(0))
+	var dead, stopped int
+	for i := range 60 {
+		res := s.Send(context.Background(), m, token(i))
+		switch {
+		case res.Class == push.DeadToken && res.Reason == "BadDeviceToken":
+			dead++
+		case res.Class == push.BadCredentials && errors.Is(res.Err, push.ErrLikelyWrongEnvironment):
+			stopped++
+		default:
+			t.Fatalf("push %d: %+v", i, res)
+		}
+	}
+	if dead >= 50 || stopped < 10 {
+		t.Errorf("%d reported dead and %d stopped; want the guard to trip by the 50th push", dead, stopped)
+	}
+}
