@@ -109,6 +109,8 @@ type Sender struct {
 	token   *providerToken // nil with certificate auth
 	closed  atomic.Bool
 	badEnv  badTokenWindow
+
+	credLog, unknownLog logLimiter
 }
 
 // Thresholds of the wrong-environment guard: among the last
@@ -373,11 +375,33 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 	}
 	switch {
 	case res.Class == BadCredentials:
-		s.log.Error("APNs rejected our credentials or configuration; stop sending and fix them", "status", res.Status, "reason", res.Reason, "topic", m.Topic, "host", s.host)
+		if n, ok := s.credLog.allow(); ok {
+			s.log.Error("APNs rejected our credentials or configuration; stop sending and fix them",
+				"status", res.Status, "reason", res.Reason, "err", res.Err, "topic", m.Topic, "host", s.host, "suppressed", n)
+		}
 	case res.Err == nil && res.Class != Delivered && !KnownReason(res.Reason):
-		s.log.Warn("unknown APNs reason", "status", res.Status, "reason", res.Reason, "class", res.Class)
+		if n, ok := s.unknownLog.allow(); ok {
+			s.log.Warn("unknown APNs reason", "status", res.Status, "reason", res.Reason, "class", res.Class, "suppressed", n)
+		}
 	}
 	return res
+}
+
+// logLimiter lets one log line through per second and counts the rest, so
+// a stream of identical failures stays loud without flooding the log.
+type logLimiter struct {
+	last       atomic.Int64 // UnixNano of the last line let through
+	suppressed atomic.Int64
+}
+
+func (l *logLimiter) allow() (suppressed int64, ok bool) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(time.Second) || !l.last.CompareAndSwap(last, now) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
 
 func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notification, attempt int) Result {

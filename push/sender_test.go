@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -583,4 +584,38 @@ func TestWrongEnvironmentGuard(t *testing.T) {
 	if dead >= 50 || stopped < 10 {
 		t.Errorf("%d reported dead and %d stopped; want the guard to trip by the 50th push", dead, stopped)
 	}
+}
+
+// TestBadCredentialsLoggedLoudlyOnce: every push reports the class, the
+// log says so at error level without one line per push.
+func TestBadCredentialsLoggedLoudlyOnce(t *testing.T) {
+	sim := startSim(t, apnssim.Config{Topics: []string{"com.other.app"}})
+	var buf syncBuffer
+	s := newSender(t, sim, func(c *push.Config) { c.Logger = slog.New(slog.NewTextHandler(&buf, nil)) })
+	for i := range 5 {
+		if res := s.Send(context.Background(), alertMessage(token(i)), token(i)); res.Class != push.BadCredentials {
+			t.Fatalf("push %d: %+v, want bad-credentials", i, res)
+		}
+	}
+	out := buf.String()
+	if n := strings.Count(out, "level=ERROR"); n != 1 || !strings.Contains(out, "reason=TopicDisallowed") {
+		t.Errorf("want exactly one error line naming TopicDisallowed, got %d:\n%s", n, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
