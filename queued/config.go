@@ -90,16 +90,22 @@ func DefaultConfig() Config {
 // QueueConfig returns the settings of the named queue: its own block if the
 // config has one; for a fanout queue "parent+child" without a block of its
 // own, the parent's block (as Kestrel 1.x does) except fanout_only, which
-// describes the parent alone; else the defaults.
+// describes the parent alone; else the defaults. An expire_to_queue naming
+// the queue itself (inherited from the defaults, say) is dropped: its
+// expired items would expire into it again forever.
 func (c Config) QueueConfig(name string) QueueConfig {
-	if q, ok := c.Queues[name]; ok {
-		return q
-	}
-	if parent, _, ok := strings.Cut(name, "+"); ok {
-		if q, ok := c.Queues[parent]; ok {
-			q.FanoutOnly = false
-			return q
+	q, ok := c.Queues[name]
+	if !ok {
+		q = c.Defaults
+		if parent, _, isFanout := strings.Cut(name, "+"); isFanout {
+			if pq, ok := c.Queues[parent]; ok {
+				q = pq
+				q.FanoutOnly = false
+			}
 		}
 	}
-	return c.Defaults
+	if q.ExpireToQueue == name {
+		q.ExpireToQueue = ""
+	}
+	return q
 }

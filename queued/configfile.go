@@ -1029,6 +1029,17 @@ func (in *interpreter) queues(root *cfgBlock) error {
 		if err := in.applyQueueBlock(&q, blocks, qe.block, map[string]bool{}); err != nil {
 			return err
 		}
+		if q.ExpireToQueue == qe.key {
+			// Written in the block: a mistake. Inherited from the defaults:
+			// meant for the other queues (see Config.QueueConfig).
+			for _, key := range []string{"expire_to_queue", "move_expired_to"} {
+				if e, ok := qe.block.index[key]; ok {
+					return &ConfigError{File: in.file, Line: e.pos.line, Col: e.pos.col,
+						Msg: fmt.Sprintf("queue %q: %s names the queue itself", qe.key, key), Kind: ErrConfigValue}
+				}
+			}
+			q.ExpireToQueue = ""
+		}
 		in.cfg.Queues[qe.key] = q
 	}
 	return nil

@@ -181,6 +181,23 @@ queues { parent { max_items = 7 } }`, "t.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A default expire_to_queue does not make its target expire into
+	// itself.
+	d, _, err := parseCapturing(t, "expire_to_queue = \"dead\"\n", "t.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.QueueConfig("work").ExpireToQueue != "dead" || d.QueueConfig("dead").ExpireToQueue != "" {
+		t.Errorf("expire_to_queue: work %q, dead %q", d.QueueConfig("work").ExpireToQueue, d.QueueConfig("dead").ExpireToQueue)
+	}
+	d, _, err = parseCapturing(t, "expire_to_queue = \"dead\"\nqueues { dead { max_items = 1 } }\n", "t.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := d.Queues["dead"]; q.ExpireToQueue != "" || q.MaxItems != 1 {
+		t.Errorf("dead's own block inherited an expiry into itself: %+v", q)
+	}
+
 	tests := []struct {
 		queue string
 		want  int64
@@ -304,6 +321,7 @@ func TestConfigErrors(t *testing.T) {
 		{"block for int", `max_items { }`, ErrConfigValue, "e.conf:1:1", "got a block"},
 		{"inherit missing", `queues { a (inherit="nope") { } }`, ErrConfigValue, "e.conf:1:10", "no such queue block"},
 		{"inherit loop", `queues { a (inherit="b") { } b (inherit="a") { } }`, ErrConfigValue, "e.conf:1:10", "inherit loop"},
+		{"expire into itself", "queues {\n a {\n  expire_to_queue = \"a\"\n }\n}", ErrConfigValue, "e.conf:3:3", "expire_to_queue names the queue itself"},
 		{"admin listen without port", `admin_listen = "localhost"`, ErrConfigValue, "e.conf:1:16", "admin_listen: want host:port"},
 		{"too deep", strings.Repeat("a {", 100), ErrConfigSyntax, "e.conf:1:", "nested deeper"},
 	}
@@ -473,6 +491,7 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add(`a = "\u00e9\t\"" b = [1, "x",] c (inherit="d") { } <e> f on </e>`)
 	f.Add("queues { a (inherit=\"b\") { } b { max_items ?= 3 } }")
+	f.Add("expire_to_queue = \"x\"\nqueues { x { } y { } }")
 	discard := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, src string) {
 		c, err := parseConfig(strings.NewReader(src), "fuzz.conf", discard)
