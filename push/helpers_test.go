@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,9 @@ func startSim(t testing.TB, cfg apnssim.Config) *apnssim.Server {
 	if cfg.TLSDir == "" {
 		cfg.TLSDir = t.TempDir()
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
 	sim, err := apnssim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +90,7 @@ func newSender(t testing.TB, sim *apnssim.Server, mod func(*push.Config)) *push.
 		KeyID:       "ABC123DEFG",
 		TeamID:      "DEF123GHIJ",
 		Connections: 2,
+		Logger:      testLogger(t),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -132,4 +137,9 @@ func rsaPKCS8PEM(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// testLogger writes to the test's output: shown with -v or on failure.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }

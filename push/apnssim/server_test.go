@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ func start(t *testing.T, cfg apnssim.Config) *apnssim.Server {
 	t.Helper()
 	if cfg.TLSDir == "" {
 		cfg.TLSDir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
 	sim, err := apnssim.New(cfg)
 	if err != nil {
