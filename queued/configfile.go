@@ -174,9 +174,14 @@ func (p SyncPolicy) String() string {
 	return fmt.Sprintf("SyncMode(%d)", int(p.Mode))
 }
 
+// MinSyncInterval is the shortest interval sync_journal accepts: below it
+// the fsync ticker would cost more than syncing every write.
+const MinSyncInterval = time.Millisecond
+
 // ParseSyncPolicy parses "always", "never", "true" (always), "false"
-// (never, Kestrel 1.x's meaning) or a positive interval ("10ms", or a bare
-// integer in milliseconds). The --sync flag uses it too.
+// (never, Kestrel 1.x's meaning) or an interval of at least
+// MinSyncInterval ("10ms", or a bare integer in milliseconds). The --sync
+// flag uses it too.
 func ParseSyncPolicy(s string) (SyncPolicy, error) {
 	switch strings.ToLower(s) {
 	case "always", "true", "on":
@@ -185,8 +190,8 @@ func ParseSyncPolicy(s string) (SyncPolicy, error) {
 		return SyncPolicy{Mode: SyncNever}, nil
 	}
 	d, err := parseDuration(s, time.Millisecond)
-	if err != nil || d <= 0 {
-		return SyncPolicy{}, fmt.Errorf("sync policy %q: want always, never or a positive interval like 10ms", s)
+	if err != nil || d < MinSyncInterval {
+		return SyncPolicy{}, fmt.Errorf("sync policy %q: want always, never or an interval of at least 1ms like 10ms", s)
 	}
 	return SyncPolicy{Mode: SyncInterval, Interval: d}, nil
 }

@@ -447,6 +447,8 @@ func TestParseSyncPolicy(t *testing.T) {
 		{"10ms", SyncPolicy{Mode: SyncInterval, Interval: 10 * time.Millisecond}, true},
 		{"100", SyncPolicy{Mode: SyncInterval, Interval: 100 * time.Millisecond}, true},
 		{"0", SyncPolicy{}, false},
+		{"500us", SyncPolicy{}, false},
+		{"1ms", SyncPolicy{Mode: SyncInterval, Interval: time.Millisecond}, true},
 		{"-5ms", SyncPolicy{}, false},
 		{"often", SyncPolicy{}, false},
 	}
