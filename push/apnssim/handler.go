@@ -328,8 +328,13 @@ func (s *Server) latency() time.Duration {
 // update rate, remembering the connection's first team and key. A bearer
 // already accepted on this connection skips parsing and signature checks.
 func (s *Server) checkProviderToken(cs *connState, auth string) string {
-	bearer, ok := strings.CutPrefix(auth, "bearer ")
-	if !ok || bearer == "" {
+	// The auth scheme is case-insensitive (RFC 9110 §11.1): some clients
+	// send "Bearer".
+	if len(auth) < len("bearer ") || !strings.EqualFold(auth[:len("bearer ")], "bearer ") {
+		return "MissingProviderToken"
+	}
+	bearer := auth[len("bearer "):]
+	if bearer == "" {
 		return "MissingProviderToken"
 	}
 	now := s.cfg.Now()

@@ -229,6 +229,8 @@ func TestCheckOrder(t *testing.T) {
 		{"topic not allowed", req{headers: h("apns-topic", "com.other.app")}, 400, "TopicDisallowed"},
 		{"no auth before empty body", req{noAuth: true, body: "-"}, 403, "MissingProviderToken"},
 		{"auth not bearer", req{auth: "Basic abc"}, 403, "MissingProviderToken"},
+		{"empty bearer", req{auth: "bearer "}, 403, "MissingProviderToken"},
+		{"capitalised Bearer", req{auth: "Bearer " + bearer}, 200, ""},
 		{"malformed JWT", req{auth: "bearer a.b"}, 403, "InvalidProviderToken"},
 		{"auth before dead token", req{path: "/3/device/" + deadTok, auth: "bearer x.y.z"}, 403, "InvalidProviderToken"},
 		{"empty body", req{body: "-"}, 400, "PayloadEmpty"},
