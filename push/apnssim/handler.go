@@ -93,7 +93,7 @@ const (
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	cs, _ := r.Context().Value(connStateKey{}).(*connState)
 	if r.Method == http.MethodGet && r.URL.Path == "/sim/stats" {
-		s.serveStats(w)
+		s.serveStats(w, r.URL.Query().Get("tokens") != "0")
 		return
 	}
 	if r.ProtoMajor != 2 {

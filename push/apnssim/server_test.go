@@ -335,6 +335,18 @@ func TestInjectedFailuresAndStatsEndpoint(t *testing.T) {
 	if failed < n/4 || failed > 3*n/4 {
 		t.Errorf("%d of %d failed at rate 0.5", failed, n)
 	}
+	resp2, err := c.Get(sim.URL() + "/sim/stats?tokens=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var brief map[string]json.RawMessage
+	if err := json.NewDecoder(resp2.Body).Decode(&brief); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := brief["accepted"]; !ok || string(brief["tokens"]) != "null" {
+		t.Errorf("/sim/stats?tokens=0 = %v, want totals without per-token counts", brief)
+	}
 	if again := sim.Stats(); again.Accepted != st.Accepted {
 		t.Errorf("reading /sim/stats was counted: %d then %d", st.Accepted, again.Accepted)
 	}

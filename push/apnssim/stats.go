@@ -93,8 +93,14 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-func (s *Server) serveStats(w http.ResponseWriter) {
-	b, err := json.Marshal(s.Stats())
+// serveStats answers GET /sim/stats; ?tokens=0 leaves out the per-token
+// counts, which grow with every distinct token a load test sends.
+func (s *Server) serveStats(w http.ResponseWriter, withTokens bool) {
+	st := s.Stats()
+	if !withTokens {
+		st.Tokens = nil
+	}
+	b, err := json.Marshal(st)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
