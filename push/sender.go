@@ -303,8 +303,11 @@ func loadCertificate(path, password string) (tls.Certificate, error) {
 // Host is the APNs base URL the sender pushes to.
 func (s *Sender) Host() string { return s.host }
 
-// Send pushes m to one device token and classifies the outcome. It never
-// returns Class Retry without RetryAfter computed from m.Attempt. A 503
+// Send pushes m to one device token and classifies the outcome; a Retry
+// from APNs or the network carries RetryAfter computed from m.Attempt
+// (after Close, Send returns Retry with ErrClosed at once). It assumes a
+// validated message (ParseMessage or Validate) but checks the token's form
+// itself, without a request: a malformed token is DeadToken. A 503
 // Shutdown or 400 IdleTimeout is resent once at once on a fresh
 // connection; an ExpiredProviderToken makes the sender sign a new token and
 // resend once.
