@@ -39,20 +39,23 @@
 // An item is itemReady (in the queue's in-memory ring), itemBehind (in
 // the queue, but only on disk: read-behind), itemOpen (handed out by an
 // open read, held for one connection) or itemGone. Every transition is one
-// queue method: put (→ready, or →behind when over the memory bound),
-// evictTail (ready→behind), refill (behind→ready), take (ready→gone or
-// →open), closeOpen (open→gone), abortOpen/unopen/timeoutOpens (open→ready
-// at the head).
+// queue method: put (→ready, or →behind when memory is at its bound or
+// the queue is already reading behind), refill (behind→ready), take
+// (ready→gone or →open), closeOpen (open→gone), abortOpen/unopen/
+// timeoutOpens (open→ready at the head).
 //
 // # Invariants
 //
 //   - Queue order is id order: mem holds a prefix of the queue, then come
 //     `behind` committed items only on disk (with ids above memHighID),
 //     then `pendingBehind` items appended but not yet committed. A new item
-//     goes to mem only when nothing is behind or pending.
-//   - Memory: per queue at most max_memory_size bytes of item data in mem
-//     (plus items in flight), server-wide total_memory_size; beyond that
-//     the journal holds the data and a journal.Cursor refills the head.
+//     goes to mem only when nothing is behind or pending and it fits under
+//     the memory bound; so mem is never evicted, only drained.
+//   - Memory: per queue at most max_memory_size (item data plus 64 bytes
+//     of bookkeeping per item) in mem, server-wide total_memory_size; only
+//     aborted open reads returning to the head can pass it, by at most the
+//     reads that were open. Beyond it the journal holds the data and a
+//     journal.Cursor refills the head, at most half the bound at a time.
 //     Per item in memory: one 56-byte ring slot plus its data; no
 //     per-item goroutines, timers or maps.
 //   - An open read belongs to exactly one connection (queue.opens); when

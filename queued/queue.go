@@ -162,7 +162,9 @@ func (q *queue) put(data []byte, addTime, expiry int64) (pendingPut, error) {
 	}
 	q.totalItems++
 	q.s.totalItems.Add(1)
-	if q.j != nil && q.readBehind() {
+	if q.j != nil && (q.readBehind() || q.wouldOverflow(size)) {
+		// Over the memory bound: the item lives only in the journal from
+		// the start; a cursor brings it back when the head drains.
 		p.behind = true
 		q.pendingBehind++
 		q.pendingBehindBytes += size
@@ -170,6 +172,7 @@ func (q *queue) put(data []byte, addTime, expiry int64) (pendingPut, error) {
 	}
 	q.mem.pushBack(entry{id: p.id, addTime: addTime, expiry: expiry, data: data, state: itemReady})
 	q.addMem(size, true)
+	q.memHighID = p.id
 	q.wakeOne()
 	return p, nil
 }
@@ -205,8 +208,7 @@ func (q *queue) makeRoom(size int64) bool {
 
 // finishPut settles a put after its commit: a failed write takes the item
 // back out (it was never acknowledged); a committed read-behind item becomes
-// readable; a committed in-memory item may push the tail out to the journal
-// when memory is over its bound.
+// readable.
 func (q *queue) finishPut(p pendingPut, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -231,9 +233,7 @@ func (q *queue) finishPut(p pendingPut, err error) {
 				break
 			}
 		}
-		return
 	}
-	q.evictTail(p.id)
 }
 
 // itemOverhead is what an in-memory item costs beyond its data (its ring
@@ -244,32 +244,20 @@ const itemOverhead = 64
 // memCost is what the in-memory head costs against max_memory_size.
 func (q *queue) memCost() int64 { return q.memBytes + int64(q.mem.len())*itemOverhead }
 
+// wouldOverflow reports whether one more item of size bytes in memory
+// would pass a memory bound.
+func (q *queue) wouldOverflow(size int64) bool {
+	cost := size + itemOverhead
+	return (q.cfg.MaxMemorySize > 0 && q.memCost()+cost > q.cfg.MaxMemorySize) ||
+		(q.s.cfg.TotalMemorySize > 0 && q.s.memCost.Load()+cost > q.s.cfg.TotalMemorySize)
+}
+
 func (q *queue) overMemory() bool {
 	if q.j == nil {
 		return false
 	}
 	return (q.cfg.MaxMemorySize > 0 && q.memCost() > q.cfg.MaxMemorySize) ||
 		(q.s.cfg.TotalMemorySize > 0 && q.s.memCost.Load() > q.s.cfg.TotalMemorySize)
-}
-
-// evictTail drops the data of tail items whose commit is known (ids up to
-// committed; the journal commits in id order) while memory is over its
-// bound. They stay in the queue as read-behind items.
-func (q *queue) evictTail(committed uint64) {
-	if q.cursor != nil {
-		return
-	}
-	for q.mem.len() > 0 && q.overMemory() {
-		b := q.mem.back()
-		if b.id > committed {
-			return
-		}
-		e := q.mem.popBack()
-		q.addMem(int64(len(e.data)), false)
-		q.behind++
-		q.behindBytes += int64(len(e.data))
-		q.memHighID = e.id - 1
-	}
 }
 
 // addMem accounts one item of size bytes entering (in) or leaving mem.
