@@ -56,6 +56,12 @@ and reused when present; clients trust them with --apns-ca DIR/ca.pem.`,
 			}
 			cfg.TLSDir = dir
 			cfg.Logger = slog.Default()
+			// Written before the listener opens, so a client that waits for
+			// the simulator to answer finds the key there.
+			keyFile, err := apnssim.EnsureDevKey(cfg.TLSDir)
+			if err != nil {
+				return err
+			}
 			sim, err := apnssim.New(cfg)
 			if err != nil {
 				return err
@@ -66,6 +72,7 @@ and reused when present; clients trust them with --apns-ca DIR/ca.pem.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "apns-sim: point clients at it with --apns-host %s --apns-ca %s\n", sim.URL(), sim.CAFile())
+			fmt.Fprintf(cmd.OutOrStdout(), "apns-sim: without an Apple key, sign with --auth-key %s --key-id %s --team-id %s\n", keyFile, apnssim.DevKeyID, apnssim.DevTeamID)
 			<-ctx.Done()
 			sim.Close()
 			sim.Stats().WriteSummary(cmd.OutOrStdout())
@@ -75,6 +82,7 @@ and reused when present; clients trust them with --apns-ca DIR/ca.pem.`,
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", apnssim.DefaultAddr, "address to listen on")
 	f.StringVar(&cfg.TLSDir, "tls-dir", "apns-sim-tls", "directory with ca.pem, cert.pem, key.pem (created when absent)")
+	f.StringArrayVar(&cfg.TLSHosts, "tls-host", nil, "extra host name or IP for the generated certificate, e.g. a compose service name (repeatable)")
 	f.StringArrayVar(&cfg.TrustKeys, "trust-key", nil, "verify provider-token signatures with this .p8 key or PEM public key (repeatable)")
 	f.StringArrayVar(&cfg.DeadTokens, "dead-token", nil, "device token (hex) that always gets 410 Unregistered (repeatable)")
 	f.StringArrayVar(&failures, "fail", nil, "inject REASON at RATE into would-be 200s, e.g. ServiceUnavailable=0.2 (repeatable)")

@@ -2,11 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,14 +18,6 @@ import (
 	"github.com/kpush/kpush/push/apnssim"
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/worker"
-)
-
-// The simulator accepts any well-formed provider token; kpush up signs its
-// tokens with a key of its own under these made-up ids (10 characters, as
-// Apple's are) so the whole token path runs, signature check included.
-const (
-	simKeyID  = "KPUSHSIM01"
-	simTeamID = "KPUSHDEV01"
 )
 
 // upOptions are the flags of kpush up.
@@ -129,7 +116,7 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	var sim *apnssim.Server
 	if apns.AuthKeyFile == "" && apns.CertFile == "" {
 		simDir := filepath.Join(o.dataDir, "apns-sim")
-		keyFile, err := ensureSimKey(simDir)
+		keyFile, err := apnssim.EnsureDevKey(simDir)
 		if err != nil {
 			return err
 		}
@@ -142,7 +129,9 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 		}
 		defer sim.Close()
 		apns.Host, apns.CAFile = sim.URL(), sim.CAFile()
-		apns.AuthKeyFile, apns.KeyID, apns.TeamID = keyFile, simKeyID, simTeamID
+		// Tokens signed with the development key, which the simulator
+		// verifies: the whole provider-token path runs.
+		apns.AuthKeyFile, apns.KeyID, apns.TeamID = keyFile, apnssim.DevKeyID, apnssim.DevTeamID
 	}
 	sender, err := push.NewSender(apns)
 	if err != nil {
@@ -193,31 +182,6 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 			status.update(w.Stats(), backlog(srv.Stats(), o.queue))
 		}
 	}
-}
-
-// ensureSimKey returns the path of the ES256 key kpush up signs simulator
-// provider tokens with, generating it on first use.
-func ensureSimKey(dir string) (string, error) {
-	path := filepath.Join(dir, "dev-key.p8")
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("simulator key: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("simulator key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", fmt.Errorf("simulator key: %w", err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("simulator key: %w", err)
-	}
-	return path, nil
 }
 
 func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, sim *apnssim.Server, apns push.Config) {

@@ -34,6 +34,9 @@ type Config struct {
 	// TLSDir holds ca.pem, cert.pem and key.pem; they are generated there
 	// when absent. Required.
 	TLSDir string
+	// TLSHosts are extra host names or IP addresses for the generated
+	// server certificate (e.g. a docker-compose service name).
+	TLSHosts []string
 	// TrustKeys are files (.p8 auth keys or PEM public keys) whose keys
 	// verify provider-token signatures. Without any, only the token's
 	// form and age are checked.
@@ -134,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit < 0 {
 		return nil, errors.New("apnssim: rate limit must not be negative")
 	}
-	cert, _, created, err := loadOrCreateTLS(cfg.TLSDir)
+	cert, _, created, err := loadOrCreateTLS(cfg.TLSDir, cfg.TLSHosts)
 	if err != nil {
 		return nil, err
 	}

@@ -26,10 +26,12 @@ const (
 )
 
 // loadOrCreateTLS returns the server certificate from dir, creating a small
-// CA and a server certificate for 127.0.0.1, ::1 and localhost when none of
-// the three files exist. A directory holding only some of them is an error:
-// regenerating would silently invalidate the ca.pem clients already trust.
-func loadOrCreateTLS(dir string) (tls.Certificate, *x509.CertPool, bool, error) {
+// CA and a server certificate for 127.0.0.1, ::1, localhost and the extra
+// hosts when none of the three files exist. A directory holding only some of
+// them is an error: regenerating would silently invalidate the ca.pem clients
+// already trust. So is a reused certificate that does not cover one of the
+// extra hosts, since clients reaching it by that name would fail TLS.
+func loadOrCreateTLS(dir string, hosts []string) (tls.Certificate, *x509.CertPool, bool, error) {
 	caPath := filepath.Join(dir, CAFileName)
 	certPath := filepath.Join(dir, CertFileName)
 	keyPath := filepath.Join(dir, KeyFileName)
@@ -44,7 +46,7 @@ func loadOrCreateTLS(dir string) (tls.Certificate, *x509.CertPool, bool, error) 
 	created := false
 	switch present {
 	case 0:
-		if err := createTLS(dir, caPath, certPath, keyPath); err != nil {
+		if err := createTLS(dir, caPath, certPath, keyPath, hosts); err != nil {
 			return tls.Certificate{}, nil, false, err
 		}
 		created = true
@@ -55,6 +57,15 @@ func loadOrCreateTLS(dir string) (tls.Certificate, *x509.CertPool, bool, error) 
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return tls.Certificate{}, nil, false, fmt.Errorf("load simulator certificate from %s: %w", dir, err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return tls.Certificate{}, nil, false, fmt.Errorf("parse simulator certificate in %s: %w", dir, err)
+	}
+	for _, h := range hosts {
+		if err := leaf.VerifyHostname(h); err != nil {
+			return tls.Certificate{}, nil, false, fmt.Errorf("simulator certificate in %s does not cover %q: remove %s, %s and %s to regenerate them", dir, h, CAFileName, CertFileName, KeyFileName)
+		}
 	}
 	caPEM, err := os.ReadFile(caPath)
 	if err != nil {
@@ -67,7 +78,7 @@ func loadOrCreateTLS(dir string) (tls.Certificate, *x509.CertPool, bool, error) 
 	return cert, pool, created, nil
 }
 
-func createTLS(dir, caPath, certPath, keyPath string) error {
+func createTLS(dir, caPath, certPath, keyPath string, hosts []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create TLS directory: %w", err)
 	}
@@ -107,6 +118,13 @@ func createTLS(dir, caPath, certPath, keyPath string) error {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, ip)
+		} else {
+			srvTmpl.DNSNames = append(srvTmpl.DNSNames, h)
+		}
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {
@@ -166,6 +184,45 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// The development signing key: kpush apns-sim writes it into its TLS
+// directory so a client with no Apple key (kpush up, a worker in
+// docker-compose) can still sign provider tokens, and the simulator's token
+// checks run as they would at Apple. The ids are made up, 10 characters like
+// Apple's.
+const (
+	DevKeyFileName = "dev-key.p8"
+	DevKeyID       = "KPUSHSIM01"
+	DevTeamID      = "KPUSHDEV01"
+)
+
+// EnsureDevKey returns the path of dir's development signing key (an ES256
+// .p8 file), creating it when absent.
+func EnsureDevKey(dir string) (string, error) {
+	path := filepath.Join(dir, DevKeyFileName)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("simulator development key: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("simulator development key: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	// 0644: the key signs tokens for the simulator only, and a worker in
+	// another container (another uid) must read it from the shared volume.
+	if err := writePEM(path, "PRIVATE KEY", der, 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // loadTrustKey reads the public key that verifies provider-token
