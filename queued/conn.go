@@ -337,7 +337,7 @@ func (c *conn) exec(cmd *Command) bool {
 	}
 	// memcache clients append "noreply" to delete and flush_all (pymemcache
 	// does by default): run the command, send nothing.
-	if n := cmd.NArgs; n > 0 && n <= maxArgs && string(cmd.Args[n-1]) == "noreply" && string(cmd.Name) != "set" {
+	if n := cmd.NArgs; n > 0 && n <= maxArgs && string(cmd.Args[n-1]) == "noreply" && takesNoreply(cmd.Name) {
 		cmd.NArgs--
 		c.mute = true
 		defer func() { c.mute = false }()
@@ -401,6 +401,16 @@ func (c *conn) exec(cmd *Command) bool {
 		c.write(rError)
 	}
 	return true
+}
+
+// takesNoreply lists the commands besides set that memcache clients send
+// with noreply. A get never does: it would consume an item unseen.
+func takesNoreply(name []byte) bool {
+	switch string(name) {
+	case "delete", "flush", "flush_all":
+		return true
+	}
+	return false
 }
 
 func (s *Server) requestShutdown() {

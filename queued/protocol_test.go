@@ -40,6 +40,7 @@ func TestProtocolCommands(t *testing.T) {
 		{"delete with time", "delete q15 0\r\n", "DELETED\r\n", false},
 		{"flush noreply", "set q16 0 0 1\r\na\r\nflush q16 noreply\r\nget q16\r\n", "STORED\r\nEND\r\n", false},
 		{"flush_all delay noreply", "flush_all 0 noreply\r\n", "", false},
+		{"get ignores noreply", "set q18 0 0 1\r\na\r\nget q18 noreply\r\n", "STORED\r\nVALUE q18 0 1\r\na\r\nEND\r\n", false},
 		{"flush_expired none", "set q12 0 0 1\r\na\r\nflush_expired q12\r\n", "STORED\r\n0\r\n", false},
 		{"unknown command", "frobnicate q\r\n", "ERROR\r\n", false},
 		{"other storage commands skip their data", "add q17 0 0 11\r\ndelete q17\r\nappend q17 0 0 3\r\nabc\r\ncas q17 0 0 1 99\r\nx\r\nset q17 0 0 1\r\ny\r\nget q17\r\n",
