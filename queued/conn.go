@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -483,6 +484,8 @@ func (c *conn) set(cmd *Command) bool {
 		expiry = now // already expired, as in memcache
 	case exptime < 1000000:
 		expiry = now + exptime*1000
+	case exptime > math.MaxInt64/1000:
+		expiry = math.MaxInt64 // absurdly far: never, in effect
 	default:
 		expiry = exptime * 1000
 	}

@@ -26,6 +26,9 @@ func TestExpiry(t *testing.T) {
 	t.Run("relative expiry in the future is kept", func(t *testing.T) {
 		c.do("set e2 0 3600 1\r\nx\r\nget e2\r\n", "STORED\r\nVALUE e2 0 1\r\nx\r\nEND\r\n")
 	})
+	t.Run("huge absolute expiry is kept", func(t *testing.T) {
+		c.do("set e4 0 9223372036854775807 1\r\nx\r\nget e4\r\n", "STORED\r\nVALUE e4 0 1\r\nx\r\nEND\r\n")
+	})
 	t.Run("flush_expired counts", func(t *testing.T) {
 		// On a server whose sweeper does not run during the test.
 		_, addr := startServer(t, func(c *Config) { c.ExpirationTimerFrequency = time.Hour })
