@@ -17,11 +17,15 @@
 //     hundred nanoseconds of bookkeeping, and a mutex lets readers and
 //     writers of different queues run on different cores without a channel
 //     hop. Nothing slow happens under queue.mu: journal appends only encode
-//     into the journal's buffer; commits are waited for after unlocking,
-//     so hundreds of connections' sets are in one group commit (one write
-//     and one fsync for all of them). The exception is the read-behind
-//     refill, a bounded sequential read of the journal (at most half of
-//     max_memory_size) when the in-memory head runs dry.
+//     into the journal's buffer (they block only when 8 MiB are waiting to
+//     be written); commits are waited for after unlocking, so hundreds of
+//     connections' sets are in one group commit (one write and one fsync
+//     for all of them). A connection also goes on parsing after a set and
+//     settles the replies of all its pending sets, in order, before any
+//     other command and before each flush, so pipelined sets share a
+//     commit. The exception is the read-behind refill, a bounded
+//     sequential read of the journal (at most half of max_memory_size)
+//     when the in-memory head runs dry.
 //   - The server's queue map has its own RWMutex, taken before a queue's
 //     mutex and never the other way round; no code holds two queue mutexes
 //     at once (fanout and expire_to_queue copy items after unlocking). A
@@ -30,8 +34,9 @@
 //     the queue's own mutex; commands on it wait for its ready channel,
 //     commands on other queues are not held up.
 //   - One sweeper goroutine (Server.sweepLoop) expires items at the heads
-//     of the queues every expiration_timer_frequency and aborts open reads
-//     older than open_transaction_timeout.
+//     of the queues (anywhere in memory for delay queues, those with
+//     expire_to_queue) every expiration_timer_frequency and aborts open
+//     reads older than open_transaction_timeout.
 //   - Each journal has its own writer goroutine (see package journal).
 //
 // # Items and their states
@@ -76,9 +81,11 @@
 // reliable reads have anyway. Waiting for them cost 3.9x in throughput
 // under sync always (BenchmarkSyncAlwaysVsNever: 0.13x of sync never with
 // the wait, 0.50x without), because a request/response consumer then pays
-// a full fsync per get. A
-// failed journal write answers SERVER_ERROR and takes the item back out;
-// reads and removes keep working (the journal reserves room for removes).
+// a full fsync per get.
+//
+// A failed journal write answers SERVER_ERROR and takes the item back
+// out; reads and removes keep working (the journal reserves room for
+// removes).
 // A queue whose journal is corrupt mid-file is refused (every command gets
 // SERVER_ERROR naming file and offset) while the others work.
 package queued
