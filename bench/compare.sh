@@ -16,7 +16,8 @@
 # always/never, queued/redis) to bench-results/compare-<time>.md, raw
 # outputs beside it. Kills only the processes it started (by PID).
 #
-# Environment: CONNS (1,10,50,200), DURATION per run (10s), SIZE (100),
+# Environment: CONNS (1,10,50,200), DURATION per run (10s, after a WARMUP
+# of 1s that is not measured), SIZE (100),
 # REDIS_REQUESTS per redis-benchmark test (200000; for the fsyncing redis
 # at most REDIS_AOF_PER_CONN=5000 per connection), KPUSH (a prebuilt
 # binary; default: build ./cmd/kpush), DATA_ROOT (where the temp data dirs
@@ -25,6 +26,7 @@ source "$(dirname "$0")/lib.sh"
 
 CONNS=${CONNS:-1,10,50,200}
 DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-1s}
 SIZE=${SIZE:-100}
 REDIS_REQUESTS=${REDIS_REQUESTS:-200000}
 # redis with appendfsync always manages ~1k requests/s on one connection:
@@ -83,7 +85,7 @@ ALWAYS_ADDR=$QUEUED_ADDR
 
 run_kpush() { # NAME TARGET ADDR
 	log "kpush bench setget against $1 ($3), conns $CONNS, $DURATION each"
-	"$KPUSH" bench --addr "$3" --target "$2" --mode setget --conns "$CONNS" --duration "$DURATION" \
+	"$KPUSH" bench --addr "$3" --target "$2" --mode setget --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
 		--size "$SIZE" --json --quiet >"$RAW/$1.json"
 }
 run_kpush memcached memcached "127.0.0.1:$MC_PORT"
@@ -137,7 +139,7 @@ redis_p99() {
 	echo
 	machine_info
 	echo "- memcached $(memcached -V | awk '{print $2}'), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
-	echo "- kpush bench --mode setget --size $SIZE --duration $DURATION (each connection: set, wait, get, wait);"
+	echo "- kpush bench --mode setget --size $SIZE --duration $DURATION --warmup $WARMUP (each connection: set, wait, get, wait);"
 	echo "  redis-benchmark -t lpush,rpop -d $SIZE -n $REDIS_REQUESTS (aof-always: at most $REDIS_AOF_PER_CONN per connection)."
 	echo "  Rates count every request (a set and a get are 2); redis's is 2/(1/lpush + 1/rpop)."
 	echo

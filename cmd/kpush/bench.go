@@ -34,6 +34,7 @@ type benchConfig struct {
 	Fill     int64         // items put in before a get/reliable run
 	Pipeline int           // requests written before reading replies; 1 = off
 	Rate     float64       // open loop: total requests/s to send on schedule; 0 = closed loop
+	Warmup   time.Duration // with Duration: run this long first without recording
 	BigConns int           // extra connections alternating a set of BigSize bytes and a get on <Queue>_big, timed apart
 	BigSize  int
 	Flush    bool          // flush the queues before each kestrel run
@@ -145,6 +146,7 @@ func init() {
 	f.IntVar(&benchCfg.Queues, "queues", 1, "spread connections round-robin over this many queues (<queue>_<i>)")
 	f.Int64Var(&benchCfg.Fill, "fill", -1, "items to put in before a get or reliable run (-1: --ops, or none)")
 	f.IntVar(&benchCfg.Pipeline, "pipeline", 1, "requests per connection written before reading the replies (1: no pipelining)")
+	f.DurationVar(&benchCfg.Warmup, "warmup", 0, "run this long before measuring (with --duration; not counted in it)")
 	f.Float64Var(&benchCfg.Rate, "rate", 0, "open loop: send this many requests/s in total on a fixed schedule, latency counted from each request's scheduled time (0: closed loop, as fast as replies come)")
 	f.IntVar(&benchCfg.BigConns, "big-conns", 0, "extra connections alternating a --big-size set and a get on <queue>_big, timed apart (fairness test)")
 	f.IntVar(&benchCfg.BigSize, "big-size", 8<<20, "payload bytes of each big set")
@@ -175,6 +177,8 @@ func (cfg *benchConfig) validate() error {
 		return fmt.Errorf("--queues %d: want 1 or more", cfg.Queues)
 	case cfg.Pipeline < 1:
 		return fmt.Errorf("--pipeline %d: want 1 or more", cfg.Pipeline)
+	case cfg.Warmup < 0 || cfg.Warmup > 0 && cfg.Ops > 0:
+		return errors.New("--warmup needs --duration (not --ops) and must not be negative")
 	case cfg.Rate < 0:
 		return fmt.Errorf("--rate %g: want 0 (closed loop) or more", cfg.Rate)
 	case cfg.Rate > 0 && cfg.Pipeline > 1:
@@ -236,6 +240,7 @@ type benchConn struct {
 	hist                           [numKinds]latencyHist
 	ops                            [numKinds]int64
 	hits, misses, rejected, errors int64
+	measuring                      *atomic.Bool // nil: always; else record only while true (after --warmup)
 }
 
 func dialBench(ctx context.Context, cfg *benchConfig, i int, big bool) (*benchConn, error) {
@@ -332,13 +337,45 @@ func (c *benchConn) group(kinds []benchKind, scheduled time.Time) error {
 		return fmt.Errorf("send: %w", err)
 	}
 	for _, k := range kinds {
-		if err := c.readReply(k); err != nil {
+		out, err := c.readReply(k)
+		if err != nil {
 			return err
 		}
-		c.hist[k].record(time.Since(start))
-		c.ops[k]++
+		if c.measuring == nil || c.measuring.Load() {
+			c.hist[k].record(time.Since(start))
+			c.ops[k]++
+			c.count(k, out)
+		}
 	}
 	return nil
+}
+
+// replyOutcome is what a reply said, for the counters.
+type replyOutcome int
+
+const (
+	outStored   replyOutcome = iota // STORED, or a get of a big item
+	outRejected                     // NOT_STORED
+	outError                        // ERROR, CLIENT_ERROR, SERVER_ERROR, anything unexpected
+	outHit                          // a get that returned an item
+	outMiss                         // a get that found nothing
+)
+
+func (c *benchConn) count(k benchKind, out replyOutcome) {
+	switch out {
+	case outRejected:
+		c.rejected++
+	case outError:
+		c.errors++
+	case outHit:
+		if k == kindGet {
+			c.hits++
+		}
+	case outMiss:
+		if k == kindGet {
+			c.misses++
+		}
+	}
 }
 
 func (c *benchConn) readLine() ([]byte, error) {
@@ -352,50 +389,44 @@ func (c *benchConn) readLine() ([]byte, error) {
 	return bytes.TrimRight(line, "\r\n"), nil
 }
 
-func (c *benchConn) readReply(k benchKind) error {
+// readReply reads the reply to one request of kind k; an error means the
+// connection can no longer be read in step with its requests.
+func (c *benchConn) readReply(k benchKind) (replyOutcome, error) {
 	line, err := c.readLine()
 	if err != nil {
-		return err
+		return outError, err
 	}
 	if k == kindSet || k == kindBigSet {
-		switch {
-		case string(line) == "STORED":
-		case string(line) == "NOT_STORED":
-			c.rejected++
-		default:
-			c.errors++
+		switch string(line) {
+		case "STORED":
+			return outStored, nil
+		case "NOT_STORED":
+			return outRejected, nil
 		}
-		return nil
+		return outError, nil
 	}
 	if string(line) == "END" {
-		if k == kindGet {
-			c.misses++
-		}
-		return nil
+		return outMiss, nil
 	}
 	fields := bytes.Fields(line)
 	if len(fields) != 4 || string(fields[0]) != "VALUE" {
-		c.errors++
-		return nil
+		return outError, nil
 	}
 	n, err := strconv.Atoi(string(fields[3]))
 	if err != nil || n < 0 {
-		return fmt.Errorf("bad VALUE line %q", line)
+		return outError, fmt.Errorf("bad VALUE line %q", line)
 	}
 	if _, err := c.r.Discard(n + 2); err != nil {
-		return fmt.Errorf("read value: %w", err)
+		return outError, fmt.Errorf("read value: %w", err)
 	}
 	end, err := c.readLine()
 	if err != nil {
-		return err
+		return outError, err
 	}
 	if string(end) != "END" {
-		return fmt.Errorf("want END after a value, got %q", end)
+		return outError, fmt.Errorf("want END after a value, got %q", end)
 	}
-	if k == kindGet {
-		c.hits++
-	}
-	return nil
+	return outHit, nil
 }
 
 // simple sends one request outside the measurement and returns its reply
@@ -586,7 +617,7 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 	defer cancel()
 	if cfg.Ops == 0 {
 		var stopTimer context.CancelFunc
-		runCtx, stopTimer = context.WithTimeout(runCtx, cfg.Duration)
+		runCtx, stopTimer = context.WithTimeout(runCtx, cfg.Warmup+cfg.Duration)
 		defer stopTimer()
 	}
 	var (
@@ -628,7 +659,23 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 		interval = time.Duration(float64(time.Second) * float64(nconns) / cfg.Rate)
 	}
 
+	// With --warmup, nothing is recorded until the warmup is over, and the
+	// run's elapsed time counts from then.
+	var measuring *atomic.Bool
+	var measureStart atomic.Int64 // unix ns
 	start := time.Now()
+	measureStart.Store(start.UnixNano())
+	if cfg.Warmup > 0 {
+		measuring = new(atomic.Bool)
+		warm := time.AfterFunc(cfg.Warmup, func() {
+			measureStart.Store(time.Now().UnixNano())
+			measuring.Store(true)
+		})
+		defer warm.Stop()
+	}
+	for _, c := range conns {
+		c.measuring = measuring
+	}
 	for i, c := range conns {
 		big := i >= nconns
 		wg := &mainWG
@@ -724,7 +771,7 @@ func runBenchOnce(ctx context.Context, cfg benchConfig, nconns int, log *slog.Lo
 	}()
 
 	mainWG.Wait()
-	elapsed := time.Since(start)
+	elapsed := time.Since(time.Unix(0, measureStart.Load()))
 	close(bigStop)
 	bigWG.Wait()
 	cancel()

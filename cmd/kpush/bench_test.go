@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func TestBenchConfigErrors(t *testing.T) {
 		{"queue name", func(c *benchConfig) { c.Queue = "a b" }, "--queue"},
 		{"queues", func(c *benchConfig) { c.Queues = 0 }, "--queues"},
 		{"negative rate", func(c *benchConfig) { c.Rate = -1 }, "--rate"},
+		{"warmup with ops", func(c *benchConfig) { c.Warmup = time.Second }, "--warmup needs --duration"},
 		{"rate with pipeline", func(c *benchConfig) { c.Rate, c.Pipeline = 100, 4 }, "do not go together"},
 	}
 	for _, tt := range tests {
@@ -257,7 +259,7 @@ func TestBenchCommandJSONAndFairness(t *testing.T) {
 // storage and no journal: a set is read and answered STORED, a get returns
 // the connection's last set. It is the round-trip floor of this machine's
 // loopback and of the bench client itself.
-func startFloorServer(b *testing.B) string {
+func startFloorServer(b testing.TB) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -393,5 +395,30 @@ func TestBenchOpenLoopRate(t *testing.T) {
 	}
 	if got := queueItems(t, p.Addr("queued"), "paced"); got != "0" {
 		t.Errorf("paced holds %s items", got)
+	}
+}
+
+func TestBenchWarmupRecordsNothing(t *testing.T) {
+	// Replies that arrive while the warmup runs are read but not counted.
+	cfg := benchConfig{Addr: startFloorServer(t), Target: "kestrel", Mode: "setget", Size: 5,
+		Queue: "w", Queues: 1, Pipeline: 1, Timeout: 10 * time.Second}
+	c, err := dialBench(context.Background(), &cfg, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.conn.Close()
+	c.measuring = new(atomic.Bool)
+	if err := c.batch([]benchKind{kindSet, kindGet}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.ops[kindSet]+c.ops[kindGet] != 0 || c.hits != 0 || c.hist[kindGet].n != 0 {
+		t.Fatalf("warmup requests were counted: ops %v hits %d", c.ops, c.hits)
+	}
+	c.measuring.Store(true)
+	if err := c.batch([]benchKind{kindSet, kindGet}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.ops[kindSet] != 1 || c.ops[kindGet] != 1 || c.hits != 1 || c.hist[kindGet].n != 1 {
+		t.Fatalf("measured requests: ops %v hits %d", c.ops, c.hits)
 	}
 }
