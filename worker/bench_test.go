@@ -146,10 +146,17 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	// Poll the worker's atomic counter: the simulator's Stats copies a
 	// map of every token, too costly to poll during the measurement.
 	waitFor(b, 10*time.Minute, "every notification delivered", func() bool {
-		if time.Since(start) > 30*time.Second {
+		if el := time.Since(start); el > 30*time.Second && el%(10*time.Second) < 10*time.Millisecond {
+			// Straight to stderr: a benchmark's log shows only at its end.
 			lp.mu.Lock()
-			b.Logf("after %v: %+v; failures %v", time.Since(start), w.Stats(), lp.reasons)
+			fmt.Fprintf(os.Stderr, "after %v: %+v; failures %v\n", el, w.Stats(), lp.reasons)
 			lp.mu.Unlock()
+			for _, addr := range []string{a, c} {
+				st := dialKestrel(b, addr).stats()
+				fmt.Fprintf(os.Stderr, "%s\n", fmt.Sprintf("%s: push items=%s open=%s total=%s; push_retry items=%s; push_failed items=%s",
+					addr, st["queue_push_items"], st["queue_push_open_transactions"], st["queue_push_total_items"],
+					st["queue_push_retry_items"], st["queue_push_failed_items"]))
+			}
 		}
 		return w.Stats().Delivered >= uint64(n)
 	})
@@ -161,6 +168,9 @@ func benchEndToEnd(b *testing.B, prefill bool) {
 	}
 	if got := sim.Stats().Accepted - base; got < int64(n) {
 		b.Fatalf("simulator accepted %d, want %d", got, n)
+	}
+	if s := w.Stats(); s.Retries+s.Requeued > 0 {
+		b.Logf("transient failures during the run: %d retries, %d re-queued: %v", s.Retries, s.Requeued, lp.reasons)
 	}
 	rate := float64(n) / el.Seconds()
 	b.ReportMetric(rate, "notif/s")
