@@ -17,6 +17,7 @@
 # question here is memory, not fsync), MAX_MEMORY (16777216), KPUSH,
 # DATA_ROOT, OUT_DIR. The daemon inherits the environment, so e.g.
 # GOMEMLIMIT=40MiB applies to it.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 TOTAL=${TOTAL:-10000000}

@@ -22,6 +22,7 @@
 # at most REDIS_AOF_PER_CONN=5000 per connection), KPUSH (a prebuilt
 # binary; default: build ./cmd/kpush), DATA_ROOT (where the temp data dirs
 # go; default /tmp), OUT_DIR (bench-results).
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 CONNS=${CONNS:-1,10,50,200}

@@ -18,6 +18,7 @@
 # Environment: CONNS (10), SIZE (100), RATE (2000; 0 = closed loop, as fast
 # as replies come), BIG_CONNS (1), BIG_SIZE (8388608), DURATION (10s), SYNC
 # (always), KPUSH, DATA_ROOT, OUT_DIR.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 CONNS=${CONNS:-10}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the bench/ scripts (sourced, not run). They start
 # servers on 127.0.0.1, remember every PID they started, and the EXIT trap
 # installed by bench_init kills exactly those PIDs — never anything by name.
