@@ -11,7 +11,9 @@
 # peak RSS (VmHWM) and the disk used after the drain. Writes
 # bench-results/backlog-<time>.md.
 #
-# Environment: TOTAL (10000000; TOTAL=1000000 is the short run),
+# Usage: bench/backlog.sh [TOTAL]   (bench/backlog.sh 1000000: the short run)
+#
+# Environment: TOTAL (10000000; the argument wins),
 # CHECKPOINTS (TOTAL/10, TOTAL/2, TOTAL), SIZE (100), CONNS (10),
 # PIPELINE (16 requests in flight per connection), SYNC (never; the
 # question here is memory, not fsync), MAX_MEMORY (16777216), KPUSH,
@@ -20,7 +22,7 @@
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-TOTAL=${TOTAL:-10000000}
+TOTAL=${1:-${TOTAL:-10000000}}
 SIZE=${SIZE:-100}
 CONNS=${CONNS:-10}
 PIPELINE=${PIPELINE:-16}
