@@ -199,10 +199,15 @@ func (c *conn) serve() {
 		if c.r == c.w {
 			c.r, c.w = 0, 0
 			if len(c.buf) > readBufSize {
-				c.buf = make([]byte, readBufSize)
+				c.resize(readBufSize)
 			}
 		}
-		c.makeRoom(need)
+		if !c.makeRoom(need) {
+			c.s.log.Warn("request buffer budget spent, closing connection", "conn", c.id, "need", need, "budget", c.s.reqBufLimit)
+			c.writeString("SERVER_ERROR out of memory for request data, retry later\r\n")
+			c.flush()
+			return
+		}
 		if t := c.s.cfg.ClientTimeout; t > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(t))
 		}
@@ -287,8 +292,9 @@ func (c *conn) skipData() error {
 }
 
 // makeRoom makes sure the read buffer has free space after w, and room for
-// need bytes of pending request if known.
-func (c *conn) makeRoom(need int) {
+// need bytes of pending request if known. It reports false if the server's
+// budget for request buffers is spent.
+func (c *conn) makeRoom(need int) bool {
 	if c.r > 0 && (c.w == len(c.buf) || need > len(c.buf)-c.r) {
 		copy(c.buf, c.buf[c.r:c.w])
 		c.w -= c.r
@@ -301,19 +307,40 @@ func (c *conn) makeRoom(need int) {
 	if c.w == size {
 		size *= 2
 	}
-	if size != len(c.buf) {
-		nb := make([]byte, size)
-		copy(nb, c.buf[c.r:c.w])
-		c.w -= c.r
-		c.r = 0
-		c.buf = nb
+	if size == len(c.buf) {
+		return true
 	}
+	return c.resize(size)
+}
+
+// resize gives the connection a read buffer of size bytes, keeping the
+// unparsed input. Whatever a buffer holds beyond readBufSize is counted
+// against the server-wide budget (requestBufferBudget), so many clients
+// each sending a 64 MiB set cannot exhaust memory together.
+func (c *conn) resize(size int) bool {
+	delta := int64(max(size, readBufSize) - max(len(c.buf), readBufSize))
+	if delta > 0 && c.s.reqBuf.Add(delta) > c.s.reqBufLimit {
+		c.s.reqBuf.Add(-delta)
+		return false
+	}
+	if delta < 0 {
+		c.s.reqBuf.Add(delta)
+	}
+	nb := make([]byte, size)
+	copy(nb, c.buf[c.r:c.w])
+	c.w -= c.r
+	c.r = 0
+	c.buf = nb
+	return true
 }
 
 // cleanup returns every open read to the head of its queue and forgets the
 // connection.
 func (c *conn) cleanup() {
 	c.settle()
+	if extra := len(c.buf) - readBufSize; extra > 0 {
+		c.s.reqBuf.Add(-int64(extra))
+	}
 	for _, q := range c.touched {
 		q.abortOpen(c, true)
 	}
@@ -827,7 +854,9 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 // goroutine is blocked, to learn if the client hangs up. Whatever it reads
 // (pipelined requests) is kept in the buffer. The result is sent once.
 func (c *conn) startWatch() chan error {
-	c.makeRoom(0)
+	if !c.makeRoom(0) {
+		return nil // no room to read into: no hang-up detection this time
+	}
 	ch := make(chan error, 1)
 	_ = c.nc.SetReadDeadline(time.Time{})
 	go func(buf []byte) {

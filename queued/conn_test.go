@@ -243,3 +243,25 @@ func TestListenAndServe(t *testing.T) {
 		}
 	})
 }
+
+// Large sets being received share a server-wide buffer budget: a client
+// that would pass it is refused instead of growing memory.
+func TestRequestBufferBudget(t *testing.T) {
+	s, addr := startServer(t, nil)
+	s.reqBufLimit = 1 << 20
+	const size = 900 << 10
+	data := strings.Repeat("b", size)
+	a := dial(t, addr)
+	a.send(fmt.Sprintf("set big 0 0 %d\r\n%s", size, data[:1000]))
+	waitFor(t, "buffer grown", func() bool { return s.reqBuf.Load() > size/2 })
+	b := dial(t, addr)
+	b.send(fmt.Sprintf("set big 0 0 %d\r\n%s", size, data[:1000]))
+	b.expect("SERVER_ERROR out of memory for request data, retry later\r\n")
+	b.expectClosed()
+	a.do(data[1000:]+"\r\n", "STORED\r\n")
+	waitFor(t, "buffer released", func() bool { return s.reqBuf.Load() == 0 })
+	c := dial(t, addr)
+	c.do(fmt.Sprintf("set big 0 0 %d\r\n%s\r\n", size, data), "STORED\r\n")
+	c.nc.Close()
+	waitFor(t, "buffer released at close", func() bool { return s.reqBuf.Load() == 0 })
+}

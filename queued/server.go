@@ -92,7 +92,12 @@ type Server struct {
 	writeTimeout time.Duration
 
 	memCost atomic.Int64 // item data held in memory plus per-item overhead, all queues
-	maxOpen atomic.Int32 // max_open_transactions, changed by reload
+
+	// reqBuf is what connections' read buffers hold beyond their resting
+	// 4 KiB (large sets being received); reqBufLimit caps it.
+	reqBuf      atomic.Int64
+	reqBufLimit int64
+	maxOpen     atomic.Int32 // max_open_transactions, changed by reload
 
 	totalItems, currConns, totalConns           atomic.Int64
 	cmdGet, cmdSet, cmdPeek, getHits, getMisses atomic.Int64
@@ -131,6 +136,7 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 		writeTimeout: 30 * time.Second,
 	}
 	s.maxOpen.Store(int32(cfg.MaxOpenTransactions))
+	s.reqBufLimit = requestBufferBudget(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
@@ -151,6 +157,13 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 	s.bgWG.Add(1)
 	go s.sweepLoop()
 	return s, nil
+}
+
+// requestBufferBudget is how many bytes all connections together may hold
+// in read buffers beyond 4 KiB each: half of total_memory_size, and never
+// less than four sets of the absolute maximum size.
+func requestBufferBudget(cfg Config) int64 {
+	return max(cfg.TotalMemorySize/2, 4*AbsoluteMaxItemSize+4*MaxLineLength)
 }
 
 // config returns the current configuration.
