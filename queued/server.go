@@ -147,12 +147,17 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list journals in %s: %w", cfg.DataDir, err)
 	}
+	start := time.Now()
+	var items int64
 	for _, name := range names {
 		if ValidateQueueName(name) != nil {
 			log.Warn("ignoring journal with an invalid queue name", "name", name, "dir", cfg.DataDir)
 			continue
 		}
-		s.queueFor(name, true)
+		items += s.queueFor(name, true).stats().Items
+	}
+	if len(names) > 0 {
+		log.Info("queues restored", "queues", len(names), "items", items, "took", time.Since(start).Round(time.Millisecond), "dir", cfg.DataDir)
 	}
 	s.bgWG.Add(1)
 	go s.sweepLoop()
