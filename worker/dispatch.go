@@ -73,9 +73,14 @@ type item struct {
 // dispatch starts work on an item just read. It runs on the fetch loop's
 // goroutine and blocks while the pool's queue is full, which is what
 // makes fetching wait for capacity.
-func (w *Worker) dispatch(win *window, seq uint64, raw []byte) {
+func (w *Worker) dispatch(win *window, seq uint64, raw []byte, oversize int64) {
 	w.m.inFlight.Add(1)
 	it := &item{w: w, win: win, seq: seq, raw: raw}
+	if oversize > 0 {
+		err := fmt.Errorf("%w: item of %d bytes, over the worker's %d-byte limit (split messages to that many devices)", push.ErrInvalidMessage, oversize, maxItemSize)
+		w.submit(func() { it.settleInvalid(err) })
+		return
+	}
 	msg, err := push.ParseMessage(raw)
 	if err != nil {
 		w.submit(func() { it.settleInvalid(err) })

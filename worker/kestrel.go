@@ -18,10 +18,16 @@ import (
 // step. The connection is dropped (which returns its open reads).
 var ErrProtocol = errors.New("kestrel protocol error")
 
-// maxItemSize bounds a VALUE the consumer accepts, so a corrupt length
-// cannot make it allocate gigabytes. Kestrel's own default max_item_size is
-// unlimited, but a push message is a few KiB.
-const maxItemSize = 64 << 20
+// maxItemSize bounds the VALUE the consumer keeps in memory: a push message
+// is its payload (at most 5 KiB) plus ~70 bytes per token, so 16 MiB is a
+// message to about 200,000 devices. A larger item is read past and handed
+// on as an oversize item, to be dead-lettered, so it can neither exhaust
+// memory nor come back forever as a poison pill.
+const maxItemSize = 16 << 20
+
+// maxValueLen is the longest VALUE length believed at all; beyond it the
+// stream is taken as corrupt.
+const maxValueLen = 1 << 40
 
 // kconn is one consumer connection to a Kestrel-compatible server. It is
 // owned by one fetch loop goroutine and is not safe for concurrent use: a
@@ -108,9 +114,10 @@ func (c *kconn) queueMonitor(queue string, seconds, max int) {
 
 // readMonitor reads the stream a monitor produces: VALUE items, each an
 // open read on this connection, then END. onItem is called for each item
-// in order, with a slice it may keep. It returns the number of items read.
+// in order, with a slice it may keep and, for an item over maxItemSize,
+// nil data and the item's size. It returns the number of items read.
 // seconds is the monitor's wait, which the read deadline allows for.
-func (c *kconn) readMonitor(queue string, seconds int, onItem func([]byte)) (int, error) {
+func (c *kconn) readMonitor(queue string, seconds int, onItem func(data []byte, oversize int64)) (int, error) {
 	n := 0
 	wait := time.Duration(seconds) * time.Second
 	for {
@@ -125,10 +132,18 @@ func (c *kconn) readMonitor(queue string, seconds int, onItem func([]byte)) (int
 		if err != nil {
 			return n, fmt.Errorf("%w: %s answered %q to monitor %s", err, c.addr, line, queue)
 		}
-		data := make([]byte, size+2)
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.ioTimeout)); err != nil {
 			return n, err
 		}
+		if size > maxItemSize {
+			if err := c.discard(size + 2); err != nil {
+				return n, fmt.Errorf("read item from %s: %w", c.addr, err)
+			}
+			n++
+			onItem(nil, size)
+			continue
+		}
+		data := make([]byte, size+2)
 		if _, err := io.ReadFull(c.r, data); err != nil {
 			return n, fmt.Errorf("read item from %s: %w", c.addr, err)
 		}
@@ -136,21 +151,37 @@ func (c *kconn) readMonitor(queue string, seconds int, onItem func([]byte)) (int
 			return n, fmt.Errorf("%w: item from %s not followed by CRLF", ErrProtocol, c.addr)
 		}
 		n++
-		onItem(data[:size:size])
+		onItem(data[:size:size], 0)
 	}
 }
 
 // parseValueLine parses `VALUE <key> <flags> <bytes>` and returns bytes.
-func parseValueLine(line []byte) (int, error) {
+func parseValueLine(line []byte) (int64, error) {
 	fields := strings.Fields(string(line))
 	if len(fields) < 4 || fields[0] != "VALUE" {
 		return 0, ErrProtocol
 	}
-	size, err := strconv.Atoi(fields[3])
-	if err != nil || size < 0 || size > maxItemSize {
+	size, err := strconv.ParseInt(fields[3], 10, 64)
+	if err != nil || size < 0 || size > maxValueLen {
 		return 0, fmt.Errorf("%w: bad item length", ErrProtocol)
 	}
 	return size, nil
+}
+
+// discard reads past n bytes, renewing the read deadline as data flows.
+func (c *kconn) discard(n int64) error {
+	for n > 0 {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.ioTimeout)); err != nil {
+			return err
+		}
+		step := int(min(n, 1<<20))
+		k, err := c.r.Discard(step)
+		n -= int64(k)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dumpConfig sends dump_config and returns its lines up to END.
@@ -196,7 +227,7 @@ func (c *kconn) touchQueue(queue string) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s answered %q to get %s/peek", err, c.addr, line, queue)
 		}
-		if _, err := c.r.Discard(size + 2); err != nil {
+		if err := c.discard(size + 2); err != nil {
 			return fmt.Errorf("read from %s: %w", c.addr, err)
 		}
 	}

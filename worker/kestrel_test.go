@@ -48,14 +48,15 @@ func TestExpireTarget(t *testing.T) {
 func TestParseValueLine(t *testing.T) {
 	tests := []struct {
 		line    string
-		want    int
+		want    int64
 		wantErr bool
 	}{
 		{"VALUE push 0 12", 12, false},
 		{"VALUE push 0 0", 0, false},
 		{"VALUE push 0", 0, true},
 		{"VALUE push 0 -1", 0, true},
-		{"VALUE push 0 99999999999", 0, true},
+		{"VALUE push 0 99999999999", 99999999999, false},
+		{"VALUE push 0 9999999999999999", 0, true},
 		{"SERVER_ERROR out of disk", 0, true},
 		{"VALUE push 0 x", 0, true},
 	}

@@ -475,9 +475,9 @@ func (w *Worker) consume(c *kconn) error {
 			w.m.held.Add(-int64(k))
 		}
 		if wantFetch {
-			_, err = c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte) {
+			_, err = c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
 				w.m.held.Add(1)
-				w.dispatch(win, win.add(), data)
+				w.dispatch(win, win.add(), data, oversize)
 			})
 			if err != nil {
 				return err

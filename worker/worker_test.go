@@ -150,10 +150,8 @@ func TestFaultsAndDeadTokens(t *testing.T) {
 }
 
 // TestUndeliverableMessagesAreDeadLettered: an item that is not a message,
-// one past its expiration, and one APNs refuses as bad (PayloadTooLarge
-// injected via an oversize raw payload is refused locally, so use a
-// topic-less raw JSON) all land in push_failed with a reason, and their
-// items are confirmed.
+// one too large to be one, and one past its expiration all land in
+// push_failed with a reason, and their items are confirmed.
 func TestUndeliverableMessagesAreDeadLettered(t *testing.T) {
 	a := startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
@@ -166,6 +164,11 @@ func TestUndeliverableMessagesAreDeadLettered(t *testing.T) {
 	if err := prod.EnqueueRaw(ctx, testQueue, expired); err != nil {
 		t.Fatal(err)
 	}
+	// An item too large to be a push message (a poison pill if it were
+	// dropped with the connection: it would come back forever).
+	if err := prod.EnqueueRaw(ctx, testQueue, []byte(strings.Repeat("x", 17<<20))); err != nil {
+		t.Fatal(err)
+	}
 	enqueue(t, prod, 1, 1) // one good message, to know when the others were seen
 
 	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 8, Logger: testLogger(t)},
@@ -174,13 +177,13 @@ func TestUndeliverableMessagesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, 30*time.Second, "three items finished", func() bool { return w.Stats().Items >= 3 })
+	waitFor(t, 30*time.Second, "four items finished", func() bool { return w.Stats().Items >= 4 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	recs := dialKestrel(t, a).drain(testQueue + "_failed")
-	if len(recs) != 2 {
-		t.Fatalf("%d failed records, want 2: %q", len(recs), recs)
+	if len(recs) != 3 {
+		t.Fatalf("%d failed records, want 3", len(recs))
 	}
 	reasons := map[string]worker.FailedRecord{}
 	for _, raw := range recs {
@@ -188,10 +191,17 @@ func TestUndeliverableMessagesAreDeadLettered(t *testing.T) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatalf("failed record %q: %v", raw, err)
 		}
-		reasons[r.Reason] = r
+		key := r.Reason
+		if strings.Contains(r.Error, "bytes, over") {
+			key = "oversize"
+		}
+		reasons[key] = r
 	}
 	if r, ok := reasons[worker.ReasonInvalidMessage]; !ok || string(r.Raw) != "not json at all" || r.Error == "" {
 		t.Errorf("invalid item: record %+v, want reason %s with the raw item and the parse error", r, worker.ReasonInvalidMessage)
+	}
+	if r, ok := reasons["oversize"]; !ok || r.Reason != worker.ReasonInvalidMessage || !strings.Contains(r.Error, "17825792 bytes") || r.Raw != nil {
+		t.Errorf("oversize item: record %+v, want reason %s naming its size, without the item", r, worker.ReasonInvalidMessage)
 	}
 	if r, ok := reasons[worker.ReasonExpired]; !ok || r.Message == nil || r.Message.ID != "old" || len(r.Tokens) != 1 {
 		t.Errorf("expired message: record %+v, want reason %s with the message", r, worker.ReasonExpired)
