@@ -46,8 +46,10 @@
 //     <queue>_retry with an expiry of push.Result.RetryAfter (at least
 //     MinRequeueDelay); the servers move it back to <queue> when it
 //     expires (expire_to_queue, checked with dump_config at connect);
-//   - bad messages, messages past their expiration and messages re-queued
-//     MaxRequeues times become FailedRecords in <queue>_failed;
+//   - bad messages, items that are not messages (or over 16 MiB: read past
+//     without keeping them, so they cannot come back as poison pills),
+//     messages past their expiration and messages re-queued MaxRequeues
+//     times become FailedRecords in <queue>_failed;
 //   - bad credentials make the worker fail: it stops fetching, cancels
 //     every push, closes its connections (the servers take every held
 //     item back), and Run returns ErrBadCredentials.
