@@ -84,23 +84,12 @@ func (r *ring) pushFront(e entry) {
 
 func (r *ring) front() *entry { return &r.buf[r.head] }
 
-func (r *ring) back() *entry { return &r.buf[(r.head+r.n-1)%len(r.buf)] }
-
 func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
 
 func (r *ring) popFront() entry {
 	e := r.buf[r.head]
 	r.buf[r.head] = entry{}
 	r.head = (r.head + 1) % len(r.buf)
-	r.n--
-	r.maybeShrink()
-	return e
-}
-
-func (r *ring) popBack() entry {
-	i := (r.head + r.n - 1) % len(r.buf)
-	e := r.buf[i]
-	r.buf[i] = entry{}
 	r.n--
 	r.maybeShrink()
 	return e
