@@ -522,6 +522,11 @@ func (c *conn) set(cmd *Command) bool {
 	// pipelined sets are all in the journal's next group commit, and their
 	// replies are written, in order, when the batch settles.
 	st := c.s.storeStart(q, data, now, expiry)
+	if errors.Is(st.err, ErrQueueDeleted) {
+		// Deleted between the lookup and the put: a set after a delete
+		// creates the queue afresh.
+		st = c.s.storeStart(c.lookup(cmd.Args[0]), data, now, expiry)
+	}
 	st.noreply = noreply
 	c.inflight = append(c.inflight, st)
 	if len(c.inflight) >= maxInflightSets {
@@ -797,6 +802,9 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 		e, ok, expired, err := q.take(c, mode, w, front)
 		if len(expired) > 0 {
 			c.s.expire(q, expired)
+		}
+		if errors.Is(err, ErrQueueDeleted) {
+			return entry{}, false, nil // the queue went away: it is empty
 		}
 		if err != nil {
 			return entry{}, false, err

@@ -354,3 +354,15 @@ func TestOversizedSetNotBuffered(t *testing.T) {
 	c.do(strings.Repeat("z", 2001)+"\r\n", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n")
 	c.expectClosed()
 }
+
+func TestDeleteWakesWaitersWithEnd(t *testing.T) {
+	s, addr := startServer(t, nil)
+	w := dial(t, addr)
+	w.send("get gone/t=60000\r\n")
+	waitFor(t, "waiter", func() bool { return queueStat(s, "gone").Waiters == 1 })
+	c := dial(t, addr)
+	c.do("delete gone\r\n", "DELETED\r\n")
+	w.expect("END\r\n")
+	c.do("set gone 0 0 1\r\nz\r\n", "STORED\r\n")
+	w.do("get gone\r\n", "VALUE gone 0 1\r\nz\r\nEND\r\n")
+}
