@@ -366,3 +366,29 @@ func TestDeleteWakesWaitersWithEnd(t *testing.T) {
 	c.do("set gone 0 0 1\r\nz\r\n", "STORED\r\n")
 	w.do("get gone\r\n", "VALUE gone 0 1\r\nz\r\nEND\r\n")
 }
+
+// Sets racing deletes of the same queue always succeed: a set after a
+// delete recreates the queue on a fresh journal.
+func TestSetRacingDelete(t *testing.T) {
+	_, addr := startServer(t, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d := dial(t, addr)
+		for i := 0; i < 100; i++ {
+			d.send("delete churn\r\n")
+			if l := d.line(); l != "DELETED" {
+				t.Errorf("delete: %q", l)
+				return
+			}
+		}
+	}()
+	c := dial(t, addr)
+	for i := 0; i < 300; i++ {
+		c.send("set churn 0 0 1\r\nx\r\n")
+		if l := c.line(); l != "STORED" {
+			t.Fatalf("set #%d racing deletes: %q", i, l)
+		}
+	}
+	<-done
+}

@@ -306,15 +306,30 @@ func (q *queue) replay() {
 	}
 }
 
-// deleteQueue drops a queue and its journal files.
+// deleteQueue drops a queue and its journal files. The server lock is held
+// until the files are gone, so a set that recreates the queue right away
+// opens a fresh journal, never the one being deleted.
 func (s *Server) deleteQueue(name string) error {
 	s.mu.Lock()
 	q := s.queues[name]
-	delete(s.queues, name)
-	s.mu.Unlock()
 	if q == nil {
+		s.mu.Unlock()
 		return nil
 	}
+	<-q.ready
+	q.mu.Lock()
+	q.deleted = true
+	q.dropAll()
+	q.wakeAll()
+	var err error
+	if q.j != nil {
+		if derr := q.j.Delete(); derr != nil {
+			err = fmt.Errorf("delete journal of queue %s: %w", name, derr)
+		}
+	}
+	q.mu.Unlock()
+	delete(s.queues, name)
+	s.mu.Unlock()
 	s.queueDeletes.Add(1)
 	if p, ok := fanoutParent(name); ok {
 		if parent := s.queueFor(p, false); parent != nil {
@@ -328,17 +343,7 @@ func (s *Server) deleteQueue(name string) error {
 			parent.mu.Unlock()
 		}
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.deleted = true
-	q.dropAll()
-	q.wakeAll()
-	if q.j != nil {
-		if err := q.j.Delete(); err != nil {
-			return fmt.Errorf("delete journal of queue %s: %w", name, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // Status returns the server's availability.
