@@ -658,7 +658,9 @@ func (q *queue) dropAll() {
 
 // Journal options for a queue's sync policy.
 func journalOptions(cfg QueueConfig, log *slog.Logger) journal.Options {
-	o := journal.Options{Logger: log}
+	// max_journal_size is the journal's segment size: past it the journal
+	// rolls to a new file, and old files go once their items are gone.
+	o := journal.Options{Logger: log, SegmentSize: cfg.MaxJournalSize}
 	switch cfg.Sync.Mode {
 	case SyncNever:
 		o.Sync = journal.SyncNever
