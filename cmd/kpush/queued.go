@@ -66,6 +66,13 @@ reads to their queues, sync and close the journals, exit 0.`,
 				return c
 			}
 			cfg = applyFlags(cfg)
+			if configPath != "" {
+				closeLog, err := applyConfigLog(cmd, cfg)
+				if err != nil {
+					return err
+				}
+				defer closeLog()
+			}
 			queued.Version = versionString()
 			if os.Getenv("GOGC") == "" {
 				// The heap is mostly long-lived item data, already bounded
@@ -100,4 +107,35 @@ reads to their queues, sync and close the journals, exit 0.`,
 	f.StringVar(&syncFlag, "sync", "always", "journal sync policy for every queue: always, never or an interval like 10ms")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin HTTP endpoints (/metrics, /healthz, /stats.json); empty = off")
 	rootCmd.AddCommand(cmd)
+}
+
+// applyConfigLog honours the config file's log { level filename } block:
+// the level applies unless --log-level was given, and a filename adds that
+// file (appended to, as Kestrel does) beside stderr.
+func applyConfigLog(cmd *cobra.Command, cfg queued.Config) (func(), error) {
+	level := logLevel
+	if !cmd.Flags().Changed("log-level") && cfg.LogLevel != "" {
+		level = cfg.LogLevel
+	}
+	stderr, err := newLogger(level, logFormat)
+	if err != nil {
+		return nil, fmt.Errorf("config log level: %w", err)
+	}
+	if cfg.LogFile == "" {
+		slog.SetDefault(stderr)
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("config log filename: %w (fix log { filename } or create its directory)", err)
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level)) // validated by newLogger above
+	opts := &slog.HandlerOptions{Level: lvl}
+	var file slog.Handler = slog.NewTextHandler(f, opts)
+	if logFormat == "json" {
+		file = slog.NewJSONHandler(f, opts)
+	}
+	slog.SetDefault(slog.New(slog.NewMultiHandler(stderr.Handler(), file)))
+	return func() { f.Close() }, nil
 }
