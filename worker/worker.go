@@ -175,7 +175,7 @@ type Worker struct {
 	log    *slog.Logger
 	pool   pond.Pool
 	m      *metrics
-	window int // open reads per fetch connection
+	budget *budget // open reads allowed, shared by the fetch loops
 
 	// sendCtx is cancelled on a hard stop: shutdown timeout or fatal
 	// error. Every push and enqueue uses it.
@@ -207,7 +207,7 @@ func New(cfg Config, pusher Pusher, enq Enqueuer) (*Worker, error) {
 		pusher:    pusher,
 		enq:       enq,
 		log:       cfg.Logger,
-		window:    max(1, cfg.Concurrency/loops),
+		budget:    newBudget(cfg.Concurrency, loops),
 		fetchStop: make(chan struct{}),
 	}
 	// The queue holds at most as many tasks as the pool runs: a full pool
@@ -248,7 +248,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.log.Info("worker starting", "servers", strings.Join(w.cfg.Servers, ","), "queue", w.cfg.Queue,
-		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer, "window", w.window)
+		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer, "fair_window", w.budget.fair)
 
 	var loops sync.WaitGroup
 	for _, addr := range w.cfg.Servers {
@@ -443,57 +443,90 @@ func (w *Worker) consume(c *kconn) error {
 	defer stop()
 
 	win := newWindow()
-	// Whatever is still open when the connection goes is the server's again.
-	defer func() { w.m.held.Add(-int64(win.open())) }()
-	minBatch := max(1, w.window/4)
+	busy := false
+	defer func() {
+		// Whatever is still open when the connection goes is the
+		// server's again.
+		open := win.open()
+		w.m.held.Add(-int64(open))
+		w.budget.release(open)
+		w.budget.setBusy(busy, false)
+	}()
 	q := w.cfg.Queue
 	var err error
 	for {
 		if w.sendCtx.Err() != nil {
 			return nil
 		}
+		released := w.budget.released()
 		k := win.takeConfirmable()
-		free := w.window - win.open()
+		size := w.budget.window(busy)
+		minBatch := max(1, size/4)
+		free := size - win.open()
 		working := win.working()
 		fetching := w.fetching()
 		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
+		req, denied := 0, false
+		if wantFetch {
+			req = w.budget.reserve(free)
+			// A partial grant is worth a round trip only if it is a
+			// batch, or if this loop holds nothing.
+			if req > 0 && req < minBatch && working > 0 {
+				w.budget.release(req)
+				req = 0
+			}
+			wantFetch, denied = req > 0, req == 0
+		}
 		if k > 0 {
 			c.queueConfirm(q, k)
 		}
 		if wantFetch {
-			c.queueMonitor(q, w.cfg.MonitorSeconds, free)
+			c.queueMonitor(q, w.cfg.MonitorSeconds, req)
 		}
 		if k > 0 || wantFetch {
 			if err = c.flush(); err != nil {
+				w.budget.release(req)
 				return err
 			}
 		}
 		if k > 0 {
 			if err = c.readConfirm(q, k); err != nil {
+				w.budget.release(req)
 				return err
 			}
 			w.m.held.Add(-int64(k))
+			w.budget.release(k)
 		}
 		if wantFetch {
-			_, err = c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
+			n, err := c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
 				w.m.held.Add(1)
 				w.dispatch(win, win.add(), data, oversize)
 			})
+			w.budget.release(req - n) // the items received stay reserved
+			w.budget.setBusy(busy, n > 0)
+			busy = n > 0
 			if err != nil {
 				return err
 			}
 			continue
 		}
+		if k > 0 {
+			continue // capacity came back: look again
+		}
 		if !fetching && working == 0 {
 			return nil
 		}
-		var fetchStop <-chan struct{}
+		var fetchStop, capacity <-chan struct{}
 		if fetching {
 			fetchStop = w.fetchStop
+		}
+		if denied {
+			capacity = released
 		}
 		select {
 		case <-win.changes():
 		case <-fetchStop:
+		case <-capacity:
 		case <-w.sendCtx.Done():
 		}
 	}

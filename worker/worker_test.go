@@ -555,3 +555,77 @@ func TestManyTokensFanOut(t *testing.T) {
 		t.Fatalf("%d items and %d open reads left", items, open)
 	}
 }
+
+// twoGatePusher holds pushes to tokens of set a until gateA is closed, and
+// of set b until gateB is closed.
+type twoGatePusher struct {
+	worker.Pusher
+	b            map[string]bool
+	gateA, gateB chan struct{}
+}
+
+func (g *twoGatePusher) Send(ctx context.Context, msg *push.Message, tok string) push.Result {
+	gate := g.gateA
+	if g.b[tok] {
+		gate = g.gateB
+	}
+	select {
+	case <-gate:
+	case <-ctx.Done():
+	}
+	return g.Pusher.Send(ctx, msg, tok)
+}
+
+// TestIdleServerLendsItsShare: while one server is empty, the busy one may
+// use (almost) the whole allowance; once both have work, each gets its
+// fair half, and the total never exceeds Concurrency.
+func TestIdleServerLendsItsShare(t *testing.T) {
+	a, b := startQueued(t, true), startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	const concurrency, n = 40, 100
+	tokensA := enqueue(t, newProducer(t, a), n, 1)
+	g := &twoGatePusher{Pusher: newSender(t, apnsConfig(t, sim)), b: map[string]bool{}, gateA: make(chan struct{}), gateB: make(chan struct{})}
+	var tokensB []string
+	for i := 0; i < n; i++ {
+		tok := token(100000 + i)
+		g.b[tok] = true
+		tokensB = append(tokensB, tok)
+	}
+	w, err := worker.New(worker.Config{Servers: []string{a, b}, Queue: testQueue, Concurrency: concurrency, Logger: testLogger(t)},
+		g, newProducer(t, a, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	ka, kb := dialKestrel(t, a), dialKestrel(t, b)
+	// Fair share per server is 20; the idle server's two loops keep 2
+	// reads' worth each to notice new items.
+	waitFor(t, 30*time.Second, "the busy server borrowing the idle one's share", func() bool {
+		return ka.queueStat(testQueue, "open_transactions") >= concurrency-4
+	})
+	if held := w.Stats().Held; held > concurrency {
+		t.Fatalf("%d reads held, more than %d", held, concurrency)
+	}
+
+	// Now b gets work that stays stuck, while a's flows: b must get at
+	// least its fair half back (more once a runs dry).
+	pb := newProducer(t, b)
+	for _, tok := range tokensB {
+		if err := pb.Enqueue(t.Context(), testQueue, &push.Message{Tokens: []string{tok}, Topic: "com.example.app", Alert: &push.Alert{Text: "b"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.gateA)
+	waitFor(t, 30*time.Second, "server b holding its fair half", func() bool {
+		return kb.queueStat(testQueue, "open_transactions") >= concurrency/2
+	})
+	if held := w.Stats().Held; held > concurrency {
+		t.Fatalf("%d reads held, more than %d", held, concurrency)
+	}
+	close(g.gateB)
+	waitFor(t, 30*time.Second, "everything delivered", func() bool { return w.Stats().Delivered == 2*n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, append(tokensA, tokensB...))
+}

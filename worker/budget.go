@@ -1,0 +1,88 @@
+package worker
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// budget shares the worker's allowance of open reads (Concurrency) among
+// its fetch loops, fairly but without idling capacity:
+//
+//   - a busy loop (its last monitor returned items) may hold
+//     Concurrency / busy loops, never less than its fair share
+//     Concurrency / all loops;
+//   - an idle loop (its queue was empty) asks for a quarter of its fair
+//     share, enough to notice new items, and lends the rest;
+//   - every monitor request is reserved from the allowance first, so the
+//     reads held plus the reads requested never exceed Concurrency,
+//     whatever the loops' windows say at a given moment.
+//
+// When an idle loop becomes busy the others' windows shrink at once; they
+// stop fetching until their reads finish, and the capacity they free goes
+// to whoever asks for it, which is then only the newcomer.
+type budget struct {
+	limit int64
+	fair  int
+	used  atomic.Int64 // open reads held + monitor requests outstanding
+	busy  atomic.Int64 // loops whose last monitor returned items
+
+	mu    sync.Mutex
+	freed chan struct{} // closed and replaced whenever used drops
+}
+
+func newBudget(limit, loops int) *budget {
+	return &budget{limit: int64(limit), fair: max(1, limit/loops), freed: make(chan struct{})}
+}
+
+// window is how many open reads a loop may hold.
+func (b *budget) window(busy bool) int {
+	if !busy {
+		return max(1, b.fair/4)
+	}
+	return max(b.fair, int(b.limit/max(1, b.busy.Load())))
+}
+
+// reserve takes up to n from the allowance and returns how many it got.
+func (b *budget) reserve(n int) int {
+	for {
+		used := b.used.Load()
+		grant := min(int64(n), b.limit-used)
+		if grant <= 0 {
+			return 0
+		}
+		if b.used.CompareAndSwap(used, used+grant) {
+			return int(grant)
+		}
+	}
+}
+
+// release gives n back (confirmed reads, unfilled requests, reads returned
+// with a dropped connection) and wakes loops waiting for capacity.
+func (b *budget) release(n int) {
+	if n <= 0 {
+		return
+	}
+	b.used.Add(-int64(n))
+	b.mu.Lock()
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// released is closed at the next release; take it before reserve so a
+// release between the two is not missed.
+func (b *budget) released() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.freed
+}
+
+// setBusy records a loop's change between busy and idle.
+func (b *budget) setBusy(was, now bool) {
+	switch {
+	case now && !was:
+		b.busy.Add(1)
+	case was && !now:
+		b.busy.Add(-1)
+	}
+}

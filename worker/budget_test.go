@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestBudgetWindows(t *testing.T) {
+	tests := []struct {
+		name      string
+		limit     int
+		loops     int
+		busyLoops int
+		busy      bool
+		want      int
+	}{
+		{"all busy: fair share", 1000, 4, 4, true, 250},
+		{"half busy: double share", 1000, 4, 2, true, 500},
+		{"one busy: everything", 1000, 4, 1, true, 1000},
+		{"idle: a quarter of fair", 1000, 4, 1, false, 62},
+		{"tiny idle: at least one", 8, 8, 0, false, 1},
+		{"busy count not yet updated: never below fair", 1000, 4, 0, true, 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBudget(tt.limit, tt.loops)
+			b.busy.Store(int64(tt.busyLoops))
+			if got := b.window(tt.busy); got != tt.want {
+				t.Fatalf("window = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBudgetNeverOvercommits(t *testing.T) {
+	b := newBudget(100, 4)
+	if got := b.reserve(70); got != 70 {
+		t.Fatalf("reserve(70) = %d", got)
+	}
+	if got := b.reserve(70); got != 30 {
+		t.Fatalf("second reserve(70) = %d, want the 30 left", got)
+	}
+	if got := b.reserve(1); got != 0 {
+		t.Fatalf("reserve when full = %d", got)
+	}
+	ch := b.released()
+	b.release(10)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("release did not wake waiters")
+	}
+	if got := b.reserve(50); got != 10 {
+		t.Fatalf("reserve after release = %d, want 10", got)
+	}
+
+	// Concurrent reserves and releases keep used within [0, limit].
+	b = newBudget(64, 8)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				n := b.reserve(g%5 + 1)
+				if u := b.used.Load(); u > 64 || u < 0 {
+					t.Errorf("used = %d", u)
+					return
+				}
+				b.release(n)
+			}
+		}()
+	}
+	wg.Wait()
+	if u := b.used.Load(); u != 0 {
+		t.Fatalf("used = %d after every reservation was released", u)
+	}
+}
