@@ -85,6 +85,18 @@ func TestJournalDumpAndCheck(t *testing.T) {
 		t.Fatalf("check output:\n%s", out)
 	}
 
+	// A torn tail is reported, not failed, and nothing is changed.
+	other := segmentOf(t, dir, "other")
+	ob, _ := os.ReadFile(other)
+	os.WriteFile(other, ob[:len(ob)-5], 0o644)
+	out, errOut, err = testproc.Run(t, nil, "journal", "check", dir)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("torn tail file=%s offset=40 dropped=35", other)) {
+		t.Fatalf("check with a torn tail: %v\n%s%s", err, out, errOut)
+	}
+	if after, _ := os.ReadFile(other); len(after) != len(ob)-5 {
+		t.Fatal("check modified a torn journal")
+	}
+
 	// Flip a byte inside the first ADD: check must fail and name it.
 	b, _ := os.ReadFile(seg)
 	b[40+12] ^= 0x40
