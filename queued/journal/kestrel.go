@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,9 +35,21 @@ type kestrelReader struct {
 	path string
 	off  int64
 	buf  []byte
+	big  bytes.Buffer
 }
 
 func (k *kestrelReader) read(n int) ([]byte, error) {
+	if n > 1<<20 {
+		// A large size may be garbage: grow with the data actually
+		// there instead of allocating the claimed size up front.
+		k.big.Reset()
+		m, err := io.CopyN(&k.big, k.r, int64(n))
+		k.off += m
+		if err != nil && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return k.big.Bytes(), err
+	}
 	if cap(k.buf) < n {
 		k.buf = make([]byte, n)
 	}
