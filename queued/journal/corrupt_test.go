@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -241,5 +242,48 @@ func TestBadNames(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "a.lock")); err != nil {
 		t.Fatalf("lock file: %v", err)
+	}
+}
+
+// TestLongQueueName: Kestrel allows 250-byte names, longer than a file
+// name can take with our suffixes; the files use a shortened base and
+// Names still reports the full name.
+func TestLongQueueName(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("n", 250)
+	longer := strings.Repeat("n", 249) + "m" // same prefix, different hash
+	for _, name := range []string{long, longer} {
+		j, err := Open(dir, name, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("Open(%d bytes): %v", len(name), err)
+		}
+		appendT(t, j, name[245:])
+		j.Close()
+	}
+	names, err := Names(dir)
+	if err != nil || len(names) != 2 || !(names[0] == long || names[1] == long) {
+		t.Fatalf("Names = %v, %v", names, err)
+	}
+	j, err := Open(dir, longer, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := datas(readAll(t, j)); fmt.Sprint(got) != "[nnnnm]" {
+		t.Fatalf("reopened long queue: %v", got)
+	}
+	if res, err := Check(dir, longer); err != nil || res.Items != 1 {
+		t.Fatalf("Check: %+v %v", res, err)
+	}
+	if err := j.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := Names(dir); len(names) != 1 || names[0] != long {
+		t.Fatalf("after Delete: %v", names)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if len(e.Name()) > 240 {
+			t.Fatalf("file name of %d bytes: %s", len(e.Name()), e.Name())
+		}
 	}
 }

@@ -114,7 +114,7 @@ func Check(dir, name string) (*CheckResult, error) {
 	if !ValidName(name) {
 		return nil, fmt.Errorf("check journal %q: %w", name, ErrBadName)
 	}
-	files, err := listSegments(dir, name)
+	files, err := listSegments(dir, fileBase(name))
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package journal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,8 +30,65 @@ const (
 
 var (
 	nameRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$`)
-	segFileRE = regexp.MustCompile(`^([A-Za-z0-9_+-]+)\.([0-9a-f]{16})\.kj$`)
+	segFileRE = regexp.MustCompile(`^([A-Za-z0-9_+~-]+)\.([0-9a-f]{16})\.kj$`)
 )
+
+// maxPlainBase is the longest queue name used as is in file names: with
+// ".<16 hex>.kj.broken" it stays well under the usual 255-byte limit.
+const maxPlainBase = 200
+
+// nameExt holds the full queue name of a shortened file base.
+const nameExt = ".name"
+
+// fileBase is the prefix of a queue's file names: the name itself, or for
+// names too long for the file system (Kestrel allows 250 bytes) a prefix,
+// '~' (never in a queue name) and a hash; <base>.name then holds the name.
+func fileBase(name string) string {
+	if len(name) <= maxPlainBase {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:maxPlainBase-17] + "~" + hex.EncodeToString(sum[:8])
+}
+
+// writeNameFile records the full queue name of a shortened base, via a
+// temp file, fsync and rename, so it is never seen half-written.
+func writeNameFile(dir, base, name string) error {
+	path := filepath.Join(dir, base+nameExt)
+	if b, err := os.ReadFile(path); err == nil && string(b) == name {
+		return nil
+	}
+	tmp := path + tmpExt
+	if err := os.WriteFile(tmp, []byte(name), 0o644); err != nil {
+		return fmt.Errorf("write queue name file %s: %w", tmp, err)
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("open queue name file %s: %w", tmp, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("fsync queue name file %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename queue name file %s: %w", tmp, err)
+	}
+	return syncDir(dir)
+}
+
+// nameOfBase maps a file base back to its queue name.
+func nameOfBase(dir, base string) (string, bool) {
+	if !strings.Contains(base, "~") {
+		return base, ValidName(base)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, base+nameExt))
+	if err != nil {
+		return "", false
+	}
+	name := string(b)
+	return name, ValidName(name) && fileBase(name) == base
+}
 
 // ValidName reports whether name may name a journal: [A-Za-z0-9_-] and at
 // most one '+', at most 250 bytes. Nothing else ever reaches the file system.
@@ -54,11 +113,15 @@ func Names(dir string) ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		m := segFileRE.FindStringSubmatch(e.Name())
-		if m == nil || !ValidName(m[1]) || seen[m[1]] {
+		if m == nil {
 			continue
 		}
-		seen[m[1]] = true
-		out = append(out, m[1])
+		name, ok := nameOfBase(dir, m[1])
+		if !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		out = append(out, name)
 	}
 	sort.Strings(out)
 	return out, nil
@@ -69,7 +132,8 @@ type segFile struct {
 	path string
 }
 
-// listSegments returns the segment files of one queue in seq order.
+// listSegments returns the segment files of one queue (by file base) in
+// seq order.
 func listSegments(dir, name string) ([]segFile, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {

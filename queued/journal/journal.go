@@ -117,6 +117,7 @@ const (
 // concurrent use; see doc.go for the goroutine structure.
 type Journal struct {
 	dir, name string
+	base      string // file name prefix: the name, or a shortened form (fileBase)
 	opts      Options
 	log       *slog.Logger
 	lockFile  *os.File
@@ -185,12 +186,19 @@ func Open(dir, name string, opts Options) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
-	lock, err := lockQueue(dir, name)
+	base := fileBase(name)
+	lock, err := lockQueue(dir, base)
 	if err != nil {
 		return nil, err
 	}
+	if base != name {
+		if err := writeNameFile(dir, base, name); err != nil {
+			lock.Close()
+			return nil, err
+		}
+	}
 	j := &Journal{
-		dir: dir, name: name, opts: opts,
+		dir: dir, name: name, base: base, opts: opts,
 		log:        opts.Logger.With("queue", name),
 		lockFile:   lock,
 		kick:       make(chan struct{}, 1),
@@ -211,10 +219,10 @@ func Open(dir, name string, opts Options) (*Journal, error) {
 
 // load replays the segment files and opens the active one for appending.
 func (j *Journal) load() error {
-	if err := removeTemps(j.dir, j.name); err != nil {
+	if err := removeTemps(j.dir, j.base); err != nil {
 		return err
 	}
-	files, err := listSegments(j.dir, j.name)
+	files, err := listSegments(j.dir, j.base)
 	if err != nil {
 		return err
 	}
@@ -254,7 +262,7 @@ func (j *Journal) load() error {
 // record, preallocates room for the removes of live items, and fsyncs the
 // file and the directory.
 func (j *Journal) createSegment(seq, firstID uint64, flags uint64) (*segment, error) {
-	path := filepath.Join(j.dir, segName(j.name, seq))
+	path := filepath.Join(j.dir, segName(j.base, seq))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, diskErr("create journal segment", path, err)
@@ -491,13 +499,13 @@ func (j *Journal) closeFiles() {
 // Delete closes the journal and removes all of its files.
 func (j *Journal) Delete() error {
 	cerr := j.Close()
-	matches, err := filepath.Glob(filepath.Join(j.dir, j.name+".*"))
+	matches, err := filepath.Glob(filepath.Join(j.dir, j.base+".*"))
 	if err != nil {
 		return fmt.Errorf("delete journal %s: %w", j.name, err)
 	}
 	for _, m := range matches {
 		base := filepath.Base(m)
-		if base == j.name+lockExt {
+		if base == j.base+lockExt || base == j.base+nameExt {
 			continue
 		}
 		if segFileRE.MatchString(base) || segFileRE.MatchString(trimAny(base, tmpExt, brokeExt)) {
@@ -506,7 +514,8 @@ func (j *Journal) Delete() error {
 			}
 		}
 	}
-	os.Remove(filepath.Join(j.dir, j.name+lockExt))
+	os.Remove(filepath.Join(j.dir, j.base+nameExt))
+	os.Remove(filepath.Join(j.dir, j.base+lockExt))
 	if err := syncDir(j.dir); err != nil {
 		return err
 	}
