@@ -42,12 +42,14 @@ func (b *budget) window(busy bool) int {
 	return max(b.fair, int(b.limit/max(1, b.busy.Load())))
 }
 
-// reserve takes up to n from the allowance and returns how many it got.
-func (b *budget) reserve(n int) int {
+// reserve takes between lo and hi from the allowance and returns how many
+// it got: 0 when fewer than lo are free (a smaller batch is not worth a
+// round trip).
+func (b *budget) reserve(lo, hi int) int {
 	for {
 		used := b.used.Load()
-		grant := min(int64(n), b.limit-used)
-		if grant <= 0 {
+		grant := min(int64(hi), b.limit-used)
+		if grant <= 0 || grant < int64(lo) {
 			return 0
 		}
 		if b.used.CompareAndSwap(used, used+grant) {

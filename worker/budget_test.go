@@ -34,13 +34,13 @@ func TestBudgetWindows(t *testing.T) {
 
 func TestBudgetNeverOvercommits(t *testing.T) {
 	b := newBudget(100, 4)
-	if got := b.reserve(70); got != 70 {
+	if got := b.reserve(1, 70); got != 70 {
 		t.Fatalf("reserve(70) = %d", got)
 	}
-	if got := b.reserve(70); got != 30 {
+	if got := b.reserve(1, 70); got != 30 {
 		t.Fatalf("second reserve(70) = %d, want the 30 left", got)
 	}
-	if got := b.reserve(1); got != 0 {
+	if got := b.reserve(1, 1); got != 0 {
 		t.Fatalf("reserve when full = %d", got)
 	}
 	ch := b.released()
@@ -50,7 +50,10 @@ func TestBudgetNeverOvercommits(t *testing.T) {
 	default:
 		t.Fatal("release did not wake waiters")
 	}
-	if got := b.reserve(50); got != 10 {
+	if got := b.reserve(20, 50); got != 0 {
+		t.Fatalf("reserve(20, 50) with 10 free = %d, want 0", got)
+	}
+	if got := b.reserve(5, 50); got != 10 {
 		t.Fatalf("reserve after release = %d, want 10", got)
 	}
 
@@ -62,7 +65,7 @@ func TestBudgetNeverOvercommits(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 2000; i++ {
-				n := b.reserve(g%5 + 1)
+				n := b.reserve(1, g%5+1)
 				if u := b.used.Load(); u > 64 || u < 0 {
 					t.Errorf("used = %d", u)
 					return

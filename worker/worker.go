@@ -468,13 +468,16 @@ func (w *Worker) consume(c *kconn) error {
 		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
 		req, denied := 0, false
 		if wantFetch {
-			req = w.budget.reserve(free)
-			// A partial grant is worth a round trip only if it is a
-			// batch, or if this loop holds nothing.
-			if req > 0 && req < minBatch && working > 0 {
-				w.budget.release(req)
-				req = 0
+			// Fewer than a batch is worth a round trip only if this
+			// loop holds nothing.
+			lo := minBatch
+			if working == 0 {
+				lo = 1
 			}
+			// One monitor asks for at most a fair share: reserved
+			// reads that have not arrived yet block other loops, and a
+			// monitor on a slow trickle can take a whole second to fill.
+			req = w.budget.reserve(min(lo, w.budget.fair), min(free, w.budget.fair))
 			wantFetch, denied = req > 0, req == 0
 		}
 		if k > 0 {
