@@ -13,16 +13,19 @@
 //	confirm <queue> <k>          settle the k oldest open reads (pipelined)
 //	monitor <queue> <secs> <n>   stream up to n items, each an open read
 //
-// Each loop has a window of W = Concurrency / (servers × LoopsPerServer)
-// open reads, so the worker never holds more items than its pool can work
-// on, and every server gets the same share whichever is busiest. Items are
-// dispatched as they stream in. Pushes finish out of order, but `confirm`
-// always settles the oldest open reads, so the window (window.go) tracks
-// completions in fetch order and only the contiguous finished prefix is
-// confirmed; a finished item behind an unfinished one waits. A loop
-// fetches again once a quarter of its window is free (or it holds
-// nothing), which keeps round trips per item low under load; the confirm
-// rides in the same write as the next monitor.
+// The loops share a budget of Concurrency open reads (budget.go): every
+// monitor request is reserved from it first, so the worker never holds
+// more items than its pool can work on. Busy loops split the budget
+// evenly; a loop whose queue is empty keeps a quarter of its fair share and
+// lends the rest, so an empty or down server does not idle capacity and
+// busy servers get equal shares. Items are dispatched as they stream in.
+// Pushes finish out of order, but `confirm` always settles the oldest open
+// reads, so the window (window.go) tracks completions in fetch order and
+// only the contiguous finished prefix is confirmed; a finished item behind
+// an unfinished one waits. A loop fetches again once a quarter of its
+// window is free (or it holds nothing), asking for at most a fair share,
+// which keeps round trips per item low under load; the confirm rides in
+// the same write as the next monitor.
 //
 // Any I/O or protocol error drops the connection; the server then puts
 // every read it held back at the head of the queue. The loop redials with
@@ -75,7 +78,8 @@
 //     duplicates of one crash (docs/worker.md).
 //   - confirm k is sent only for k finished items at the head of the
 //     connection's window, so it settles exactly those.
-//   - Open reads per connection ≤ W; tasks queued in the pool ≤ Concurrency.
+//   - Open reads plus outstanding monitor requests, over all connections,
+//     ≤ Concurrency; tasks queued in the pool ≤ Concurrency.
 //
 // # Shutdown
 //
