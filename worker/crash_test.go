@@ -116,6 +116,9 @@ func TestQueuedKilledMidRun(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	if s := w.Stats(); s.Held != 0 || s.InFlight != 0 {
+		t.Errorf("after the run: %d reads held, %d items in flight; the lost connection's were not accounted for", s.Held, s.InFlight)
+	}
 	// The killed server's open reads come back at restart (at most its
 	// share of the windows, concurrency/2), and so can reads the worker
 	// confirmed just before the kill: queued answers END to a confirm

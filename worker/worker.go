@@ -488,13 +488,13 @@ func (w *Worker) consume(c *kconn) error {
 		}
 		if k > 0 || wantFetch {
 			if err = c.flush(); err != nil {
-				w.budget.release(req)
+				w.dropped(k, req)
 				return err
 			}
 		}
 		if k > 0 {
 			if err = c.readConfirm(q, k); err != nil {
-				w.budget.release(req)
+				w.dropped(k, req)
 				return err
 			}
 			w.m.held.Add(-int64(k))
@@ -533,4 +533,12 @@ func (w *Worker) consume(c *kconn) error {
 		case <-w.sendCtx.Done():
 		}
 	}
+}
+
+// dropped accounts for a connection lost with k finished reads taken off
+// its window for a confirm that did not happen (the server gives them back)
+// and req reads requested.
+func (w *Worker) dropped(k, req int) {
+	w.m.held.Add(-int64(k))
+	w.budget.release(k + req)
 }
