@@ -18,6 +18,11 @@ import (
 // step. The connection is dropped (which returns its open reads).
 var ErrProtocol = errors.New("kestrel protocol error")
 
+// ErrMonitorUnsupported: the server answered ERROR to `monitor`, which the
+// worker needs (kpush queued and Kestrel 2.x have it; Kestrel 1.x and
+// memcached do not).
+var ErrMonitorUnsupported = errors.New("server does not support monitor/confirm (use kpush queued or Kestrel 2.x)")
+
 // maxItemSize bounds the VALUE the consumer keeps in memory: a push message
 // is its payload (at most 5 KiB) plus ~70 bytes per token, so 16 MiB is a
 // message to about 200,000 devices. A larger item is read past and handed
@@ -127,6 +132,9 @@ func (c *kconn) readMonitor(queue string, seconds int, onItem func(data []byte, 
 		}
 		if string(line) == "END" {
 			return n, nil
+		}
+		if n == 0 && string(line) == "ERROR" {
+			return 0, fmt.Errorf("%w: %s answered ERROR to monitor %s", ErrMonitorUnsupported, c.addr, queue)
 		}
 		size, err := parseValueLine(line)
 		if err != nil {

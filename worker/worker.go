@@ -228,8 +228,9 @@ func (w *Worker) Stats() Stats { return w.m.stats() }
 // Run consumes until ctx is cancelled, then shuts down gracefully: it stops
 // fetching, lets in-flight pushes finish within ShutdownTimeout, confirms
 // what finished and returns the rest to the servers. It returns nil after
-// a graceful shutdown, or the fatal error (wrapping ErrBadCredentials or
-// ErrRetryQueueNotConfigured) that made it stop early.
+// a graceful shutdown, or the fatal error (wrapping ErrBadCredentials,
+// ErrRetryQueueNotConfigured or ErrMonitorUnsupported) that made it stop
+// early.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.ran.Swap(true) {
 		return errors.New("worker: Run called twice")
@@ -377,6 +378,10 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 		start := time.Now()
 		err = w.consume(c)
 		c.Close()
+		if errors.Is(err, ErrMonitorUnsupported) {
+			w.fail(err)
+			return
+		}
 		if err != nil && w.fetching() {
 			// A connection that worked for a while starts a fresh
 			// backoff; one that fails at once (a server answering
@@ -419,15 +424,22 @@ func (w *Worker) checkRetryQueue(c *kconn) error {
 		return err
 	}
 	lines, err := c.dumpConfig()
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrProtocol):
+		// The server cannot tell; it is not one the worker can use
+		// safely for delays without checking.
+		err = fmt.Errorf("%w: server %s does not answer dump_config, so its %s delay queue cannot be checked (%v); start the worker with --allow-missing-retry-queue if it is configured",
+			ErrRetryQueueNotConfigured, c.addr, retry, err)
+	case err != nil:
 		return err
+	default:
+		target, _ := expireTarget(lines, retry)
+		if target == w.cfg.Queue {
+			return nil
+		}
+		err = fmt.Errorf("%w: server %s: queue %s expires into %q, not %q; add to its config file:  queues { %s { expire_to_queue = \"%s\" } }  and run `reload` (or start the worker with --allow-missing-retry-queue)",
+			ErrRetryQueueNotConfigured, c.addr, retry, target, w.cfg.Queue, retry, w.cfg.Queue)
 	}
-	target, _ := expireTarget(lines, retry)
-	if target == w.cfg.Queue {
-		return nil
-	}
-	err = fmt.Errorf("%w: server %s: queue %s expires into %q, not %q; add to its config file:  queues { %s { expire_to_queue = \"%s\" } }  and run `reload` (or start the worker with --allow-missing-retry-queue)",
-		ErrRetryQueueNotConfigured, c.addr, retry, target, w.cfg.Queue, retry, w.cfg.Queue)
 	if w.cfg.AllowMissingRetryQueue {
 		w.log.Warn("retry delay queue not configured; retried messages will wait in it forever", "server", c.addr, "err", err)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -630,4 +631,64 @@ func TestIdleServerLendsItsShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, sim, append(tokensA, tokensB...))
+}
+
+// TestServerWithoutMonitor: a plain memcached stands for a server without
+// dump_config and monitor (Kestrel 1.x has neither): the worker says so
+// and stops, rather than reconnecting forever.
+func TestServerWithoutMonitor(t *testing.T) {
+	bin, err := exec.LookPath("memcached")
+	if err != nil {
+		t.Skip("memcached not installed (apt-get install memcached); it stands for a server without monitor")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ln.Close()
+	cmd := exec.Command(bin, "-l", "127.0.0.1", "-p", port, "-U", "0", "-u", "nobody")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 10*time.Second, "memcached accepting connections", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	sim := startSim(t, apnssim.Config{})
+	sender := newSender(t, apnsConfig(t, sim))
+	prod := newProducer(t, addr)
+
+	tests := []struct {
+		name         string
+		allowMissing bool
+		want         error
+		wantText     string
+	}{
+		{"delay queue cannot be checked", false, worker.ErrRetryQueueNotConfigured, "does not answer dump_config"},
+		{"no monitor", true, worker.ErrMonitorUnsupported, "answered ERROR to monitor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := worker.New(worker.Config{Servers: []string{addr}, Queue: testQueue, AllowMissingRetryQueue: tt.allowMissing, Logger: testLogger(t)}, sender, prod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- w.Run(t.Context()) }()
+			select {
+			case err = <-errc:
+			case <-time.After(30 * time.Second):
+				t.Fatal("worker kept running against a server without monitor")
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("Run = %v, want %v mentioning %q", err, tt.want, tt.wantText)
+			}
+		})
+	}
 }
