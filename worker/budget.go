@@ -20,11 +20,17 @@ import (
 // When an idle loop becomes busy the others' windows shrink at once; they
 // stop fetching until their reads finish, and the capacity they free goes
 // to whoever asks for it, which is then only the newcomer.
+//
+// An idle loop holding nothing defers to loops that were refused: it does
+// not reserve while any wait, so with a budget so small that one idle
+// monitor holds all of it, an empty server's loops cannot win every
+// release and starve a server that has items.
 type budget struct {
-	limit int64
-	fair  int
-	used  atomic.Int64 // open reads held + monitor requests outstanding
-	busy  atomic.Int64 // loops whose last monitor returned items
+	limit   int64
+	fair    int
+	used    atomic.Int64 // open reads held + monitor requests outstanding
+	busy    atomic.Int64 // loops whose last monitor returned items
+	waiters atomic.Int64 // loops waiting because a reservation failed
 
 	mu    sync.Mutex
 	freed chan struct{} // closed and replaced whenever used drops

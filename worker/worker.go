@@ -478,7 +478,12 @@ func (w *Worker) consume(c *kconn) error {
 		working := win.working()
 		fetching := w.fetching()
 		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
-		req, denied := 0, false
+		req, denied, deferred := 0, false, false
+		if wantFetch && !busy && working == 0 && w.budget.waiters.Load() > 0 {
+			// Idle, holding nothing, and others were refused: let
+			// them have the capacity first (budget.go).
+			wantFetch, deferred = false, true
+		}
 		if wantFetch {
 			// Fewer than a batch is worth a round trip only if this
 			// loop holds nothing.
@@ -535,14 +540,20 @@ func (w *Worker) consume(c *kconn) error {
 		if fetching {
 			fetchStop = w.fetchStop
 		}
-		if denied {
+		if denied || deferred {
 			capacity = released
+		}
+		if denied {
+			w.budget.waiters.Add(1)
 		}
 		select {
 		case <-win.changes():
 		case <-fetchStop:
 		case <-capacity:
 		case <-w.sendCtx.Done():
+		}
+		if denied {
+			w.budget.waiters.Add(-1)
 		}
 	}
 }

@@ -694,15 +694,14 @@ func TestServerWithoutMonitor(t *testing.T) {
 }
 
 // TestConcurrencyOne: with a budget of one read for four fetch loops the
-// worker still delivers everything from both servers, one at a time. (It
-// is slow: a loop waiting in monitor on an empty server holds the only
-// read for up to MonitorSeconds. Budgets below the number of loops are
-// not a sensible configuration, only a correct one.)
+// worker still delivers everything from both servers, one at a time: once
+// one server is empty its idle loops must not win the only read at every
+// release (they defer to loops that were refused).
 func TestConcurrencyOne(t *testing.T) {
 	a, b := startQueued(t, true), startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
 	prod := newProducer(t, a, b)
-	const n = 6
+	const n = 20
 	tokens := enqueue(t, prod, n, 1)
 	g := &gatedPusher{Pusher: newSender(t, apnsConfig(t, sim)), slow: map[string]bool{}, release: make(chan struct{})}
 	w, err := worker.New(worker.Config{Servers: []string{a, b}, Queue: testQueue, Concurrency: 1, Logger: testLogger(t)}, g, prod)
