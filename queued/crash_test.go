@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -327,5 +328,40 @@ func TestCorruptJournal(t *testing.T) {
 	after, err := os.ReadFile(seg)
 	if err != nil || len(after) != len(b) {
 		t.Fatalf("corrupt segment changed: %d bytes (was %d), %v", len(after), len(b), err)
+	}
+}
+
+// TestFlushKeepsOpenReadsAcrossCrash: flush (and flush_all) empty a queue
+// but leave open reads open; one aborted after the flush is back in the
+// queue, and must still be there after a SIGKILL and a restart — so the
+// flush must not journal it as removed.
+func TestFlushKeepsOpenReadsAcrossCrash(t *testing.T) {
+	for _, cmd := range []string{"flush fq", "flush_all"} {
+		t.Run(strings.ReplaceAll(cmd, " ", "_"), func(t *testing.T) {
+			dir := t.TempDir()
+			p := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", dir, "--sync", "always")
+			addr := p.Addr("queued")
+			reader, admin := dial(t, addr), dial(t, addr)
+			admin.do("set fq 0 0 4\r\nopen\r\n", "STORED\r\n")
+			admin.do("set fq 0 0 7\r\nflushed\r\n", "STORED\r\n")
+			reader.do("get fq/open\r\n", "VALUE fq 0 4\r\nopen\r\nEND\r\n")
+			reply := "END\r\n"
+			if cmd == "flush_all" {
+				reply = "Flushed all queues.\r\n"
+			}
+			admin.do(cmd+"\r\n", reply)
+			reader.do("get fq/abort\r\n", "END\r\n")
+			// Make the abort and everything before it durable in the
+			// journal's order: a set is acknowledged after its fsync.
+			admin.do("set other 0 0 1\r\nx\r\n", "STORED\r\n")
+			admin.do("set fq 0 0 5\r\nafter\r\n", "STORED\r\n")
+			p.Kill()
+
+			p2 := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", dir, "--sync", "always")
+			got := drain(t, p2.Addr("queued"), "fq")
+			if want := []string{"open", "after"}; !slices.Equal(got, want) {
+				t.Fatalf("after flush, abort and crash: queue holds %q, want %q", got, want)
+			}
+		})
 	}
 }

@@ -627,7 +627,16 @@ func (q *queue) flush() error {
 	var c *journal.Commit
 	if q.j != nil {
 		var err error
-		if c, err = q.j.Clear(); err != nil {
+		// Open reads stay open, so they must stay live in the journal too:
+		// one aborted after the flush goes back to the queue, and a crash
+		// after that must not lose it.
+		var openIDs []uint64
+		for _, list := range q.opens {
+			for _, o := range list {
+				openIDs = append(openIDs, o.e.id)
+			}
+		}
+		if c, err = q.j.ClearExcept(openIDs...); err != nil {
 			return err
 		}
 	}
