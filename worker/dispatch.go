@@ -231,7 +231,11 @@ func (it *item) settle() {
 				}
 				break
 			}
-			if !w.store(q+"_retry", data, delay) {
+			retryQueue := q + "_retry"
+			if w.noDelayQueue.Load() {
+				retryQueue, delay = q, 0
+			}
+			if !w.store(retryQueue, data, delay) {
 				w.m.inFlight.Add(-1)
 				return
 			}

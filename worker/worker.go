@@ -85,7 +85,8 @@ type Config struct {
 	// otherwise push.Result.RetryAfter.
 	MinRequeueDelay time.Duration
 	// AllowMissingRetryQueue turns the start-up check of the delay queue
-	// into a warning.
+	// into a warning: without the delay queue, messages to retry are put
+	// straight back onto Queue (no delay; MaxRequeues still bounds them).
 	AllowMissingRetryQueue bool
 	// ReconnectMin and ReconnectMax bound the backoff between attempts to
 	// reach a server that is down; defaults 100 ms and 5 s.
@@ -190,6 +191,13 @@ type Worker struct {
 	fatalErr error
 
 	ran atomic.Bool
+
+	// noDelayQueue is set when a server lacks the <queue>_retry delay
+	// queue and AllowMissingRetryQueue let the worker start anyway:
+	// retries then go straight back onto the work queue, since an item
+	// parked with an expiry in a queue that expires into nothing would be
+	// dropped when it expires.
+	noDelayQueue atomic.Bool
 }
 
 // New checks cfg and returns a Worker that pushes through pusher and writes
@@ -441,7 +449,9 @@ func (w *Worker) checkRetryQueue(c *kconn) error {
 			ErrRetryQueueNotConfigured, c.addr, retry, target, w.cfg.Queue, retry, w.cfg.Queue)
 	}
 	if w.cfg.AllowMissingRetryQueue {
-		w.log.Warn("retry delay queue not configured; retried messages will wait in it forever", "server", c.addr, "err", err)
+		if !w.noDelayQueue.Swap(true) {
+			w.log.Warn("retry delay queue not configured: transient failures go straight back onto the work queue, without delay", "server", c.addr, "queue", w.cfg.Queue, "err", err)
+		}
 		return nil
 	}
 	return err

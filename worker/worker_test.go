@@ -254,7 +254,8 @@ func TestBadCredentialsReturnsEverything(t *testing.T) {
 
 // TestMissingRetryQueueFailsLoudly: a server without the delay queue makes
 // Run fail naming the config lines to add; with AllowMissingRetryQueue it
-// only warns and delivers.
+// only warns and delivers, re-queueing retries straight onto the work queue
+// (an item parked in a delay queue that expires into nothing would be lost).
 func TestMissingRetryQueueFailsLoudly(t *testing.T) {
 	a := startQueued(t, false)
 	sim := startSim(t, apnssim.Config{})
@@ -269,16 +270,34 @@ func TestMissingRetryQueueFailsLoudly(t *testing.T) {
 		t.Fatalf("Run = %v, want ErrRetryQueueNotConfigured with the config line", err)
 	}
 
-	enqueue(t, prod, 5, 1)
-	w, err = worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, AllowMissingRetryQueue: true, Logger: testLogger(t)},
-		newSender(t, apnsConfig(t, sim)), prod)
+	const n = 40
+	tokens := enqueue(t, prod, n, 1)
+	// 30% of pushes fail with 503 and there is one in-process attempt, so
+	// some tokens must go through the (missing) delay queue.
+	flaky := startSim(t, apnssim.Config{Failures: []apnssim.Failure{{Reason: "ServiceUnavailable", Rate: 0.3}}})
+	w, err = worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, AllowMissingRetryQueue: true,
+		Attempts: 1, MaxRequeues: 30, Logger: testLogger(t)},
+		newSender(t, apnsConfig(t, flaky)), prod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, 30*time.Second, "delivery despite the warning", func() bool { return sim.Stats().Accepted == 5 })
+	waitFor(t, 60*time.Second, "delivery despite the warning", func() bool { return flaky.Stats().Accepted == n })
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+	if w.Stats().Requeued == 0 {
+		t.Fatal("no token was re-queued; the test did not exercise the missing delay queue")
+	}
+	st := flaky.Stats()
+	for _, tok := range tokens {
+		if st.Tokens[tok] != 1 {
+			t.Errorf("token %s accepted %d times, want 1", tok, st.Tokens[tok])
+		}
+	}
+	k := dialKestrel(t, a)
+	if parked := k.queueStat(testQueue+"_retry", "items"); parked != 0 {
+		t.Fatalf("%d items parked in %s_retry, which expires into nothing", parked, testQueue)
 	}
 }
 
@@ -639,7 +658,7 @@ func TestIdleServerLendsItsShare(t *testing.T) {
 func TestServerWithoutMonitor(t *testing.T) {
 	bin, err := exec.LookPath("memcached")
 	if err != nil {
-		t.Skip("memcached not installed (apt-get install memcached); it stands for a server without monitor")
+		t.Fatal("memcached not installed: run the tests with scripts/test, which installs it (or apt-get install memcached); it stands for a server without monitor")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -32,7 +32,8 @@ cause).
 Outcomes: dead tokens go to <queue>_invalid_tokens, transient failures are
 retried and then re-queued with a delay through <queue>_retry (each server
 needs  queues { <queue>_retry { expire_to_queue = "<queue>" } }  in its
-config), undeliverable messages go to <queue>_failed. Bad credentials stop
+config; without it, retries go straight back onto <queue>, with a warning),
+undeliverable messages go to <queue>_failed. Bad credentials stop
 the worker (exit 1) after returning everything it held.
 
 SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
@@ -91,7 +92,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	f.IntVar(&cfg.Attempts, "attempts", 3, "in-process attempts per token before a transient failure is re-queued with a delay")
 	f.DurationVar(&cfg.RetryBase, "retry-base", 100*time.Millisecond, "base of the in-process retry backoff (full jitter)")
 	f.IntVar(&cfg.MaxRequeues, "max-requeues", 10, "re-queues through <queue>_retry before a message is dead-lettered to <queue>_failed")
-	f.BoolVar(&cfg.AllowMissingRetryQueue, "allow-missing-retry-queue", false, "warn instead of failing when a server has no <queue>_retry delay queue")
+	f.BoolVar(&cfg.AllowMissingRetryQueue, "allow-missing-retry-queue", true, "when a server has no <queue>_retry delay queue, warn and re-queue retries onto <queue> without delay; =false refuses to start")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "serve /metrics and /healthz on this address (empty: off)")
 	f.DurationVar(&cfg.SummaryInterval, "summary-interval", 10*time.Second, "period of the one-line summary in the log (negative: off)")
 	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
