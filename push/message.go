@@ -116,6 +116,12 @@ type Message struct {
 	// EnqueuedAt is when the producer first enqueued the message, in UNIX
 	// milliseconds, for enqueue-to-delivery latency.
 	EnqueuedAt int64 `json:"enqueued_at,omitempty"`
+
+	// body caches the APNs payload ParseMessage built while validating,
+	// so a message sent to many tokens is encoded once, not once per token
+	// (that was about 12% of a worker's CPU). Only ParseMessage sets it:
+	// it owns the new message, so no caller can be reading it meanwhile.
+	body []byte
 }
 
 // Alert is the aps.alert value: either a plain string (Text, shown as the
@@ -186,9 +192,11 @@ func ParseMessage(b []byte) (*Message, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, invalid("(message)", "unexpected data after the JSON object")
 	}
-	if err := m.Validate(); err != nil {
+	body, err := m.validate()
+	if err != nil {
 		return nil, err
 	}
+	m.body = body
 	return &m, nil
 }
 
@@ -229,74 +237,80 @@ func (m *Message) MaxPayload() int {
 // before anything is sent. The error is a *ValidationError naming the first
 // bad field.
 func (m *Message) Validate() error {
+	_, err := m.validate()
+	return err
+}
+
+// validate checks the message and returns its APNs payload.
+func (m *Message) validate() ([]byte, error) {
 	if len(m.Tokens) == 0 {
-		return invalid("tokens", "at least one device token is required")
+		return nil, invalid("tokens", "at least one device token is required")
 	}
 	seen := make(map[string]int, len(m.Tokens))
 	for i, tok := range m.Tokens {
 		field := fmt.Sprintf("tokens[%d]", i)
 		if err := ValidateToken(tok); err != nil {
-			return invalid(field, "%v", err)
+			return nil, invalid(field, "%v", err)
 		}
 		key := strings.ToLower(tok)
 		if j, dup := seen[key]; dup {
-			return invalid(field, "duplicate of tokens[%d] (it would be delivered twice)", j)
+			return nil, invalid(field, "duplicate of tokens[%d] (it would be delivered twice)", j)
 		}
 		seen[key] = i
 	}
 	pushType := m.EffectivePushType()
 	suffix, known := topicSuffix[pushType]
 	if !known {
-		return invalid("push_type", "unknown push type %q (want one of alert, background, voip, liveactivity, location, complication, fileprovider, pushtotalk, widgets, controls, mdm)", m.PushType)
+		return nil, invalid("push_type", "unknown push type %q (want one of alert, background, voip, liveactivity, location, complication, fileprovider, pushtotalk, widgets, controls, mdm)", m.PushType)
 	}
 	if m.Topic == "" {
-		return invalid("topic", "required (the app's bundle ID)")
+		return nil, invalid("topic", "required (the app's bundle ID)")
 	}
 	if strings.ContainsAny(m.Topic, " \t\r\n") {
-		return invalid("topic", "must not contain white space")
+		return nil, invalid("topic", "must not contain white space")
 	}
 	if suffix != "" && !strings.HasSuffix(m.Topic, suffix) {
-		return invalid("topic", "push type %s needs a topic ending in %q", pushType, suffix)
+		return nil, invalid("topic", "push type %s needs a topic ending in %q", pushType, suffix)
 	}
 	switch m.Priority {
 	case 0, 1, 5:
 	case 10:
 		if pushType == PushTypeBackground {
-			return invalid("priority", "background pushes must use priority 5 (or 1), not 10")
+			return nil, invalid("priority", "background pushes must use priority 5 (or 1), not 10")
 		}
 	default:
-		return invalid("priority", "%d is not 10, 5 or 1", m.Priority)
+		return nil, invalid("priority", "%d is not 10, 5 or 1", m.Priority)
 	}
 	if m.Expiration < 0 {
-		return invalid("expiration", "must be UNIX seconds, not negative")
+		return nil, invalid("expiration", "must be UNIX seconds, not negative")
 	}
 	if len(m.CollapseID) > MaxCollapseIDLen {
-		return invalid("collapse_id", "%d bytes, Apple allows at most %d", len(m.CollapseID), MaxCollapseIDLen)
+		return nil, invalid("collapse_id", "%d bytes, Apple allows at most %d", len(m.CollapseID), MaxCollapseIDLen)
 	}
 	if m.Attempt < 0 {
-		return invalid("attempt", "must not be negative")
+		return nil, invalid("attempt", "must not be negative")
 	}
 	if len(m.Payload) > 0 {
 		if err := validateRawPayload(m.Payload); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		if err := m.validateFields(pushType); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	body, err := m.APNsPayload()
 	if err != nil {
-		return invalid("data", "cannot encode: %v", err)
+		return nil, invalid("data", "cannot encode: %v", err)
 	}
 	if limit := m.MaxPayload(); len(body) > limit {
 		field := "alert"
 		if len(m.Payload) > 0 {
 			field = "payload"
 		}
-		return invalid(field, "the APNs payload is %d bytes, over Apple's %d-byte limit for %s pushes", len(body), limit, pushType)
+		return nil, invalid(field, "the APNs payload is %d bytes, over Apple's %d-byte limit for %s pushes", len(body), limit, pushType)
 	}
-	return nil
+	return body, nil
 }
 
 func (m *Message) validateFields(pushType string) error {
@@ -379,6 +393,9 @@ type aps struct {
 // from Data. HTML characters are not escaped, so the size counted here is
 // the size Apple counts.
 func (m *Message) APNsPayload() ([]byte, error) {
+	if m.body != nil {
+		return m.body, nil
+	}
 	if len(m.Payload) > 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, m.Payload); err != nil {
