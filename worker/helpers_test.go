@@ -166,7 +166,10 @@ func apnsArgs(t testing.TB, sim *apnssim.Server) []string {
 
 func newProducer(t testing.TB, addrs ...string) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(addrs, producer.WithAtLeastOnce(), producer.WithLogger(testLogger(t)))
+	// A generous timeout: on a loaded machine an fsync can take seconds,
+	// and an at-least-once producer that gives up on a slow STORED resends
+	// the item elsewhere, a duplicate the exactly-once tests would flag.
+	p, err := producer.New(addrs, producer.WithAtLeastOnce(), producer.WithTimeout(30*time.Second), producer.WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
