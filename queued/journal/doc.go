@@ -6,12 +6,26 @@
 // # Goroutines
 //
 // Each Journal has one writer goroutine (run) that owns the files: it is
-// the only code that writes, fsyncs, rolls or deletes segments. Append,
-// Remove and Clear encode their records into a shared pending buffer under
+// the only code that fsyncs, rolls or deletes segments. Append, Remove and
+// Clear encode their records into a shared pending buffer under
 // Journal.mu and return a *Commit; the writer takes the whole buffer, writes
 // it with one write(2) and (SyncAlways) one fsync, and then finishes the
 // batch's Commit, releasing every waiter of the batch at once (group
-// commit). A compaction runs in its own goroutine, reading immutable old
+// commit).
+//
+// Under SyncNever and SyncInterval a commit needs only the write(2), and
+// waking the writer and parking the caller cost more than the write: so
+// while the writer is idle (writerBusy false), Append and ClearExcept write
+// the pending buffer themselves, with one pwrite under mu, and return a
+// finished Commit. Nobody waits for a Remove (package queued acknowledges
+// reads before their REMOVE is durable), so it stays pending and rides in
+// the next inline write, or in a lazy write lazyDelay (1 ms) later from a
+// timer. The writer, while busy, keeps the files to itself; after inline
+// writes it is kicked only when a roll, a segment deletion or a compaction
+// check is due. A failed inline write leaves the records pending for the
+// writer, which retries at the same offset and undoes them if that fails
+// too. Measured on the 50-connection set/get flood (--sync never), this
+// took queued from 0.77x to 0.82-0.91x of memcached. A compaction runs in its own goroutine, reading immutable old
 // segments and writing a temp file; only the final swap takes the lock.
 // Cursors read segment files with their own file descriptors.
 //

@@ -147,6 +147,9 @@ type Journal struct {
 	pendingRetry   []Record // REMOVE/CLEAR records of the batch, re-queued if it fails
 	pendingCommit  *Commit
 	syncReq        bool
+	maintainReq    bool // inline writes happened: the writer should roll/drop/compact
+	lazyArmed      bool // lazyTimer will write the pending removes
+	writerBusy     bool // the writer goroutine is at work (writing, fsyncing, rolling)
 	inflight       int64
 	allocEnd       int64 // preallocated end of the active file
 	reserve        bool  // fallocate works here
@@ -155,8 +158,14 @@ type Journal struct {
 	st             Stats
 	closeErr       error
 
+	// dirty: written since the last fsync. Set by inline writes under mu
+	// while the writer is idle, otherwise by the writer (writerBusy keeps
+	// the two apart).
+	dirty bool
+
+	lazyTimer *time.Timer
+
 	// writer-goroutine-only state
-	dirty       bool
 	rollRetryAt time.Time // after a failed roll, when to try again
 }
 
@@ -342,6 +351,9 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 		j.pendingAdds = append(j.pendingAdds, it.ID)
 	}
 	j.pendingRecs += int64(len(items))
+	if j.writeInlineLocked() {
+		return doneCommit, nil
+	}
 	return j.commitLocked(), nil
 }
 
@@ -370,6 +382,23 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 	j.pending = EncodeRecord(j.pending, &rec)
 	j.pendingRetry = append(j.pendingRetry, rec)
 	j.pendingRecs++
+	if j.inlineAllowedLocked() {
+		// Nobody waits for a remove (see package queued, Durability):
+		// it rides in the next inline write, at the latest lazyDelay
+		// from now, instead of costing a write(2) of its own.
+		if j.pendingCommit == nil {
+			j.pendingCommit = &Commit{done: make(chan struct{})}
+		}
+		if !j.lazyArmed {
+			j.lazyArmed = true
+			if j.lazyTimer == nil {
+				j.lazyTimer = time.AfterFunc(lazyDelay, j.lazyWrite)
+			} else {
+				j.lazyTimer.Reset(lazyDelay)
+			}
+		}
+		return j.pendingCommit, nil
+	}
 	return j.commitLocked(), nil
 }
 
@@ -422,6 +451,9 @@ func (j *Journal) ClearExcept(keep ...uint64) (*Commit, error) {
 	j.pending = EncodeRecord(j.pending, &rec)
 	j.pendingRetry = append(j.pendingRetry, rec)
 	j.pendingRecs++
+	if j.writeInlineLocked() {
+		return doneCommit, nil
+	}
 	return j.commitLocked(), nil
 }
 
@@ -436,6 +468,98 @@ func (j *Journal) Sync() error {
 	c := j.commitLocked()
 	j.mu.Unlock()
 	return c.Wait()
+}
+
+// doneCommit is the Commit of records written inline: already finished.
+var doneCommit = finished(nil)
+
+// writeInlineLocked writes the pending records (those of the caller only)
+// to the active file right here, with one pwrite under mu, instead of
+// handing them to the writer goroutine: under SyncNever and SyncInterval a
+// commit needs only the write(2), and the hand-off (waking the writer,
+// parking the caller until the writer finishes) cost more than the write.
+// It applies only when the writer is idle and nobody waits on it, so the
+// file is never written by two goroutines and batches stay in order;
+// otherwise the records join the writer's next batch (group commit, and
+// every SyncAlways commit, whose fsync the writer owns). A failed write
+// leaves the records pending for the writer, which retries at the same
+// offset and, failing again, undoes them (failBatch).
+func (j *Journal) writeInlineLocked() bool {
+	if !j.inlineAllowedLocked() || len(j.pending) == 0 {
+		return false
+	}
+	seg := j.active
+	off := seg.size
+	if _, err := seg.f.WriteAt(j.pending, off); err != nil {
+		return false
+	}
+	seg.size = off + int64(len(j.pending))
+	j.dirty = true
+	if n := len(j.pendingAdds); n > 0 {
+		j.writtenNext = max(j.writtenNext, j.pendingAdds[n-1]+1)
+	}
+	j.st.Writes += j.pendingRecs
+	if cap(j.pending) > maxPending {
+		j.pending = nil // do not keep a huge item's buffer
+	} else {
+		j.pending = j.pending[:0]
+	}
+	j.pendingAdds = j.pendingAdds[:0]
+	j.pendingRetry, j.pendingRecs = nil, 0
+	if c := j.pendingCommit; c != nil {
+		// Records that were waiting (lazy removes, or a batch the writer
+		// was kicked for but had not taken yet) are written now.
+		j.pendingCommit = nil
+		c.finish(nil)
+	}
+	j.cond.Broadcast()
+	if j.needsMaintenanceLocked() {
+		j.maintainReq = true
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// inlineAllowedLocked: records may be written by the caller (see
+// writeInlineLocked).
+func (j *Journal) inlineAllowedLocked() bool {
+	return j.opts.Sync != SyncAlways && !j.writerBusy && !j.closing && !j.dead && !j.syncReq
+}
+
+// lazyDelay bounds how long a remove waits for the next inline write.
+const lazyDelay = time.Millisecond
+
+// lazyWrite writes removes that no inline write carried within lazyDelay.
+func (j *Journal) lazyWrite() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.lazyArmed = false
+	if len(j.pending) == 0 || j.closing || j.dead {
+		return
+	}
+	if !j.writeInlineLocked() {
+		j.commitLocked() // the writer is busy or the write failed: hand over
+	}
+}
+
+// needsMaintenanceLocked tells whether the writer has a roll, a segment
+// deletion or a compaction check to do (what it does after every batch).
+func (j *Journal) needsMaintenanceLocked() bool {
+	size := j.active.size
+	if size >= j.opts.SegmentSize || (j.live.items == 0 && size >= min(j.opts.SegmentSize/2, 1<<20)) {
+		return true
+	}
+	if len(j.segs) < 2 {
+		return false
+	}
+	first := j.nextID
+	if id, ok := j.live.firstLive(); ok {
+		first = id
+	}
+	return first >= j.segs[1].firstID || time.Since(j.lastCompactChk) >= compactCheckEvery
 }
 
 func (j *Journal) commitLocked() *Commit {

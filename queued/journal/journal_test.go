@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -256,5 +257,40 @@ func TestBadOptions(t *testing.T) {
 			j.Close()
 			t.Fatalf("Open with %+v succeeded", o)
 		}
+	}
+}
+
+// TestInlineWritesSurviveCrash: under SyncNever and SyncInterval an
+// Append is written by the caller (no writer hand-off) and a Remove rides
+// in the next write or, alone, in the lazy write at most lazyDelay later.
+// Whatever a finished Commit covers must be in the file after a crash
+// without Close (abandon), in order, with the writer goroutine never
+// having run a batch.
+func TestInlineWritesSurviveCrash(t *testing.T) {
+	for _, mode := range []SyncMode{SyncNever, SyncInterval} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Sync: mode, SyncInterval: time.Hour}
+			j := openT(t, dir, opts)
+			ids := appendT(t, j, "a", "b", "c")
+			// The remove is not waited for by its caller; here it is,
+			// and nothing else is written after it: the lazy write must
+			// carry it.
+			removeT(t, j, ids[0])
+			// This remove rides in the next append's write.
+			if _, err := j.Remove(ids[1]); err != nil {
+				t.Fatal(err)
+			}
+			appendT(t, j, "d")
+			if st := j.Stats(); st.Writes != 6 || st.Syncs != 0 {
+				t.Fatalf("stats %+v: want 6 records written, no fsync", st)
+			}
+			j.abandon()
+			j = openT(t, dir, opts)
+			defer j.Close()
+			if got := datas(readAll(t, j)); fmt.Sprint(got) != "[c d]" {
+				t.Fatalf("after crash: live %v, want [c d]", got)
+			}
+		})
 	}
 }

@@ -38,20 +38,26 @@ func (j *Journal) run() {
 		select {
 		case <-j.kick:
 		case <-tick:
+			j.setBusy(true)
 			if j.dirty {
 				if err := j.fsyncActive(); err != nil {
 					j.log.Error("periodic fsync failed", "file", j.active.path, "err", err)
 				}
 			}
+			j.setBusy(false)
 			continue
 		case <-j.stopC:
 		case <-j.deadC:
 			return
 		}
+		j.setBusy(true)
 		for j.flushOnce() {
 		}
 		j.mu.Lock()
 		closing, dead, empty := j.closing, j.dead, len(j.pending) == 0
+		if !closing && !dead {
+			j.writerBusy = false
+		}
 		j.mu.Unlock()
 		if dead {
 			return
@@ -82,15 +88,39 @@ func (j *Journal) run() {
 	}
 }
 
+// setBusy marks the writer at work: no inline writes meanwhile.
+func (j *Journal) setBusy(busy bool) {
+	j.mu.Lock()
+	j.writerBusy = busy
+	j.mu.Unlock()
+}
+
 // flushOnce writes one batch. It returns false when there was nothing to
 // do or the write failed (the failed records wait for the next kick, so a
-// broken disk does not spin the writer).
+// broken disk does not spin the writer). With nothing pending it does the
+// maintenance inline writes asked for.
 func (j *Journal) flushOnce() bool {
 	j.mu.Lock()
-	if j.dead || (len(j.pending) == 0 && !j.syncReq) {
+	if j.dead {
 		j.mu.Unlock()
 		return false
 	}
+	if len(j.pending) == 0 && !j.syncReq {
+		maintain := j.maintainReq
+		j.maintainReq = false
+		firstLive := j.nextID
+		if id, ok := j.live.firstLive(); ok {
+			firstLive = id
+		}
+		j.mu.Unlock()
+		if maintain {
+			// Everything is written (nothing pending): firstLive is a
+			// snapshot whose REMOVEs are in the file.
+			j.maintain(firstLive)
+		}
+		return false
+	}
+	j.maintainReq = false
 	b := batch{
 		buf: j.pending, recs: j.pendingRecs, adds: j.pendingAdds, retry: j.pendingRetry,
 		commit: j.pendingCommit, sync: j.syncReq, seg: j.active, off: j.active.size,
