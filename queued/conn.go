@@ -516,8 +516,7 @@ func (c *conn) set(cmd *Command) bool {
 	default:
 		expiry = exptime * 1000
 	}
-	data := make([]byte, len(cmd.Data))
-	copy(data, cmd.Data)
+	data := c.takeData(cmd.Data)
 	// The reply waits for the commit, but the connection goes on parsing:
 	// pipelined sets are all in the journal's next group commit, and their
 	// replies are written, in order, when the batch settles.
@@ -533,6 +532,31 @@ func (c *conn) set(cmd *Command) bool {
 		c.settle()
 	}
 	return true
+}
+
+// stealMin is the data size from which a set's item takes over the read
+// buffer that grew to receive it instead of copying it.
+const stealMin = 64 << 10
+
+// takeData returns a set's data (which lies in the read buffer, before
+// c.r) as memory of the item's own. A big item is the bulk of a buffer
+// that grew just for it: the item keeps that buffer and the connection
+// starts a fresh one holding what follows, so megabytes are neither
+// zeroed nor copied twice (measured with 8 MiB items beside small ones:
+// the copies and their garbage were a third of the daemon's CPU time).
+func (c *conn) takeData(d []byte) []byte {
+	if len(d) < stealMin || 2*len(d) < len(c.buf) {
+		data := make([]byte, len(d))
+		copy(data, d)
+		return data
+	}
+	rest := c.w - c.r
+	nb := make([]byte, max(readBufSize, rest))
+	copy(nb, c.buf[c.r:c.w])
+	// The old buffer now counts as item memory, not request memory.
+	c.s.reqBuf.Add(int64(max(len(nb), readBufSize) - max(len(c.buf), readBufSize)))
+	c.buf, c.r, c.w = nb, 0, rest
+	return d[:len(d):len(d)]
 }
 
 // maxInflightSets bounds the sets of one connection waiting for their

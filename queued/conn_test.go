@@ -265,3 +265,22 @@ func TestRequestBufferBudget(t *testing.T) {
 	c.nc.Close()
 	waitFor(t, "buffer released at close", func() bool { return s.reqBuf.Load() == 0 })
 }
+
+// TestBigSetTakesReadBuffer: a big set's item takes over the read buffer
+// that grew for it; what the client pipelined behind it in the same write
+// must still be parsed, in order, and the request-buffer budget must be
+// given back.
+func TestBigSetTakesReadBuffer(t *testing.T) {
+	s, addr := startServer(t, nil)
+	c := dial(t, addr)
+	big := strings.Repeat("x", 3*stealMin+5)
+	c.do("set big 0 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nset big 0 0 3\r\nabc\r\nget big\r\nget big\r\n",
+		"STORED\r\nSTORED\r\nVALUE big 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nEND\r\nVALUE big 0 3\r\nabc\r\nEND\r\n")
+	// Two big sets in one write: the second is copied out of the first's
+	// buffer into the fresh one.
+	c.do("set big 0 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nset big 0 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nget big\r\n",
+		"STORED\r\nSTORED\r\nVALUE big 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nEND\r\n")
+	c.do("get big\r\n", "VALUE big 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nEND\r\n")
+	// The connection shrinks its buffer just after flushing the reply.
+	waitFor(t, "request buffers back to their resting size", func() bool { return s.reqBuf.Load() == 0 })
+}

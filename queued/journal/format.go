@@ -144,6 +144,37 @@ func EncodeRecord(dst []byte, r *Record) []byte {
 	return dst
 }
 
+// encodeAddHead appends the frame of an ADD without its data and padding
+// (they follow in the file: data, then padded(n)-n zero bytes) and returns
+// the result and the frame's total size. The CRC covers the data all the
+// same; the data is read, never copied.
+func encodeAddHead(dst []byte, id uint64, addTime, expiry int64, data []byte) ([]byte, int) {
+	n := 1 + addFixedSize + len(data)
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeaderSize+1+addFixedSize)...)
+	b := dst[start:]
+	binary.LittleEndian.PutUint32(b[0:4], uint32(n))
+	p := b[frameHeaderSize:]
+	p[0] = byte(RecAdd)
+	binary.LittleEndian.PutUint64(p[1:], id)
+	binary.LittleEndian.PutUint64(p[9:], uint64(addTime))
+	binary.LittleEndian.PutUint64(p[17:], uint64(expiry))
+	crc := crc32.Update(0, castagnoli, b[0:4])
+	crc = crc32.Update(crc, castagnoli, p)
+	// In pieces: the CRC loop is assembly, where the scheduler cannot
+	// preempt; one pass over 8 MiB held a GC's stop of this goroutine
+	// (and so everybody's progress) for a millisecond.
+	for len(data) > 0 {
+		k := min(len(data), crcChunk)
+		crc = crc32.Update(crc, castagnoli, data[:k])
+		data = data[k:]
+	}
+	binary.LittleEndian.PutUint32(b[4:8], crc)
+	return dst, frameHeaderSize + padded(n)
+}
+
+const crcChunk = 64 << 10
+
 // DecodeRecord decodes the frame at the start of b and returns the record
 // and the number of bytes it occupies (padding included). Data aliases b.
 // It never panics; every failure is one of the decoding errors above.

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SyncMode says when a Commit counts as done.
@@ -342,6 +344,11 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 	if err := j.reserveLocked(int64(size), int64(len(items))); err != nil {
 		return nil, err
 	}
+	if len(items) == 1 && len(items[0].Data) >= bigRecord {
+		if c, ok := j.appendBigLocked(&items[0]); ok {
+			return c, nil
+		}
+	}
 	for i := range items {
 		it := &items[i]
 		it.ID = j.nextID
@@ -470,6 +477,60 @@ func (j *Journal) Sync() error {
 	return c.Wait()
 }
 
+// bigRecord is the data size from which an ADD is written straight from
+// the item's memory (appendBigLocked).
+const bigRecord = 64 << 10
+
+// appendBigLocked writes the ADD of a big item straight from its data, with
+// one pwritev of the pending records, the ADD's head, the data and the
+// padding, when the writer is idle and nobody waits on it: the data is
+// neither copied into the pending buffer (a growing 8 MiB buffer, zeroed,
+// copied, dropped) nor written by another goroutine. Writeback of the
+// record starts at once (sync_file_range), so neither this journal's next
+// fsync nor another file's (ext4 commits in data=ordered order) finds
+// megabytes to flush. Under SyncAlways the writer then fsyncs, as for any
+// batch. It reports false, changing nothing, when the record must go the
+// ordinary way.
+func (j *Journal) appendBigLocked(it *Item) (*Commit, bool) {
+	// A busy writer is typically rolling the segment (a drained queue
+	// rolls after each big item): wait for it rather than copy the data.
+	for j.writerBusy && !j.closing && !j.dead {
+		j.cond.Wait()
+	}
+	if j.closing || j.dead || j.syncReq || (j.opts.Sync == SyncAlways && j.pendingCommit != nil) {
+		return nil, false
+	}
+	mark := len(j.pending)
+	id := j.nextID
+	var total int
+	j.pending, total = encodeAddHead(j.pending, id, it.AddTime, it.Expiry, it.Data)
+	headLen := len(j.pending) - mark
+	pad := zeroPad[:total-headLen-len(it.Data)]
+	seg := j.active
+	off := seg.size
+	want := len(j.pending) + len(it.Data) + len(pad)
+	n, err := unix.Pwritev(int(seg.f.Fd()), [][]byte{j.pending, it.Data, pad}, off)
+	if err != nil || n != want {
+		// The writer will write the whole batch again at off.
+		j.pending = j.pending[:mark]
+		return nil, false
+	}
+	it.ID = id
+	j.nextID++
+	j.live.add(id, len(it.Data))
+	j.pendingAdds = append(j.pendingAdds, id)
+	j.pendingRecs++
+	j.finishInlineLocked(seg, off, int64(want))
+	_ = unix.SyncFileRange(int(seg.f.Fd()), off, int64(want), unix.SYNC_FILE_RANGE_WRITE)
+	if j.opts.Sync == SyncAlways {
+		j.syncReq = true
+		return j.commitLocked(), true
+	}
+	return doneCommit, true
+}
+
+var zeroPad [frameAlign]byte
+
 // doneCommit is the Commit of records written inline: already finished.
 var doneCommit = finished(nil)
 
@@ -493,7 +554,14 @@ func (j *Journal) writeInlineLocked() bool {
 	if _, err := seg.f.WriteAt(j.pending, off); err != nil {
 		return false
 	}
-	seg.size = off + int64(len(j.pending))
+	j.finishInlineLocked(seg, off, int64(len(j.pending)))
+	return true
+}
+
+// finishInlineLocked accounts for n bytes of pending records written at off
+// by the caller and finishes whatever commit waited for them.
+func (j *Journal) finishInlineLocked(seg *segment, off, n int64) {
+	seg.size = off + n
 	j.dirty = true
 	if n := len(j.pendingAdds); n > 0 {
 		j.writtenNext = max(j.writtenNext, j.pendingAdds[n-1]+1)
@@ -520,7 +588,6 @@ func (j *Journal) writeInlineLocked() bool {
 		default:
 		}
 	}
-	return true
 }
 
 // inlineAllowedLocked: records may be written by the caller (see

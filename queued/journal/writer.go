@@ -57,6 +57,7 @@ func (j *Journal) run() {
 		closing, dead, empty := j.closing, j.dead, len(j.pending) == 0
 		if !closing && !dead {
 			j.writerBusy = false
+			j.cond.Broadcast() // appendBigLocked waits for an idle writer
 		}
 		j.mu.Unlock()
 		if dead {
