@@ -219,3 +219,83 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(float64(replay)/float64(raw), "x-raw-read")
 	b.ReportMetric(float64(heap)/float64(b.N*batches*per/2), "heap-B/live-item")
 }
+
+// BenchmarkFsyncBesideBigWriter is the disk's own answer to the fairness
+// question (docs/benchmarks.md, bench/fairness.sh): the latency of a raw
+// write(100 B)+fdatasync on one file, alone and while another file on the
+// same file system gets 8 MiB writes each followed by fdatasync (what a
+// queue of 8 MiB items does under sync always). No journal is involved: it
+// is the floor any journaled small set can reach beside such a writer.
+// Reports p50/p99 of the small fsyncs alone and beside, and their ratio.
+func BenchmarkFsyncBesideBigWriter(b *testing.B) {
+	dir := b.TempDir()
+	n := max(b.N, 200)
+	measure := func() (p50, p99 time.Duration) {
+		f, err := os.Create(filepath.Join(dir, "small"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 100)
+		lat := make([]time.Duration, n)
+		for i := range lat {
+			start := time.Now()
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		slices.Sort(lat)
+		return lat[n/2], lat[n*99/100]
+	}
+	b.ResetTimer()
+	alone50, alone99 := measure()
+	stop := make(chan struct{})
+	var bigWrites atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f, err := os.Create(filepath.Join(dir, "big"))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer f.Close()
+		big := make([]byte, 8<<20)
+		for off := int64(0); ; off += int64(len(big)) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if off >= 256<<20 { // keep the file bounded: start over
+				off = 0
+			}
+			if _, err := f.WriteAt(big, off); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				b.Error(err)
+				return
+			}
+			bigWrites.Add(1)
+		}
+	}()
+	for bigWrites.Load() == 0 {
+		runtime.Gosched()
+	}
+	beside50, beside99 := measure()
+	close(stop)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(alone50.Microseconds()), "alone_p50_us")
+	b.ReportMetric(float64(alone99.Microseconds()), "alone_p99_us")
+	b.ReportMetric(float64(beside50.Microseconds()), "beside_p50_us")
+	b.ReportMetric(float64(beside99.Microseconds()), "beside_p99_us")
+	b.ReportMetric(float64(beside99)/float64(alone99), "x_p99")
+}
