@@ -16,11 +16,15 @@
 //     goroutine was considered (nsq style) but every operation is a few
 //     hundred nanoseconds of bookkeeping, and a mutex lets readers and
 //     writers of different queues run on different cores without a channel
-//     hop. Nothing slow happens under queue.mu: journal appends only encode
+//     hop. Nothing slow happens under queue.mu: journal appends encode
 //     into the journal's buffer (they block only when 8 MiB are waiting to
-//     be written); commits are waited for after unlocking, so hundreds of
-//     connections' sets are in one group commit (one write and one fsync
-//     for all of them). A connection also goes on parsing after a set and
+//     be written), or under sync never/interval write it themselves with
+//     one pwrite when the journal's writer is idle (package journal); a
+//     big item's set hands its read buffer to the item (conn.takeData) and
+//     the journal writes it from there (a few ms for 8 MiB, holding up
+//     only that queue); commits are waited for after unlocking, so
+//     hundreds of connections' sets are in one group commit (one write
+//     and one fsync for all of them). A connection also goes on parsing after a set and
 //     settles the replies of all its pending sets, in order, before any
 //     other command and before each flush, so pipelined sets share a
 //     commit. The exception is the read-behind refill, a bounded
