@@ -3,11 +3,6 @@ package worker_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -121,16 +116,8 @@ func startSim(t testing.TB, cfg apnssim.Config) *apnssim.Server {
 // writeAuthKey writes a fresh ES256 key as Apple's .p8 (PKCS#8 PEM).
 func writeAuthKey(t testing.TB) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	path, err := apnssim.EnsureDevKey(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "AuthKey_ABC123DEFG.p8")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -31,8 +25,8 @@ func TestPushAgainstAPNsSim(t *testing.T) {
 	caFile := filepath.Join(tlsDir, "ca.pem")
 	sim.WaitLog(regexp.MustCompile(`listening`), time.Minute)
 
-	keyFile := filepath.Join(dir, "AuthKey_ABC123DEFG.p8")
-	writeP8(t, keyFile)
+	// The simulator's own development key (it prints the hint to use it).
+	keyFile := filepath.Join(tlsDir, "dev-key.p8")
 	creds := []string{"--apns-host", "https://" + addr, "--apns-ca", caFile,
 		"--auth-key", keyFile, "--key-id", "ABC123DEFG", "--team-id", "DEF123GHIJ"}
 	push := func(stdin string, args ...string) (string, string, error) {
@@ -137,20 +131,5 @@ func TestAPNsSimStatsJSON(t *testing.T) {
 		if _, ok := st[k]; !ok {
 			t.Errorf("/sim/stats lacks %q: %v", k, st)
 		}
-	}
-}
-
-func writeP8(t *testing.T, path string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
