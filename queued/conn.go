@@ -634,12 +634,12 @@ func (s *Server) storeFinish(st *storing) error {
 	var err error
 	if p := st.first; p.q != nil && p.commit != nil {
 		err = p.commit.Wait()
-		p.q.finishPut(p, err)
+		p.finish(err)
 	}
 	for _, p := range st.extra {
 		if p.commit != nil {
 			cerr := p.commit.Wait()
-			p.q.finishPut(p, cerr)
+			p.finish(cerr)
 			if cerr != nil && st.fanoutOnly && err == nil {
 				err = cerr
 			}

@@ -206,6 +206,16 @@ func (q *queue) makeRoom(size int64) bool {
 	return !full()
 }
 
+// finish settles p after its commit. A committed in-memory item needs
+// nothing more (finishPut would only take the lock to find that out): the
+// common case of a set costs one lock of its queue, not two.
+func (p pendingPut) finish(err error) {
+	if err == nil && !p.behind {
+		return
+	}
+	p.q.finishPut(p, err)
+}
+
 // finishPut settles a put after its commit: a failed write takes the item
 // back out (it was never acknowledged); a committed read-behind item becomes
 // readable.
