@@ -203,9 +203,9 @@ func TestCrashKeepsAcknowledgedItems(t *testing.T) {
 // process for the instant of the fork; Go ignores SIGXFSZ, so writes past
 // the limit fail with EFBIG, which the journal treats as a full disk).
 // KPUSH_TEST_NO_MOUNT=1 forces the second way.
-func smallDisk(t *testing.T, size int) (dir string, start func() *testproc.Proc) {
+func smallDisk(t *testing.T, size int, extra ...string) (dir string, start func() *testproc.Proc) {
 	dir = t.TempDir()
-	args := []string{"queued", "--listen", "127.0.0.1:0", "--data-dir", dir}
+	args := append([]string{"queued", "--listen", "127.0.0.1:0", "--data-dir", dir}, extra...)
 	if os.Getenv("KPUSH_TEST_NO_MOUNT") == "" {
 		err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size))
 		if err == nil {
@@ -233,7 +233,14 @@ func smallDisk(t *testing.T, size int) (dir string, start func() *testproc.Proc)
 }
 
 func TestDiskFull(t *testing.T) {
-	dir, start := smallDisk(t, 2<<20)
+	// never: the sets' journal writes are made inline by the connections.
+	for _, sync := range []string{"always", "never"} {
+		t.Run("sync="+sync, func(t *testing.T) { testDiskFull(t, sync) })
+	}
+}
+
+func testDiskFull(t *testing.T, sync string) {
+	dir, start := smallDisk(t, 2<<20, "--sync", sync)
 	p := start()
 	c := dial(t, p.Addr("queued"))
 	item := strings.Repeat("d", 32<<10)

@@ -12,26 +12,37 @@ import (
 	"testing"
 )
 
-const fsizeChildEnv = "KPUSH_JOURNAL_FSIZE_CHILD"
+const (
+	fsizeChildEnv = "KPUSH_JOURNAL_FSIZE_CHILD"
+	fsizeCaseEnv  = "KPUSH_JOURNAL_FSIZE_CASE"
+)
 
 // TestWriteFailureFileSizeLimit makes writes fail for real: a re-executed
 // copy of this test binary lowers RLIMIT_FSIZE (ignoring SIGXFSZ), so the
 // kernel answers EFBIG once a segment would grow past the limit. Appends
 // must fail with ErrDiskFull, lose nothing already acknowledged, and
 // succeed again once the limit is raised.
+//
+// Cases: the writer goroutine's batches (always), the callers' inline
+// writes (never), and big items written straight from their data (never
+// and always), whose pwritev may also be cut short.
 func TestWriteFailureFileSizeLimit(t *testing.T) {
 	if dir := os.Getenv(fsizeChildEnv); dir != "" {
-		fsizeChild(t, dir)
+		fsizeChild(t, dir, os.Getenv(fsizeCaseEnv))
 		return
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureFileSizeLimit$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), fsizeChildEnv+"="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "fsize-child: ok") {
-		t.Fatalf("child failed: %v\n%s", err, out)
+	for _, tc := range []string{"always", "never", "never-big", "always-big"} {
+		t.Run(tc, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureFileSizeLimit$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), fsizeChildEnv+"="+dir, fsizeCaseEnv+"="+tc)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "fsize-child: ok") {
+				t.Fatalf("child failed: %v\n%s", err, out)
+			}
+			t.Logf("%s", grepLine(string(out), "fsize-child"))
+		})
 	}
-	t.Logf("%s", grepLine(string(out), "fsize-child"))
 }
 
 func grepLine(s, sub string) string {
@@ -43,14 +54,23 @@ func grepLine(s, sub string) string {
 	return ""
 }
 
-func fsizeChild(t *testing.T, dir string) {
+func fsizeChild(t *testing.T, dir, tc string) {
 	signal.Ignore(syscall.SIGXFSZ)
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
-	const limit = 64 << 10
-	j := openT(t, dir, Options{SegmentSize: 1 << 30})
+	limit := uint64(64 << 10)
+	opts := Options{SegmentSize: 1 << 30}
+	if strings.HasPrefix(tc, "never") {
+		opts.Sync = SyncNever
+	}
+	payload := payload
+	if strings.HasSuffix(tc, "-big") {
+		limit = 1 << 20
+		payload = func(i int) string { return strings.Repeat(fmt.Sprintf("%08d", i), bigRecord/8+1000) }
+	}
+	j := openT(t, dir, opts)
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
 		t.Fatal(err)
 	}
