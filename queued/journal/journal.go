@@ -368,9 +368,16 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 // (already removed, never added) are ignored. Removes never need new disk
 // space: room for them was reserved when the items were appended.
 func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
+	// One id (a get, a close) is the common case: no copy, no sort.
+	var one [1]uint64
+	sorted := one[:0]
+	if len(ids) == 1 {
+		sorted = append(sorted, ids[0])
+	} else {
+		sorted = slices.Clone(ids)
+		slices.Sort(sorted)
+		sorted = slices.Compact(sorted)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closing {
