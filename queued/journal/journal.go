@@ -669,6 +669,9 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closing = true
+	if j.lazyTimer != nil {
+		j.lazyTimer.Stop() // the writer writes what is pending now
+	}
 	j.cond.Broadcast()
 	j.mu.Unlock()
 	close(j.stopC)
