@@ -521,9 +521,10 @@ func (c *conn) set(cmd *Command) bool {
 	// pipelined sets are all in the journal's next group commit, and their
 	// replies are written, in order, when the batch settles.
 	st := c.s.storeStart(q, data, now, expiry)
-	if errors.Is(st.err, ErrQueueDeleted) {
-		// Deleted between the lookup and the put: a set after a delete
-		// creates the queue afresh.
+	// Deleted between the lookup and the put: a set after a delete creates
+	// the queue afresh. Again if the new queue was deleted too (a client
+	// deleting in a loop), a bounded number of times.
+	for i := 0; i < 64 && errors.Is(st.err, ErrQueueDeleted); i++ {
 		st = c.s.storeStart(c.lookup(cmd.Args[0]), data, now, expiry)
 	}
 	st.noreply = noreply
