@@ -224,6 +224,21 @@ func runWorker(t testing.TB, w *worker.Worker) (stop func() error) {
 	return stop
 }
 
+// runUntilStopped runs w until it stops by itself (a fatal error) and
+// returns Run's error; the test fails if it is still running after 30 s.
+func runUntilStopped(t testing.TB, w *worker.Worker, what string) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(t.Context()) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker did not stop %s", what)
+		return nil
+	}
+}
+
 // kestrel is a raw test client for reading stats and queues.
 type kestrel struct {
 	t  testing.TB

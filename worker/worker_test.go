@@ -229,13 +229,7 @@ func TestBadCredentialsReturnsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(t.Context()) }()
-	select {
-	case err = <-errc:
-	case <-time.After(30 * time.Second):
-		t.Fatal("worker did not stop on bad credentials")
-	}
+	err = runUntilStopped(t, w, "on bad credentials")
 	if !errors.Is(err, worker.ErrBadCredentials) || !strings.Contains(err.Error(), "TopicDisallowed") {
 		t.Fatalf("Run = %v, want ErrBadCredentials naming TopicDisallowed", err)
 	}
@@ -698,13 +692,7 @@ func TestServerWithoutMonitor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			errc := make(chan error, 1)
-			go func() { errc <- w.Run(t.Context()) }()
-			select {
-			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				t.Fatal("worker kept running against a server without monitor")
-			}
+			err = runUntilStopped(t, w, "against a server without monitor")
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.wantText) {
 				t.Fatalf("Run = %v, want %v mentioning %q", err, tt.want, tt.wantText)
 			}

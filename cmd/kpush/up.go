@@ -231,11 +231,11 @@ func backlog(st queued.ServerStats, queue string) int64 {
 // upStatus prints the live line: rewritten in place on a terminal, one line
 // per change otherwise (so logs and pipes stay readable).
 type upStatus struct {
-	out      io.Writer
-	tty      bool
-	last     worker.Stats
-	lastAt   time.Time
-	lastLine string
+	out     io.Writer
+	tty     bool
+	last    worker.Stats
+	lastAt  time.Time
+	lastKey string
 }
 
 func newUpStatus(out io.Writer) *upStatus {
@@ -258,8 +258,8 @@ func (s *upStatus) update(st worker.Stats, backlog int64) {
 	}
 	// Off a terminal, print only when something changed.
 	key := fmt.Sprintf("%d %d %d %d %d %d", st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog)
-	if key != s.lastLine {
-		s.lastLine = key
+	if key != s.lastKey {
+		s.lastKey = key
 		fmt.Fprintln(s.out, line)
 	}
 }
