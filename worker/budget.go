@@ -32,12 +32,13 @@ type budget struct {
 	busy    atomic.Int64 // loops whose last monitor returned items
 	waiters atomic.Int64 // loops waiting because a reservation failed
 
-	mu    sync.Mutex
-	freed chan struct{} // closed and replaced whenever used drops
+	mu      sync.Mutex
+	freed   chan struct{} // closed and replaced whenever used drops
+	widened chan struct{} // closed and replaced whenever a loop turns idle
 }
 
 func newBudget(limit, loops int) *budget {
-	return &budget{limit: int64(limit), fair: max(1, limit/loops), freed: make(chan struct{})}
+	return &budget{limit: int64(limit), fair: max(1, limit/loops), freed: make(chan struct{}), widened: make(chan struct{})}
 }
 
 // window is how many open reads a loop may hold.
@@ -85,6 +86,16 @@ func (b *budget) released() <-chan struct{} {
 	return b.freed
 }
 
+// windowGrew is closed the next time a loop turns idle, which widens the
+// window of every busy loop; take it before deciding not to fetch, so a
+// loop that stopped at its old window is not left waiting on its own
+// (perhaps stuck) items.
+func (b *budget) windowGrew() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.widened
+}
+
 // setBusy records a loop's change between busy and idle.
 func (b *budget) setBusy(was, now bool) {
 	switch {
@@ -92,5 +103,9 @@ func (b *budget) setBusy(was, now bool) {
 		b.busy.Add(1)
 	case was && !now:
 		b.busy.Add(-1)
+		b.mu.Lock()
+		close(b.widened)
+		b.widened = make(chan struct{})
+		b.mu.Unlock()
 	}
 }

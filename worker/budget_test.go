@@ -79,3 +79,29 @@ func TestBudgetNeverOvercommits(t *testing.T) {
 		t.Fatalf("used = %d after every reservation was released", u)
 	}
 }
+
+// TestWindowGrewSignalsIdleTransitions: a loop turning idle widens every
+// busy loop's window, so loops parked at their old window must be woken;
+// other transitions change no window upward and wake nobody.
+func TestWindowGrewSignalsIdleTransitions(t *testing.T) {
+	b := newBudget(40, 4)
+	grew := b.windowGrew()
+	b.setBusy(false, true)
+	b.setBusy(true, true)
+	select {
+	case <-grew:
+		t.Fatal("windowGrew fired without a loop turning idle")
+	default:
+	}
+	b.setBusy(true, false)
+	select {
+	case <-grew:
+	default:
+		t.Fatal("windowGrew did not fire when a busy loop turned idle")
+	}
+	select {
+	case <-b.windowGrew():
+		t.Fatal("a fresh windowGrew channel is already closed")
+	default:
+	}
+}

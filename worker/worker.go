@@ -481,6 +481,7 @@ func (w *Worker) consume(c *kconn) error {
 			return nil
 		}
 		released := w.budget.released()
+		grew := w.budget.windowGrew()
 		k := win.takeConfirmable()
 		size := w.budget.window(busy)
 		minBatch := max(1, size/4)
@@ -546,9 +547,9 @@ func (w *Worker) consume(c *kconn) error {
 		if !fetching && working == 0 {
 			return nil
 		}
-		var fetchStop, capacity <-chan struct{}
+		var fetchStop, capacity, widened <-chan struct{}
 		if fetching {
-			fetchStop = w.fetchStop
+			fetchStop, widened = w.fetchStop, grew
 		}
 		if denied || deferred {
 			capacity = released
@@ -560,6 +561,7 @@ func (w *Worker) consume(c *kconn) error {
 		case <-win.changes():
 		case <-fetchStop:
 		case <-capacity:
+		case <-widened:
 		case <-w.sendCtx.Done():
 		}
 		if denied {
