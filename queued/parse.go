@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"time"
 )
 
 // Framing limits. A request line longer than MaxLineLength, or a set larger
@@ -199,3 +200,49 @@ func parseInt(b []byte) (int64, bool) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// getOptions are the /options of a get.
+type getOptions struct {
+	timeout                  time.Duration
+	hasTimeout               bool
+	open, close, abort, peek bool
+}
+
+func parseGetKey(key []byte) (name []byte, o getOptions, ok bool) {
+	i := 0
+	for i < len(key) && key[i] != '/' {
+		i++
+	}
+	name = key[:i]
+	for i < len(key) {
+		i++ // skip '/'
+		j := i
+		for j < len(key) && key[j] != '/' {
+			j++
+		}
+		opt := key[i:j]
+		i = j
+		switch {
+		case string(opt) == "open":
+			o.open = true
+		case string(opt) == "close":
+			o.close = true
+		case string(opt) == "abort":
+			o.abort = true
+		case string(opt) == "peek":
+			o.peek = true
+		case len(opt) > 2 && opt[0] == 't' && opt[1] == '=':
+			ms, okn := parseUint(opt[2:], 1<<31)
+			if !okn {
+				return name, o, false
+			}
+			o.timeout, o.hasTimeout = time.Duration(ms)*time.Millisecond, true
+		default:
+			return name, o, false
+		}
+	}
+	if len(name) == 0 || ((o.peek || o.abort) && (o.open || o.close)) || (o.peek && o.abort) {
+		return name, o, false
+	}
+	return name, o, true
+}

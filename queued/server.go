@@ -551,7 +551,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// AdminHandler, when set (by admin.go), serves the admin HTTP endpoints
+// AdminHandler, when set (by http.go), serves the admin HTTP endpoints
 // ListenAndServe exposes on cfg.AdminListen.
 var AdminHandler func(*Server) http.Handler
 

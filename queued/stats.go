@@ -2,6 +2,7 @@ package queued
 
 import (
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -156,4 +157,70 @@ func (s *Server) queueList() []*queue {
 	s.mu.RUnlock()
 	sort.Slice(qs, func(i, j int) bool { return qs[i].name < qs[j].name })
 	return qs
+}
+
+func (c *conn) stats() {
+	st := c.s.Stats()
+	w := c.writer()
+	stat := func(name string, v int64) {
+		w.WriteString("STAT ")
+		w.WriteString(name)
+		w.WriteByte(' ')
+		c.scratch = strconv.AppendInt(c.scratch[:0], v, 10)
+		w.Write(c.scratch)
+		w.Write(rCRLF)
+	}
+	stat("uptime", st.Uptime)
+	stat("time", st.Time)
+	w.WriteString("STAT version " + st.Version + "\r\n")
+	stat("curr_items", st.CurrItems)
+	stat("total_items", st.TotalItems)
+	stat("bytes", st.Bytes)
+	stat("curr_connections", st.CurrConnections)
+	stat("total_connections", st.TotalConnections)
+	stat("cmd_get", st.CmdGet)
+	stat("cmd_set", st.CmdSet)
+	stat("cmd_peek", st.CmdPeek)
+	stat("get_hits", st.GetHits)
+	stat("get_misses", st.GetMisses)
+	stat("bytes_read", st.BytesRead)
+	stat("bytes_written", st.BytesWritten)
+	stat("queue_creates", st.QueueCreates)
+	stat("queue_deletes", st.QueueDeletes)
+	stat("queue_expires", st.QueueExpires)
+	var pairs []statPair
+	for i := range st.Queues {
+		qs := &st.Queues[i]
+		pairs = qs.statPairs(pairs[:0])
+		for _, p := range pairs {
+			stat("queue_"+qs.Name+"_"+p.name, p.value)
+		}
+	}
+	w.Write(rEnd)
+}
+
+func (c *conn) dumpStats(cmd *Command) {
+	st := c.s.Stats()
+	want := map[string]bool{}
+	for i := 0; i < cmd.NArgs && i < maxArgs; i++ {
+		want[string(cmd.Args[i])] = true
+	}
+	w := c.writer()
+	var pairs []statPair
+	for i := range st.Queues {
+		qs := &st.Queues[i]
+		if len(want) > 0 && !want[qs.Name] {
+			continue
+		}
+		w.WriteString("queue '" + qs.Name + "' {\r\n")
+		pairs = qs.statPairs(pairs[:0])
+		for _, p := range pairs {
+			w.WriteString("  " + p.name + "=" + itoa(p.value) + "\r\n")
+		}
+		if qs.Unavailable != "" {
+			w.WriteString("  unavailable=" + qs.Unavailable + "\r\n")
+		}
+		w.WriteString("}\r\n")
+	}
+	w.Write(rEnd)
 }
