@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,42 +19,11 @@ import (
 // build.
 var Version = "devel"
 
-// Status is the server's availability, set with `status <UP|READONLY|QUIESCENT>`
-// and kept across restarts.
-type Status int32
-
 const (
 	StatusUp        Status = iota // every command allowed
 	StatusReadOnly                // sets refused
 	StatusQuiescent               // every queue command refused
 )
-
-func (s Status) String() string {
-	switch s {
-	case StatusReadOnly:
-		return "READONLY"
-	case StatusQuiescent:
-		return "QUIESCENT"
-	}
-	return "UP"
-}
-
-// ParseStatus parses UP, READONLY or QUIESCENT (any case).
-func ParseStatus(v string) (Status, error) {
-	switch strings.ToUpper(v) {
-	case "UP":
-		return StatusUp, nil
-	case "READONLY":
-		return StatusReadOnly, nil
-	case "QUIESCENT":
-		return StatusQuiescent, nil
-	}
-	return 0, fmt.Errorf("unknown status %q: want UP, READONLY or QUIESCENT", v)
-}
-
-// statusFile holds the persisted Status in the data directory. Its name has
-// a '.', so it can never be a queue's.
-const statusFile = "queued.status"
 
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("queued: server closed")
@@ -346,64 +313,6 @@ func (s *Server) deleteQueue(name string) error {
 	return err
 }
 
-// Status returns the server's availability.
-func (s *Server) Status() Status { return Status(s.status.Load()) }
-
-// SetStatus changes and persists the availability (temp file, fsync,
-// rename, fsync of the directory).
-func (s *Server) SetStatus(st Status) error {
-	dir := s.cfg.DataDir
-	tmp := filepath.Join(dir, statusFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write status file: %w", err)
-	}
-	_, err = f.WriteString(st.String() + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, statusFile))
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("write status file in %s: %w", dir, err)
-	}
-	s.status.Store(int32(st))
-	s.log.Info("status changed", "status", st.String())
-	return nil
-}
-
-func (s *Server) loadStatus() error {
-	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, statusFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read status file: %w", err)
-	}
-	st, err := ParseStatus(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("status file %s: %w (fix or delete it)", filepath.Join(s.cfg.DataDir, statusFile), err)
-	}
-	s.status.Store(int32(st))
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // SetReloader gives `reload` a way to re-read the configuration (cmd/kpush
 // passes one that reloads the config file). Without one, reload re-applies
 // the current settings.
@@ -442,64 +351,6 @@ func (s *Server) Reload() error {
 	}
 	s.log.Info("reloaded config")
 	return nil
-}
-
-// sweepLoop periodically drops or moves expired items at the heads of the
-// queues and aborts open reads past open_transaction_timeout.
-func (s *Server) sweepLoop() {
-	defer s.bgWG.Done()
-	t := time.NewTicker(s.cfg.ExpirationTimerFrequency)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		now := nowMS()
-		for _, q := range s.queueList() {
-			q.timeoutOpens(now)
-			q.mu.Lock()
-			maxSweep := q.cfg.MaxExpireSweep
-			q.mu.Unlock()
-			if exp := q.sweepExpired(maxSweep); len(exp) > 0 {
-				s.expire(q, exp)
-			}
-		}
-	}
-}
-
-// expire finishes items taken out of q because they expired: moved to the
-// queue's expire_to_queue (committed there before they are removed here, so
-// a crash can duplicate but never lose them), or removed.
-func (s *Server) expire(q *queue, items []entry) {
-	q.mu.Lock()
-	target := q.cfg.ExpireToQueue
-	q.mu.Unlock()
-	if target != "" && target != q.name && ValidateQueueName(target) == nil {
-		tq := s.queueFor(target, true)
-		now := nowMS()
-		for _, e := range items {
-			p, err := tq.put(e.data, now, 0)
-			if err == nil && p.commit != nil {
-				err = p.commit.Wait()
-				tq.finishPut(p, err)
-			}
-			if err != nil {
-				s.log.Warn("could not move expired item", "queue", q.name, "to", target, "err", err)
-			}
-		}
-	}
-	ids := make([]uint64, len(items))
-	for i, e := range items {
-		ids[i] = e.id
-	}
-	q.mu.Lock()
-	c := q.journalRemove(ids)
-	q.mu.Unlock()
-	if c != nil {
-		_ = c.Wait()
-	}
 }
 
 // Addr returns the address of the protocol listener (nil before Serve).

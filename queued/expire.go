@@ -1,0 +1,124 @@
+// Expiry: expired items met at the head, the periodic sweep, and moving
+// expired items to expire_to_queue.
+
+package queued
+
+import "time"
+
+func (q *queue) isExpired(e *entry, now int64) bool {
+	if e.expiry != 0 && e.expiry <= now {
+		return true
+	}
+	return q.cfg.MaxQueueAge > 0 && now-e.addTime >= q.cfg.MaxQueueAge.Milliseconds()
+}
+
+// sweepExpired removes expired items at the head, at most max (0 = all),
+// and returns them.
+func (q *queue) sweepExpired(max int) []entry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.usable() != nil {
+		return nil
+	}
+	now := nowMS()
+	var out []entry
+	for max <= 0 || len(out) < max {
+		if q.mem.len() == 0 {
+			q.refill()
+		}
+		if q.mem.len() == 0 || !q.isExpired(q.mem.front(), now) {
+			break
+		}
+		out = append(out, q.popHead())
+		q.expiredItems++
+		q.s.queueExpires.Add(1)
+	}
+	if q.cfg.ExpireToQueue != "" && (max <= 0 || len(out) < max) {
+		out = q.sweepBehindHead(now, max, out)
+	}
+	return out
+}
+
+// sweepBehindHead also takes expired items from the rest of the in-memory
+// ring, keeping the order of the others. Only delay queues (those with
+// expire_to_queue) pay for the scan: their items carry different delays,
+// and one long delay at the head must not hold back the short ones behind
+// it. Items in read-behind are reached when they come into memory.
+func (q *queue) sweepBehindHead(now int64, max int, out []entry) []entry {
+	kept := 0
+	n := q.mem.len()
+	for i := 0; i < n; i++ {
+		e := q.mem.at(i)
+		if (max <= 0 || len(out) < max) && q.isExpired(e, now) {
+			out = append(out, *e)
+			q.addMem(int64(len(e.data)), false)
+			q.expiredItems++
+			q.s.queueExpires.Add(1)
+			continue
+		}
+		if kept != i {
+			*q.mem.at(kept) = *e
+		}
+		kept++
+	}
+	q.mem.truncate(kept)
+	return out
+}
+
+// sweepLoop periodically drops or moves expired items at the heads of the
+// queues and aborts open reads past open_transaction_timeout.
+func (s *Server) sweepLoop() {
+	defer s.bgWG.Done()
+	t := time.NewTicker(s.cfg.ExpirationTimerFrequency)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		now := nowMS()
+		for _, q := range s.queueList() {
+			q.timeoutOpens(now)
+			q.mu.Lock()
+			maxSweep := q.cfg.MaxExpireSweep
+			q.mu.Unlock()
+			if exp := q.sweepExpired(maxSweep); len(exp) > 0 {
+				s.expire(q, exp)
+			}
+		}
+	}
+}
+
+// expire finishes items taken out of q because they expired: moved to the
+// queue's expire_to_queue (committed there before they are removed here, so
+// a crash can duplicate but never lose them), or removed.
+func (s *Server) expire(q *queue, items []entry) {
+	q.mu.Lock()
+	target := q.cfg.ExpireToQueue
+	q.mu.Unlock()
+	if target != "" && target != q.name && ValidateQueueName(target) == nil {
+		tq := s.queueFor(target, true)
+		now := nowMS()
+		for _, e := range items {
+			p, err := tq.put(e.data, now, 0)
+			if err == nil && p.commit != nil {
+				err = p.commit.Wait()
+				tq.finishPut(p, err)
+			}
+			if err != nil {
+				s.log.Warn("could not move expired item", "queue", q.name, "to", target, "err", err)
+			}
+		}
+	}
+	ids := make([]uint64, len(items))
+	for i, e := range items {
+		ids[i] = e.id
+	}
+	q.mu.Lock()
+	c := q.journalRemove(ids)
+	q.mu.Unlock()
+	if c != nil {
+		_ = c.Wait()
+	}
+}

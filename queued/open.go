@@ -1,0 +1,126 @@
+// Open reads: items handed out by get/open or monitor, held per connection
+// until close/confirm removes them or abort (or a dropped connection, or
+// open_transaction_timeout) puts them back at the head.
+
+package queued
+
+// openRead is an item handed out by an open read, waiting for close or
+// abort.
+type openRead struct {
+	e        entry
+	openedAt int64 // unix ms
+}
+
+// open records e as held by c: itemReady → itemOpen.
+func (q *queue) open(c *conn, e entry, now int64) {
+	e.state = itemOpen
+	if q.opens == nil {
+		q.opens = make(map[*conn][]openRead)
+	}
+	q.opens[c] = append(q.opens[c], openRead{e: e, openedAt: now})
+	q.openCount++
+	q.transactions++
+}
+
+// closeOpen confirms the n oldest open reads of c: itemOpen → itemGone.
+// It reports false, changing nothing, if c holds fewer than n. The remove
+// is not waited for (see doc.go, Durability).
+func (q *queue) closeOpen(c *conn, n int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	list := q.opens[c]
+	if len(list) < n {
+		return false
+	}
+	if n == 0 {
+		return true
+	}
+	var one [1]uint64
+	ids := one[:]
+	if n > 1 {
+		ids = make([]uint64, n)
+	}
+	for i := 0; i < n; i++ {
+		ids[i] = list[i].e.id
+	}
+	q.dropOpens(c, list, n)
+	if !q.deleted {
+		q.journalRemove(ids)
+	}
+	return true
+}
+
+func (q *queue) dropOpens(c *conn, list []openRead, n int) {
+	clear(list[:n])
+	list = list[n:]
+	if len(list) == 0 {
+		delete(q.opens, c)
+	} else {
+		q.opens[c] = list
+	}
+	q.openCount -= n
+}
+
+// abortOpen returns the oldest open read of c (all of them if all) to the
+// head of the queue: itemOpen → itemReady. It reports how many.
+func (q *queue) abortOpen(c *conn, all bool) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	list := q.opens[c]
+	n := len(list)
+	if n == 0 {
+		return 0
+	}
+	if !all {
+		n = 1
+	}
+	// Push back newest first so the oldest ends up at the head.
+	for i := n - 1; i >= 0; i-- {
+		q.unopen(list[i].e)
+	}
+	q.dropOpens(c, list, n)
+	return n
+}
+
+// unopen puts an open item back at the head: itemOpen → itemReady.
+func (q *queue) unopen(e entry) {
+	q.canceled++
+	if q.deleted || q.unavailable != nil {
+		return
+	}
+	e.state = itemReady
+	q.mem.pushFront(e)
+	q.addMem(int64(len(e.data)), true)
+	q.wakeOne()
+}
+
+// openCountOf returns how many reads c holds open on this queue.
+func (q *queue) openCountOf(c *conn) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.opens[c])
+}
+
+// timeoutOpens aborts open reads older than open_transaction_timeout.
+func (q *queue) timeoutOpens(now int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.cfg.OpenTransactionTimeout <= 0 || q.openCount == 0 {
+		return
+	}
+	limit := now - q.cfg.OpenTransactionTimeout.Milliseconds()
+	for c, list := range q.opens {
+		n := 0
+		for n < len(list) && list[n].openedAt <= limit {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		for i := n - 1; i >= 0; i-- {
+			q.unopen(list[i].e)
+		}
+		q.dropOpens(c, list, n)
+		q.log.Info("open read timed out, returned to the queue", "queue", q.name, "items", n, "conn", c.id)
+	}
+}
