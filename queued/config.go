@@ -55,6 +55,7 @@ type Config struct {
 	Listen                   string        // host and port (host, port)
 	DataDir                  string        // queue_path
 	AdminListen              string        // admin_listen; empty = no admin HTTP listener
+	Pprof                    bool          // --pprof: also serve /debug/pprof/ on the admin listener
 	MaxOpenTransactions      int           // max_open_transactions per connection (default 1)
 	ClientTimeout            time.Duration // client_timeout (ms in the file); 0 = none
 	MaxConnections           int           // max_connections; 0 = unlimited

@@ -23,7 +23,9 @@ import (
 //	/stats.json  the numbers of the `stats` command as one JSON object, under
 //	             the same names; queues under "queues" by name.
 //	/debug/pprof/  Go profiles (CPU, heap, goroutines, ...), for `go tool
-//	             pprof http://ADDR/debug/pprof/profile`.
+//	             pprof http://ADDR/debug/pprof/profile`; only with --pprof
+//	             (Config.Pprof), since a profile shows the command line and
+//	             a CPU profile costs the server while it runs.
 //
 // The admin address is meant for a private interface: it is off unless
 // admin_listen / --admin-listen is set.
@@ -51,10 +53,10 @@ func (s *Server) shuttingDown() bool {
 
 // NewAdminHandler returns the handler of the admin HTTP endpoints for s.
 func NewAdminHandler(s *Server) http.Handler {
-	return newAdminHandler(s)
+	return newAdminHandler(s, s.config().Pprof)
 }
 
-func newAdminHandler(src adminSource) http.Handler {
+func newAdminHandler(src adminSource, withPprof bool) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newStatsCollector(src),
@@ -77,11 +79,13 @@ func newAdminHandler(src adminSource) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(statsJSON(src.Stats()))
 	})
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -57,13 +57,16 @@ type adminFixture struct {
 
 // startAdminServer runs a real server through ListenAndServe with both
 // listeners on 127.0.0.1:0.
-func startAdminServer(t *testing.T) *adminFixture {
+func startAdminServer(t *testing.T, configure ...func(*Config)) *adminFixture {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.AdminListen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.EnableShutdown = true
+	for _, f := range configure {
+		f(&cfg)
+	}
 	lc := listenCapture{addrs: make(chan [2]string, 4)}
 	s, err := NewServer(cfg, slog.New(lc))
 	if err != nil {
@@ -430,11 +433,32 @@ func TestAdminRoutes(t *testing.T) {
 		{"POST", "/metrics", 405},
 		{"DELETE", "/healthz", 405},
 		{"HEAD", "/healthz", 200},
+		// Profiles only with --pprof (TestAdminPprofOnlyWhenAsked).
+		{"GET", "/debug/pprof/goroutine?debug=1", 404},
+		{"GET", "/debug/pprof/cmdline", 404},
+	}
+	checkRoutes(t, f.admin, tests)
+}
+
+func TestAdminPprofOnlyWhenAsked(t *testing.T) {
+	f := startAdminServer(t, func(c *Config) { c.Pprof = true })
+	checkRoutes(t, f.admin, []struct {
+		method, path string
+		want         int
+	}{
 		{"GET", "/debug/pprof/goroutine?debug=1", 200},
 		{"GET", "/debug/pprof/cmdline", 200},
-	}
+		{"GET", "/healthz", 200},
+	})
+}
+
+func checkRoutes(t *testing.T, admin string, tests []struct {
+	method, path string
+	want         int
+}) {
+	t.Helper()
 	for _, tt := range tests {
-		req, _ := http.NewRequest(tt.method, f.admin+tt.path, nil)
+		req, _ := http.NewRequest(tt.method, admin+tt.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

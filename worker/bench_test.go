@@ -234,7 +234,7 @@ func BenchmarkEndToEndProcesses(b *testing.B) {
 	sim := startSim(b, apnssim.Config{})
 	prod := newProducer(b, a, c)
 	n := b.N
-	p := testproc.Start(b, workerArgs(b, sim, []string{a, c}, "--concurrency", "1000", "--admin-listen", "127.0.0.1:0")...)
+	p := testproc.Start(b, workerArgs(b, sim, []string{a, c}, "--concurrency", "1000", "--admin-listen", "127.0.0.1:0", "--pprof")...)
 	metrics := "http://" + p.Addr("worker-admin") + "/metrics"
 	pids := map[string]int{"queued": qa.PID(), "queued2": qc.PID(), "worker": p.PID(), "producers+sim": os.Getpid()}
 	cpu0 := map[string]time.Duration{}

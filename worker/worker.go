@@ -96,6 +96,8 @@ type Config struct {
 	IOTimeout time.Duration
 	// AdminListen, when set, serves /metrics and /healthz there.
 	AdminListen string
+	// Pprof adds Go profiles at /debug/pprof/ to the admin endpoints.
+	Pprof bool
 	// SummaryInterval is the period of the one-line summary in the log;
 	// default 10 s, negative disables it.
 	SummaryInterval time.Duration

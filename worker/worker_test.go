@@ -353,6 +353,31 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 }
 
+// TestPprofOnlyWhenAsked: the admin handler serves Go profiles only with
+// Config.Pprof (--pprof).
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	sim := startSim(t, apnssim.Config{})
+	sender := newSender(t, apnsConfig(t, sim))
+	prod := newProducer(t, "127.0.0.1:1") // never used: the worker is not run
+	for _, tt := range []struct {
+		pprof bool
+		want  int
+	}{{false, http.StatusNotFound}, {true, http.StatusOK}} {
+		w, err := worker.New(worker.Config{Servers: []string{"127.0.0.1:1"}, Queue: testQueue, Pprof: tt.pprof, Logger: testLogger(t)}, sender, prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+			if code := httptestGet(t, w.Handler(), path); code != tt.want {
+				t.Errorf("Pprof %v: GET %s = %d, want %d", tt.pprof, path, code, tt.want)
+			}
+		}
+		if code := httptestGet(t, w.Handler(), "/healthz"); code != http.StatusOK {
+			t.Errorf("Pprof %v: /healthz = %d, want 200", tt.pprof, code)
+		}
+	}
+}
+
 func httptestGet(t testing.TB, h http.Handler, path string) int {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

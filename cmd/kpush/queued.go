@@ -18,6 +18,7 @@ func init() {
 		configPath  string
 		syncFlag    string
 		adminListen string
+		pprofOn     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "queued",
@@ -54,6 +55,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 				if flags.Changed("admin-listen") {
 					c.AdminListen = adminListen
 				}
+				c.Pprof = pprofOn
 				if syncPolicy != nil {
 					c.Defaults.Sync = *syncPolicy
 					qs := make(map[string]queued.QueueConfig, len(c.Queues))
@@ -106,6 +108,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 	f.StringVar(&configPath, "config", "", "Kestrel 1.x config file")
 	f.StringVar(&syncFlag, "sync", "always", "journal sync policy for every queue: always, never or an interval like 10ms")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin HTTP endpoints (/metrics, /healthz, /stats.json); empty = off")
+	f.BoolVar(&pprofOn, "pprof", false, "also serve Go profiles at /debug/pprof/ on the admin address (keep that address private)")
 	rootCmd.AddCommand(cmd)
 }
 

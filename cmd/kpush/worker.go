@@ -94,6 +94,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	f.IntVar(&cfg.MaxRequeues, "max-requeues", 10, "re-queues through <queue>_retry before a message is dead-lettered to <queue>_failed")
 	f.BoolVar(&cfg.AllowMissingRetryQueue, "allow-missing-retry-queue", true, "when a server has no <queue>_retry delay queue, warn and re-queue retries onto <queue> without delay; =false refuses to start")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "serve /metrics and /healthz on this address (empty: off)")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go profiles at /debug/pprof/ on the admin address (keep that address private)")
 	f.DurationVar(&cfg.SummaryInterval, "summary-interval", 10*time.Second, "period of the one-line summary in the log (negative: off)")
 	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
 	f.DurationVar(&apns.Backoff.TokenBase, "requeue-backoff-token", push.DefaultTokenBackoff, "base delay of a re-queue after 429 TooManyRequests")
