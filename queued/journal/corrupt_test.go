@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -285,5 +286,135 @@ func TestLongQueueName(t *testing.T) {
 		if len(e.Name()) > 240 {
 			t.Fatalf("file name of %d bytes: %s", len(e.Name()), e.Name())
 		}
+	}
+}
+
+// TestTornWhileCreated: a crash while a segment is being created (during
+// a roll or a compaction) can leave a last file with no header, a header
+// and nothing else, or a START record cut short. Such a file holds no
+// record: it is a torn tail, reported by Check without touching anything,
+// and removed by Open after a .broken copy is kept; the journal opens with
+// every item and keeps working. The same file anywhere but last is
+// corruption.
+func TestTornWhileCreated(t *testing.T) {
+	start := EncodeRecord(nil, &Record{Type: RecStart, ID: 1 << 20})
+	badStart := bytes.Clone(start)
+	badStart[frameHeaderSize+3] ^= 0x40
+	cases := []struct {
+		name     string
+		contents []byte
+	}{
+		{"empty", nil},
+		{"short header", fileHeader()[:5]},
+		{"zeroed header", make([]byte, 4096)}, // preallocated, nothing written
+		{"header only", fileHeader()},
+		{"header and zeros", append(fileHeader(), make([]byte, 4096)...)},
+		{"header and torn START", append(fileHeader(), start[:12]...)},
+		{"header and START failing its CRC", append(fileHeader(), badStart...)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openT(t, dir, Options{SegmentSize: 256})
+			var want []string
+			for i := 0; i < 12; i++ {
+				want = append(want, fmt.Sprintf("item-%02d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i))
+			}
+			appendT(t, j, want...)
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs, err := listSegments(dir, "q")
+			if err != nil || len(segs) < 2 {
+				t.Fatalf("want several segments, got %v, %v", segs, err)
+			}
+			last := segs[len(segs)-1].seq
+			torn := filepath.Join(dir, segName("q", last+1))
+			if err := os.WriteFile(torn, tc.contents, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			res, err := Check(dir, "q")
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if res.Torn == nil || res.Torn.File != torn || res.Torn.Offset != 0 || res.Torn.Size != int64(len(tc.contents)) {
+				t.Fatalf("Check: torn = %+v, want the whole of %s (%d bytes)", res.Torn, torn, len(tc.contents))
+			}
+			if res.Items != int64(len(want)) || res.Segments != len(segs) {
+				t.Fatalf("Check: %d items in %d segments, want %d in %d", res.Items, res.Segments, len(want), len(segs))
+			}
+			if b, err := os.ReadFile(torn); err != nil || !bytes.Equal(b, tc.contents) {
+				t.Fatalf("Check changed the torn file: %v", err)
+			}
+
+			j = openT(t, dir, Options{SegmentSize: 256})
+			if got := datas(readAll(t, j)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("after Open: %v, want %v", got, want)
+			}
+			if _, err := os.Stat(torn); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("torn segment still there after Open: %v", err)
+			}
+			if b, err := os.ReadFile(torn + brokeExt); err != nil || !bytes.Equal(b, tc.contents) {
+				t.Fatalf(".broken copy missing or different: %v", err)
+			}
+			// It keeps working, rolls included (the torn file's seq is
+			// taken again).
+			for i := 0; i < 8; i++ {
+				s := fmt.Sprintf("more-%02d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i)
+				appendT(t, j, s)
+				want = append(want, s)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			j = openT(t, dir, Options{SegmentSize: 256})
+			defer j.Close()
+			if got := datas(readAll(t, j)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("after appending and reopening: %v, want %v", got, want)
+			}
+		})
+		t.Run(tc.name+" not last", func(t *testing.T) {
+			dir := t.TempDir()
+			j := openT(t, dir, Options{SegmentSize: 256})
+			for i := 0; i < 12; i++ {
+				appendT(t, j, fmt.Sprintf("item-%02d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i))
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs, err := listSegments(dir, "q")
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := segs[len(segs)-1].seq
+			torn := filepath.Join(dir, segName("q", last+1))
+			if err := os.WriteFile(torn, tc.contents, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// A whole segment after it (as if the journal went on).
+			after := EncodeRecord(fileHeader(), &Record{Type: RecStart, ID: 100})
+			if err := os.WriteFile(filepath.Join(dir, segName("q", last+2)), after, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range []string{"Check", "Open"} {
+				var err error
+				if op == "Check" {
+					_, err = Check(dir, "q")
+				} else {
+					var j *Journal
+					if j, err = Open(dir, "q", Options{Logger: quietLogger()}); err == nil {
+						j.Close()
+					}
+				}
+				var ce *CorruptError
+				if !errors.As(err, &ce) || ce.File != torn {
+					t.Fatalf("%s: err = %v, want CorruptError in %s", op, err, torn)
+				}
+			}
+			if b, err := os.ReadFile(torn); err != nil || !bytes.Equal(b, tc.contents) {
+				t.Fatalf("the corrupt file was changed: %v", err)
+			}
+		})
 	}
 }

@@ -192,3 +192,124 @@ func TestFullDiskRemovesStillFit(t *testing.T) {
 	}
 	t.Logf("%d items journaled before the disk filled: %v", len(ids), fullErr)
 }
+
+const removeFailChildEnv = "KPUSH_JOURNAL_REMOVE_FAIL_CHILD"
+
+// TestFailedRemovesAreRetried: items confirmed (removed, cleared) while
+// every journal write fails are already gone from memory, so their
+// REMOVE/CLEAR records must be written once the disk takes writes again
+// and nothing confirmed may come back when the journal is reopened. A
+// re-executed copy of the test binary sets RLIMIT_FSIZE to the end of the
+// segment, so the kernel refuses every write past it (EFBIG), removes
+// included, and raises it again later.
+//
+// Cases: the sync mode (always: the writer's batches; never: inline
+// writes and the lazy remove write), and how the records get out once
+// space returns: the next append carries them, Close's last attempt
+// writes them, or they are written before a crash (no Close).
+func TestFailedRemovesAreRetried(t *testing.T) {
+	if dir := os.Getenv(removeFailChildEnv); dir != "" {
+		removeFailChild(t, dir, os.Getenv(fsizeCaseEnv))
+		return
+	}
+	for _, tc := range []string{"always/append", "always/close", "always/crash", "never/append", "never/close", "never/crash"} {
+		t.Run(tc, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestFailedRemovesAreRetried$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), removeFailChildEnv+"="+dir, fsizeCaseEnv+"="+tc)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "remove-fail-child: ok") {
+				t.Fatalf("child failed: %v\n%s", err, out)
+			}
+			t.Logf("%s", grepLine(string(out), "remove-fail-child"))
+		})
+	}
+}
+
+func removeFailChild(t *testing.T, dir, tc string) {
+	signal.Ignore(syscall.SIGXFSZ)
+	mode, after, _ := strings.Cut(tc, "/")
+	opts := Options{SegmentSize: 1 << 30}
+	if mode == "never" {
+		opts.Sync = SyncNever
+	}
+	j := openT(t, dir, opts)
+	var data []string
+	for i := 0; i < 20; i++ {
+		data = append(data, fmt.Sprintf("item-%02d", i))
+	}
+	ids := appendT(t, j, data...)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	end := j.active.size
+	j.mu.Unlock()
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(end), Max: old.Max}); err != nil {
+		t.Fatal(err)
+	}
+	// Confirm 0-14 while no write can succeed: one at a time, a batch,
+	// and a flush that keeps 15-19 (open reads).
+	failed := 0
+	wait := func(what string, c *Commit, err error) {
+		if err == nil {
+			err = c.Wait()
+		}
+		if err == nil {
+			t.Fatalf("%s succeeded with every write past offset %d refused", what, end)
+		}
+		if !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("%s: err = %v, want ErrDiskFull", what, err)
+		}
+		failed++
+	}
+	for _, id := range ids[:5] {
+		c, err := j.Remove(id)
+		wait(fmt.Sprintf("remove %d", id), c, err)
+	}
+	c, err := j.Remove(ids[5:10]...)
+	wait("remove 5-9", c, err)
+	c, err = j.ClearExcept(ids[15:]...)
+	wait("flush keeping 15-19", c, err)
+	if st := j.Stats(); st.Items != 5 {
+		t.Fatalf("live items after the confirms: %d, want 5", st.Items)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 15; i < 20; i++ {
+		want = append(want, data[i])
+	}
+	switch after {
+	case "append":
+		appendT(t, j, "after")
+		want = append(want, "after")
+		if err := j.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case "close":
+		if err := j.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case "crash":
+		// An acknowledged append after the failures; then die without
+		// Close (what reached the OS stays, as after SIGKILL).
+		appendT(t, j, "after")
+		want = append(want, "after")
+		if err := j.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		j.abandon()
+	}
+	j2 := openT(t, dir, Options{})
+	defer j2.Close()
+	if got := datas(readAll(t, j2)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reopened: %d items %v\nwant %d items %v (items confirmed while writes failed came back)", len(got), got, len(want), want)
+	}
+	fmt.Printf("remove-fail-child: ok %d confirms failed, none came back\n", failed)
+}
