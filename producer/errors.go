@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // Sentinels for errors.Is. Every error Enqueue returns wraps one of
@@ -31,7 +33,7 @@ var (
 	// elsewhere). Nothing was stored; do not retry the same item.
 	ErrRejected = errors.New("item rejected by the server")
 	// ErrInvalidQueue: the queue name is not one queued accepts.
-	ErrInvalidQueue = errors.New("invalid queue name")
+	ErrInvalidQueue = queuename.ErrInvalid
 	// ErrInvalidOption: a bad option value (New or an EnqueueOption).
 	ErrInvalidOption = errors.New("invalid option")
 	// ErrClosed: the Producer was closed.

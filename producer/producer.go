@@ -11,11 +11,9 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
+	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/push"
 )
-
-// MaxQueueNameLen is the longest queue name queued accepts, in bytes.
-const MaxQueueNameLen = 250
 
 // Producer enqueues items on a set of queued servers. It is safe for
 // concurrent use; share one per process.
@@ -105,33 +103,8 @@ func (p *Producer) Stats() map[string]ServerStats {
 
 // ValidateQueueName checks a queue name the way queued does: 1 to 250
 // bytes of [A-Za-z0-9_-], with at most one '+' (the fanout separator)
-// between two non-empty parts.
-func ValidateQueueName(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidQueue)
-	}
-	if len(name) > MaxQueueNameLen {
-		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidQueue, len(name), MaxQueueNameLen)
-	}
-	plus := -1
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-		case c == '+':
-			if plus >= 0 {
-				return fmt.Errorf("%w: %q has more than one '+'", ErrInvalidQueue, name)
-			}
-			plus = i
-		default:
-			return fmt.Errorf("%w: %q contains %q; use only letters, digits, '_', '-' and one '+'", ErrInvalidQueue, name, c)
-		}
-	}
-	if plus == 0 || plus == len(name)-1 {
-		return fmt.Errorf("%w: %q: '+' must separate two names (parent+child)", ErrInvalidQueue, name)
-	}
-	return nil
-}
+// between two non-empty parts. The error wraps ErrInvalidQueue.
+func ValidateQueueName(name string) error { return queuename.Check(name) }
 
 // Enqueue validates msg, encodes it and stores it on one server. It returns
 // nil only after a server answered STORED. An invalid message is refused

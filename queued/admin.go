@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 func (c *conn) queueAdmin(cmd *Command, op string) bool {
@@ -21,7 +23,7 @@ func (c *conn) queueAdmin(cmd *Command, op string) bool {
 		c.writeString("CLIENT_ERROR usage: " + op + " <queue>\r\n")
 		return true
 	}
-	if !validName(cmd.Args[0]) {
+	if !queuename.Valid(cmd.Args[0]) {
 		c.write(rBadName)
 		return true
 	}

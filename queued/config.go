@@ -1,8 +1,9 @@
 package queued
 
 import (
-	"strings"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // SyncPolicy says how a journal write relates to fsync: Always (the
@@ -98,7 +99,7 @@ func (c Config) QueueConfig(name string) QueueConfig {
 	q, ok := c.Queues[name]
 	if !ok {
 		q = c.Defaults
-		if parent, _, isFanout := strings.Cut(name, "+"); isFanout {
+		if parent, isFanout := queuename.Parent(name); isFanout {
 			if pq, ok := c.Queues[parent]; ok {
 				q = pq
 				q.FanoutOnly = false

@@ -34,6 +34,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // Errors returned by ParseConfig and LoadConfigFile, for errors.Is. The
@@ -996,7 +998,7 @@ func (in *interpreter) queueKey(q *QueueConfig, e *cfgEntry) (bool, error) {
 		}
 	case "expire_to_queue", "move_expired_to":
 		q.ExpireToQueue, err = in.str(e)
-		if err == nil && q.ExpireToQueue != "" && ValidateQueueName(q.ExpireToQueue) != nil {
+		if err == nil && q.ExpireToQueue != "" && !queuename.Valid(q.ExpireToQueue) {
 			err = in.valueErr(e.value, e.key, "a queue name of letters, digits, '_', '-' and at most one '+'")
 		}
 	case "max_expire_sweep":
@@ -1026,7 +1028,7 @@ func (in *interpreter) queues(root *cfgBlock) error {
 			return &ConfigError{File: in.file, Line: qe.pos.line, Col: qe.pos.col,
 				Msg: fmt.Sprintf("queues: %s: want a queue block: %s { max_items = ... }", qe.key, qe.key), Kind: ErrConfigValue}
 		}
-		if ValidateQueueName(qe.key) != nil {
+		if !queuename.Valid(qe.key) {
 			return &ConfigError{File: in.file, Line: qe.pos.line, Col: qe.pos.col,
 				Msg: fmt.Sprintf("queue name %q: want letters, digits, '_' and '-'", qe.key), Kind: ErrConfigValue}
 		}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 var syscallEMFILE = syscall.EMFILE
@@ -362,7 +364,7 @@ func takesNoreply(name []byte) bool {
 
 // lookup validates a queue name and returns its queue, creating it.
 func (c *conn) lookup(name []byte) *queue {
-	if !validName(name) {
+	if !queuename.Valid(name) {
 		return nil
 	}
 	c.s.mu.RLock()

@@ -3,7 +3,11 @@
 
 package queued
 
-import "time"
+import (
+	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
+)
 
 func (q *queue) isExpired(e *entry, now int64) bool {
 	if e.expiry != 0 && e.expiry <= now {
@@ -97,7 +101,7 @@ func (s *Server) expire(q *queue, items []entry) {
 	q.mu.Lock()
 	target := q.cfg.ExpireToQueue
 	q.mu.Unlock()
-	if target != "" && target != q.name && ValidateQueueName(target) == nil {
+	if target != "" && target != q.name && queuename.Valid(target) {
 		tq := s.queueFor(target, true)
 		now := nowMS()
 		for _, e := range items {

@@ -209,22 +209,6 @@ func TestOpenTransactionTimeout(t *testing.T) {
 	c.do("get ot/close\r\n", "END\r\n")
 }
 
-func TestQueueNameValidation(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"a", true}, {"A-b_9", true}, {"p+c", true}, {strings.Repeat("n", 250), true},
-		{"", false}, {strings.Repeat("n", 251), false}, {"../x", false}, {"a/b", false}, {".", false},
-		{"a b", false}, {"a\x00", false}, {"+a", false}, {"a+", false}, {"a+b+c", false}, {"é", false}, {"a~", false},
-	} {
-		err := ValidateQueueName(tc.name)
-		if (err == nil) != tc.ok || validName([]byte(tc.name)) != tc.ok {
-			t.Errorf("ValidateQueueName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
-		}
-	}
-}
-
 func TestTotalMemorySize(t *testing.T) {
 	const bound = 64 * (100 + itemOverhead)
 	s, addr := startServer(t, func(c *Config) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // Replies.
@@ -26,7 +28,7 @@ var (
 	rTooLarge    = []byte("SERVER_ERROR item larger than max_item_size\r\n")
 	rReadOnly    = []byte("SERVER_ERROR server is read-only (status READONLY)\r\n")
 	rQuiescent   = []byte("SERVER_ERROR server is quiescent (status QUIESCENT)\r\n")
-	rBadName     = []byte("CLIENT_ERROR bad queue name: 1-250 bytes of [A-Za-z0-9_-] with at most one '+'\r\n")
+	rBadName     = []byte("CLIENT_ERROR bad queue name: " + queuename.Rule + "\r\n")
 	rTooManyConn = []byte("SERVER_ERROR too many connections\r\n")
 )
 

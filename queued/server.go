@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/queued/journal"
 )
 
@@ -89,7 +90,7 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg.ExpirationTimerFrequency = time.Second
 	}
 	for name := range cfg.Queues {
-		if err := ValidateQueueName(name); err != nil {
+		if err := queuename.Check(name); err != nil {
 			return nil, fmt.Errorf("config: queues block %w", err)
 		}
 	}
@@ -117,7 +118,7 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 	start := time.Now()
 	var items int64
 	for _, name := range names {
-		if ValidateQueueName(name) != nil {
+		if !queuename.Valid(name) {
 			log.Warn("ignoring journal with an invalid queue name", "name", name, "dir", cfg.DataDir)
 			continue
 		}
@@ -159,7 +160,7 @@ func (s *Server) queueFor(name string, create bool) *queue {
 		return nil
 	}
 	var parent *queue
-	if p, ok := fanoutParent(name); ok {
+	if p, ok := queuename.Parent(name); ok {
 		parent = s.queueFor(p, true)
 	}
 	s.mu.Lock()
@@ -298,7 +299,7 @@ func (s *Server) deleteQueue(name string) error {
 	delete(s.queues, name)
 	s.mu.Unlock()
 	s.queueDeletes.Add(1)
-	if p, ok := fanoutParent(name); ok {
+	if p, ok := queuename.Parent(name); ok {
 		if parent := s.queueFor(p, false); parent != nil {
 			parent.mu.Lock()
 			for i, c := range parent.children {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/alitto/pond/v2"
 
+	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 )
@@ -127,13 +128,18 @@ func (c *Config) setDefaults() error {
 	if c.Queue == "" {
 		return fmt.Errorf("%w: no queue name", ErrBadConfig)
 	}
-	for _, r := range c.Queue {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return fmt.Errorf("%w: queue name %q: only letters, digits, _ and - are allowed", ErrBadConfig, c.Queue)
-		}
+	if err := queuename.Check(c.Queue); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
-	if len(c.Queue) > 250-len("_invalid_tokens") {
-		return fmt.Errorf("%w: queue name %q too long", ErrBadConfig, c.Queue)
+	// The outcome queues are named after the work queue, so they must be
+	// valid names too, and plain ones: for a work queue "parent+child"
+	// they would be fanout children of parent, each getting a copy of
+	// every item set on it.
+	if _, fanout := queuename.Parent(c.Queue); fanout {
+		return fmt.Errorf("%w: queue name %q: a fanout queue (parent+child) cannot be the work queue; use a plain name", ErrBadConfig, c.Queue)
+	}
+	if err := queuename.Check(c.Queue + "_invalid_tokens"); err != nil {
+		return fmt.Errorf("%w: queue name %q too long for its outcome queue: %w", ErrBadConfig, c.Queue, err)
 	}
 	if c.Concurrency < 0 || c.LoopsPerServer < 0 || c.MonitorSeconds < 0 || c.Attempts < 0 || c.MaxRequeues < 0 {
 		return fmt.Errorf("%w: negative concurrency, loops, monitor seconds or attempts", ErrBadConfig)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // DumpEntry is one record of a journal file, ours or Kestrel's, as
@@ -111,8 +113,8 @@ type CheckResult struct {
 // and without changing any file. A torn tail is reported in the result
 // (Open would cut it); corruption is returned as a *CorruptError.
 func Check(dir, name string) (*CheckResult, error) {
-	if !ValidName(name) {
-		return nil, fmt.Errorf("check journal %q: %w", name, ErrBadName)
+	if err := queuename.Check(name); err != nil {
+		return nil, fmt.Errorf("check journal: %w", err)
 	}
 	files, err := listSegments(dir, fileBase(name))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // Sentinel errors; match them with errors.Is.
@@ -18,8 +20,9 @@ var (
 	// ErrDiskFull: no room on disk for the write (ENOSPC, EFBIG, EDQUOT);
 	// the caller should refuse the item and retry once space returns.
 	ErrDiskFull = errors.New("journal disk full")
-	// ErrBadName: the queue name cannot be a journal file name.
-	ErrBadName = errors.New("invalid queue name")
+	// ErrBadName: the queue name is not a valid queue name, so it cannot
+	// be a journal file name (the rule is package queuename's).
+	ErrBadName = queuename.ErrInvalid
 	// ErrTooLarge: an item's data exceeds MaxItemSize.
 	ErrTooLarge = errors.New("item too large for journal")
 )

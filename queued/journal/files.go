@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // File names, all inside the data directory:
@@ -28,10 +30,9 @@ const (
 	brokeExt = ".broken"
 )
 
-var (
-	nameRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$`)
-	segFileRE = regexp.MustCompile(`^([A-Za-z0-9_+~-]+)\.([0-9a-f]{16})\.kj$`)
-)
+// segFileRE matches a segment's file name: a file base (a queue name, or
+// its shortened form with '~'), the sequence number, the extension.
+var segFileRE = regexp.MustCompile(`^([A-Za-z0-9_+~-]+)\.([0-9a-f]{16})\.kj$`)
 
 // maxPlainBase is the longest queue name used as is in file names: with
 // ".<16 hex>.kj.broken" it stays well under the usual 255-byte limit.
@@ -41,7 +42,7 @@ const maxPlainBase = 200
 const nameExt = ".name"
 
 // fileBase is the prefix of a queue's file names: the name itself, or for
-// names too long for the file system (Kestrel allows 250 bytes) a prefix,
+// names too long for the file system (queuename.MaxLen is 250) a prefix,
 // '~' (never in a queue name) and a hash; <base>.name then holds the name.
 func fileBase(name string) string {
 	if len(name) <= maxPlainBase {
@@ -80,20 +81,14 @@ func writeNameFile(dir, base, name string) error {
 // nameOfBase maps a file base back to its queue name.
 func nameOfBase(dir, base string) (string, bool) {
 	if !strings.Contains(base, "~") {
-		return base, ValidName(base)
+		return base, queuename.Valid(base)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, base+nameExt))
 	if err != nil {
 		return "", false
 	}
 	name := string(b)
-	return name, ValidName(name) && fileBase(name) == base
-}
-
-// ValidName reports whether name may name a journal: [A-Za-z0-9_-] and at
-// most one '+', at most 250 bytes. Nothing else ever reaches the file system.
-func ValidName(name string) bool {
-	return len(name) <= 250 && nameRE.MatchString(name)
+	return name, queuename.Valid(name) && fileBase(name) == base
 }
 
 func segName(name string, seq uint64) string {

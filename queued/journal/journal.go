@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kpush/kpush/internal/queuename"
 )
 
 // SyncMode says when a Commit counts as done.
@@ -169,8 +171,8 @@ type Journal struct {
 
 // Open opens or creates the journal of the named queue in dir and replays it.
 func Open(dir, name string, opts Options) (*Journal, error) {
-	if !ValidName(name) {
-		return nil, fmt.Errorf("open journal %q: %w: want [A-Za-z0-9_-] with at most one '+'", name, ErrBadName)
+	if err := queuename.Check(name); err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	switch opts.Sync {
 	case SyncAlways, SyncNever:
