@@ -13,6 +13,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 // BenchmarkEnqueue measures Enqueue (validate, encode, place, set) and
@@ -31,8 +32,8 @@ func BenchmarkEnqueue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, sync := range []queued.SyncMode{queued.SyncNever, queued.SyncAlways} {
-		syncName := map[queued.SyncMode]string{queued.SyncNever: "never", queued.SyncAlways: "always"}[sync]
+	for _, sync := range []journal.SyncMode{journal.SyncNever, journal.SyncAlways} {
+		syncName := map[journal.SyncMode]string{journal.SyncNever: "never", journal.SyncAlways: "always"}[sync]
 		for _, nServers := range []int{1, 3} {
 			var servers []string
 			for range nServers {

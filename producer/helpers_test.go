@@ -16,6 +16,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 // startQueued runs a real queued server in this process on a loopback
@@ -64,7 +65,7 @@ func startQueuedOn(t testing.TB, listen string, mutate func(*queued.Config)) str
 	return ln.Addr().String()
 }
 
-func syncNever(cfg *queued.Config) { cfg.Defaults.Sync = queued.SyncPolicy{Mode: queued.SyncNever} }
+func syncNever(cfg *queued.Config) { cfg.Defaults.Sync = queued.SyncPolicy{Mode: journal.SyncNever} }
 
 // serverStats reads a server's `stats` over a raw connection.
 func serverStats(t testing.TB, addr string) map[string]string {

@@ -100,8 +100,8 @@ func (c *conn) dumpConfig() {
 	for i, q := range qs {
 		names[i] = q.name
 	}
-	// The config file's own rendering (configfile.go), so what is dumped
-	// reads back the same.
+	// Kestrel's dump_config rendering of each queue's effective settings
+	// (Config.DumpQueues, config.go).
 	_ = c.s.config().DumpQueues(c.writer(), names)
 	c.write(rEnd)
 }

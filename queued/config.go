@@ -1,27 +1,25 @@
 package queued
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
+	"github.com/kpush/kpush/queued/journal"
 )
 
-// SyncPolicy says how a journal write relates to fsync: Always (the
-// acknowledgement waits for an fsync that covers it; concurrent writers share
-// one fsync), Never (the OS decides), or every Interval.
+// SyncPolicy says how a journal write relates to fsync (sync_journal):
+// journal.SyncAlways (the acknowledgement waits for an fsync that covers
+// it; concurrent writers share one fsync), journal.SyncNever (the OS
+// decides), or journal.SyncInterval, every Interval.
 type SyncPolicy struct {
-	Mode     SyncMode
-	Interval time.Duration // only for SyncInterval
+	Mode     journal.SyncMode
+	Interval time.Duration // only for journal.SyncInterval
 }
-
-// SyncMode is the kind of a SyncPolicy.
-type SyncMode int
-
-const (
-	SyncAlways SyncMode = iota
-	SyncNever
-	SyncInterval
-)
 
 // QueueConfig holds the per-queue settings. Top-level values in a config
 // file are the defaults every queue inherits; a `queues { name { ... } }`
@@ -51,7 +49,8 @@ type QueueConfig struct {
 }
 
 // Config is the effective configuration of a queued server: a Kestrel 1.x
-// config file (LoadConfigFile) with command-line flags applied over it.
+// config file (read by package queued/config) with command-line flags
+// applied over it.
 type Config struct {
 	Listen                   string        // host and port (host, port)
 	DataDir                  string        // queue_path
@@ -83,7 +82,7 @@ func DefaultConfig() Config {
 		Defaults: QueueConfig{
 			MaxMemorySize: 128 << 20,
 			Journal:       true,
-			Sync:          SyncPolicy{Mode: SyncAlways},
+			Sync:          SyncPolicy{Mode: journal.SyncAlways},
 		},
 		Queues: map[string]QueueConfig{},
 	}
@@ -110,4 +109,75 @@ func (c Config) QueueConfig(name string) QueueConfig {
 		q.ExpireToQueue = ""
 	}
 	return q
+}
+
+// Dump writes the effective settings of every queue that has its own block,
+// in name order, in the format of Kestrel's dump_config: for each queue
+//
+//	queue 'name' {
+//	  max_items=0
+//	  ...
+//	}
+//
+// with \r\n line ends, and no trailing END (the protocol handler adds it).
+func (c Config) Dump(w io.Writer) error {
+	names := make([]string, 0, len(c.Queues))
+	for name := range c.Queues {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return c.DumpQueues(w, names)
+}
+
+// DumpQueues is Dump for the given queue names (typically the queues that
+// exist on the server), each with the settings QueueConfig returns for it.
+func (c Config) DumpQueues(w io.Writer, names []string) error {
+	bw := bufio.NewWriter(w)
+	for _, name := range names {
+		fmt.Fprintf(bw, "queue '%s' {\r\n", name)
+		for _, kv := range c.QueueConfig(name).Settings() {
+			fmt.Fprintf(bw, "  %s=%s\r\n", kv[0], kv[1])
+		}
+		bw.WriteString("}\r\n")
+	}
+	return bw.Flush()
+}
+
+// Settings lists a queue's settings as key/value pairs, in Kestrel 1.x's
+// dump_config order followed by the keys Kestrel 1.x did not have.
+// Durations are in milliseconds, as in the file.
+func (q QueueConfig) Settings() [][2]string {
+	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
+	ms := func(d time.Duration) string { return i64(d.Milliseconds()) }
+	expireTo := q.ExpireToQueue
+	if expireTo == "" {
+		expireTo = "(none)"
+	}
+	return [][2]string{
+		{"max_items", i64(q.MaxItems)},
+		{"max_size", i64(q.MaxSize)},
+		{"max_item_size", i64(q.MaxItemSize)},
+		{"max_age", ms(q.MaxAge)},
+		{"max_journal_size", i64(q.MaxJournalSize)},
+		{"max_memory_size", i64(q.MaxMemorySize)},
+		{"max_journal_overflow", strconv.Itoa(q.MaxJournalOverflow)},
+		{"max_journal_size_absolute", i64(q.MaxJournalSizeAbsolute)},
+		{"discard_old_when_full", strconv.FormatBool(q.DiscardOldWhenFull)},
+		{"journal", strconv.FormatBool(q.Journal)},
+		{"sync_journal", q.Sync.String()},
+		{"expire_to_queue", expireTo},
+		{"max_expire_sweep", strconv.Itoa(q.MaxExpireSweep)},
+		{"fanout_only", strconv.FormatBool(q.FanoutOnly)},
+		{"open_transaction_timeout", ms(q.OpenTransactionTimeout)},
+		{"max_queue_age", ms(q.MaxQueueAge)},
+	}
+}
+
+// String renders the policy as sync_journal accepts it: "always", "never"
+// or an interval such as "10ms".
+func (p SyncPolicy) String() string {
+	if p.Mode == journal.SyncInterval {
+		return p.Interval.String()
+	}
+	return p.Mode.String()
 }

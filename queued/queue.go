@@ -389,15 +389,5 @@ func (q *queue) dropAll() {
 func journalOptions(cfg QueueConfig, log *slog.Logger) journal.Options {
 	// max_journal_size is the journal's segment size: past it the journal
 	// rolls to a new file, and old files go once their items are gone.
-	o := journal.Options{Logger: log, SegmentSize: cfg.MaxJournalSize}
-	switch cfg.Sync.Mode {
-	case SyncNever:
-		o.Sync = journal.SyncNever
-	case SyncInterval:
-		o.Sync = journal.SyncInterval
-		o.SyncInterval = cfg.Sync.Interval
-	default:
-		o.Sync = journal.SyncAlways
-	}
-	return o
+	return journal.Options{Logger: log, Sync: cfg.Sync.Mode, SyncInterval: cfg.Sync.Interval, SegmentSize: cfg.MaxJournalSize}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/queued/config"
 )
 
 func init() {
@@ -32,14 +33,14 @@ reads to their queues, sync and close the journals, exit 0.`,
 			cfg := queued.DefaultConfig()
 			if configPath != "" {
 				var err error
-				if cfg, err = queued.LoadConfigFile(configPath); err != nil {
+				if cfg, err = config.Load(configPath); err != nil {
 					return err
 				}
 			}
 			flags := cmd.Flags()
 			var syncPolicy *queued.SyncPolicy
 			if flags.Changed("sync") {
-				p, err := queued.ParseSyncPolicy(syncFlag)
+				p, err := config.ParseSyncPolicy(syncFlag)
 				if err != nil {
 					return fmt.Errorf("--sync: %w", err)
 				}
@@ -87,7 +88,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 				return err
 			}
 			srv.SetReloader(func() (queued.Config, error) {
-				c, err := cfg.Reload(configPath)
+				c, err := config.Reload(cfg, configPath)
 				if err != nil {
 					return c, err
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
 	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/queued/config"
 	"github.com/kpush/kpush/worker"
 )
 
@@ -83,7 +84,7 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	qcfg := queued.DefaultConfig()
 	qcfg.Listen = o.listen
 	qcfg.DataDir = filepath.Join(o.dataDir, "queued")
-	sync, err := queued.ParseSyncPolicy(o.syncFlag)
+	sync, err := config.ParseSyncPolicy(o.syncFlag)
 	if err != nil {
 		return fmt.Errorf("--sync: %w", err)
 	}

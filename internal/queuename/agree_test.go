@@ -176,7 +176,7 @@ func startQueued(t *testing.T) string {
 	t.Helper()
 	cfg := queued.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.Defaults.Sync = queued.SyncPolicy{Mode: queued.SyncNever}
+	cfg.Defaults.Sync = queued.SyncPolicy{Mode: journal.SyncNever}
 	s, err := queued.NewServer(cfg, quiet())
 	if err != nil {
 		t.Fatal(err)

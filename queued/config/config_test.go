@@ -1,25 +1,23 @@
-package queued
+package config
 
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kpush/kpush/internal/testproc"
+	"github.com/kpush/kpush/queued"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 // parseCapturing parses src and returns the config and everything logged
 // at debug level and above, as text.
-func parseCapturing(t *testing.T, src, name string) (Config, string, error) {
+func parseCapturing(t *testing.T, src, name string) (queued.Config, string, error) {
 	t.Helper()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -27,9 +25,9 @@ func parseCapturing(t *testing.T, src, name string) (Config, string, error) {
 	return c, logs.String(), err
 }
 
-func loadFixture(t *testing.T, file string) (Config, string) {
+func loadFixture(t *testing.T, file string) (queued.Config, string) {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("testdata", "config", file))
+	src, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +56,7 @@ func TestKestrelProductionConf(t *testing.T) {
 		t.Errorf("defaults = %+v", c.Defaults)
 	}
 	// The commented-out expiration_timer_frequency_seconds leaves ours.
-	if c.ExpirationTimerFrequency != DefaultConfig().ExpirationTimerFrequency {
+	if c.ExpirationTimerFrequency != queued.DefaultConfig().ExpirationTimerFrequency {
 		t.Errorf("ExpirationTimerFrequency = %v", c.ExpirationTimerFrequency)
 	}
 	if len(c.Queues) != 2 {
@@ -99,10 +97,10 @@ func TestKestrelDevelopmentConf(t *testing.T) {
 		t.Errorf("got %d queues, want 5", len(c.Queues))
 	}
 	jp := c.QueueConfig("jobs_pending")
-	if jp.ExpireToQueue != "jobs_ready" || jp.Sync.Mode != SyncAlways || jp.MaxAge != 30*time.Millisecond {
+	if jp.ExpireToQueue != "jobs_ready" || jp.Sync.Mode != journal.SyncAlways || jp.MaxAge != 30*time.Millisecond {
 		t.Errorf("jobs_pending = %+v", jp)
 	}
-	if c.QueueConfig("jobs_ready").Sync.Mode != SyncAlways {
+	if c.QueueConfig("jobs_ready").Sync.Mode != journal.SyncAlways {
 		t.Errorf("jobs_ready sync = %v", c.QueueConfig("jobs_ready").Sync)
 	}
 	// spam { multifile on }: a Kestrel key queued does not use, so the
@@ -124,7 +122,7 @@ func TestKestrelTestConfOldSectionSyntax(t *testing.T) {
 
 func TestOurConf(t *testing.T) {
 	c, logs := loadFixture(t, "ours.conf")
-	want := DefaultConfig()
+	want := queued.DefaultConfig()
 	want.Listen = "127.0.0.1:22199"
 	want.DataDir = "/tmp/kpush-ours"
 	want.AdminListen = "127.0.0.1:22134"
@@ -136,14 +134,14 @@ func TestOurConf(t *testing.T) {
 	want.EnableShutdown = false
 	want.LogFile = "/var/log/kpush/queued.log"
 	want.LogLevel = "warn"
-	want.Defaults = QueueConfig{
+	want.Defaults = queued.QueueConfig{
 		MaxItems:               1000000,
 		MaxSize:                1 << 30,
 		MaxItemSize:            8 << 20,
 		MaxAge:                 time.Hour,
 		MaxMemorySize:          64 << 20,
 		Journal:                true,
-		Sync:                   SyncPolicy{Mode: SyncInterval, Interval: 10 * time.Millisecond},
+		Sync:                   queued.SyncPolicy{Mode: journal.SyncInterval, Interval: 10 * time.Millisecond},
 		MaxExpireSweep:         1000,
 		OpenTransactionTimeout: 30 * time.Second,
 		MaxJournalSize:         16 << 20,
@@ -151,7 +149,7 @@ func TestOurConf(t *testing.T) {
 		MaxJournalSizeAbsolute: 1 << 30,
 	}
 	ready := want.Defaults
-	ready.Sync = SyncPolicy{Mode: SyncAlways}
+	ready.Sync = queued.SyncPolicy{Mode: journal.SyncAlways}
 	ready.OpenTransactionTimeout = time.Minute
 	delayed := want.Defaults
 	delayed.ExpireToQueue = "apns_ready"
@@ -162,7 +160,7 @@ func TestOurConf(t *testing.T) {
 	scratch.Journal = false
 	scratch.DiscardOldWhenFull = true
 	scratch.MaxItems = 10
-	want.Queues = map[string]QueueConfig{"apns_ready": ready, "apns_delayed": delayed, "events": events, "scratch": scratch}
+	want.Queues = map[string]queued.QueueConfig{"apns_ready": ready, "apns_delayed": delayed, "events": events, "scratch": scratch}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}
@@ -209,7 +207,7 @@ queues { parent { max_items = 7 } }`, "t.conf")
 	}
 	for _, tt := range tests {
 		if got := c.QueueConfig(tt.queue).MaxItems; got != tt.want {
-			t.Errorf("QueueConfig(%q).MaxItems = %d, want %d", tt.queue, got, tt.want)
+			t.Errorf("queued.QueueConfig(%q).MaxItems = %d, want %d", tt.queue, got, tt.want)
 		}
 	}
 }
@@ -230,33 +228,33 @@ func TestSyntaxVariants(t *testing.T) {
 	tests := []struct {
 		name  string
 		src   string
-		check func(Config) bool
+		check func(queued.Config) bool
 	}{
-		{"one line", `max_age = 1800000  max_items = 1500000`, func(c Config) bool {
+		{"one line", `max_age = 1800000  max_items = 1500000`, func(c queued.Config) bool {
 			return c.Defaults.MaxAge == 30*time.Minute && c.Defaults.MaxItems == 1500000
 		}},
-		{"toggle", "journal off\ndiscard_old_when_full on", func(c Config) bool {
+		{"toggle", "journal off\ndiscard_old_when_full on", func(c queued.Config) bool {
 			return !c.Defaults.Journal && c.Defaults.DiscardOldWhenFull
 		}},
-		{"set if new keeps the first", "max_items = 1\nmax_items ?= 2", func(c Config) bool { return c.Defaults.MaxItems == 1 }},
-		{"set if new sets", "max_items ?= 2", func(c Config) bool { return c.Defaults.MaxItems == 2 }},
-		{"last wins", "max_items = 1\nmax_items = 3", func(c Config) bool { return c.Defaults.MaxItems == 3 }},
-		{"dotted key", `queues.a.max_items = 9`, func(c Config) bool { return c.QueueConfig("a").MaxItems == 9 }},
-		{"block given twice merges", "queues { a { max_items = 1 } }\nqueues { a { max_size = 2 } b { } }", func(c Config) bool {
+		{"set if new keeps the first", "max_items = 1\nmax_items ?= 2", func(c queued.Config) bool { return c.Defaults.MaxItems == 1 }},
+		{"set if new sets", "max_items ?= 2", func(c queued.Config) bool { return c.Defaults.MaxItems == 2 }},
+		{"last wins", "max_items = 1\nmax_items = 3", func(c queued.Config) bool { return c.Defaults.MaxItems == 3 }},
+		{"dotted key", `queues.a.max_items = 9`, func(c queued.Config) bool { return c.QueueConfig("a").MaxItems == 9 }},
+		{"block given twice merges", "queues { a { max_items = 1 } }\nqueues { a { max_size = 2 } b { } }", func(c queued.Config) bool {
 			return c.QueueConfig("a").MaxItems == 1 && c.QueueConfig("a").MaxSize == 2 && len(c.Queues) == 2
 		}},
-		{"string escapes", `queue_path = "/a\"b\\c\u0041\$"`, func(c Config) bool { return c.DataDir == `/a"b\cA$` }},
-		{"unquoted host", `host = 0.0.0.0`, func(c Config) bool { return c.Listen == "0.0.0.0:22133" }},
-		{"ipv6 host", `host = "::1"` + "\nport = 1", func(c Config) bool { return c.Listen == "[::1]:1" }},
-		{"sync never", `sync_journal = false`, func(c Config) bool { return c.Defaults.Sync.Mode == SyncNever }},
-		{"sync bare ms", `sync_journal = 5`, func(c Config) bool {
-			return c.Defaults.Sync == SyncPolicy{Mode: SyncInterval, Interval: 5 * time.Millisecond}
+		{"string escapes", `queue_path = "/a\"b\\c\u0041\$"`, func(c queued.Config) bool { return c.DataDir == `/a"b\cA$` }},
+		{"unquoted host", `host = 0.0.0.0`, func(c queued.Config) bool { return c.Listen == "0.0.0.0:22133" }},
+		{"ipv6 host", `host = "::1"` + "\nport = 1", func(c queued.Config) bool { return c.Listen == "[::1]:1" }},
+		{"sync never", `sync_journal = false`, func(c queued.Config) bool { return c.Defaults.Sync.Mode == journal.SyncNever }},
+		{"sync bare ms", `sync_journal = 5`, func(c queued.Config) bool {
+			return c.Defaults.Sync == queued.SyncPolicy{Mode: journal.SyncInterval, Interval: 5 * time.Millisecond}
 		}},
-		{"shutdown alias", `shutdown = false`, func(c Config) bool { return !c.EnableShutdown }},
-		{"list value on unknown key", `hosts = ["a", "b", 3,]`, func(c Config) bool { return true }},
-		{"old section syntax", "<queues>\n<a>\nmax_items = 4\n</a>\n</queues>", func(c Config) bool { return c.QueueConfig("a").MaxItems == 4 }},
-		{"crlf and comments", "# c\r\nport = 1 # trailing\r\n", func(c Config) bool { return c.Listen == "127.0.0.1:1" }},
-		{"empty file", "", func(c Config) bool { return reflect.DeepEqual(c, DefaultConfig()) }},
+		{"shutdown alias", `shutdown = false`, func(c queued.Config) bool { return !c.EnableShutdown }},
+		{"list value on unknown key", `hosts = ["a", "b", 3,]`, func(c queued.Config) bool { return true }},
+		{"old section syntax", "<queues>\n<a>\nmax_items = 4\n</a>\n</queues>", func(c queued.Config) bool { return c.QueueConfig("a").MaxItems == 4 }},
+		{"crlf and comments", "# c\r\nport = 1 # trailing\r\n", func(c queued.Config) bool { return c.Listen == "127.0.0.1:1" }},
+		{"empty file", "", func(c queued.Config) bool { return reflect.DeepEqual(c, queued.DefaultConfig()) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,35 +293,35 @@ func TestConfigErrors(t *testing.T) {
 		wantAt   string // file:line:col
 		wantText string
 	}{
-		{"missing value", "port =\n", ErrConfigSyntax, "e.conf:2:1", "expected a value"},
-		{"missing equals", "port 22133", ErrConfigSyntax, "e.conf:1:6", "expected '=', '{', on or off"},
-		{"unclosed block", "queues {\n  a {\n  }\n", ErrConfigSyntax, "e.conf:4:1", "expected '}' to close block \"queues\" opened at line 1"},
-		{"stray close", "}", ErrConfigSyntax, "e.conf:1:1", "expected a key"},
-		{"unterminated string", `host = "abc`, ErrConfigSyntax, "e.conf:1:8", "unterminated string"},
-		{"newline in string", "host = \"ab\ncd\"", ErrConfigSyntax, "e.conf:1:8", "unterminated string"},
-		{"bad escape", `host = "a\qb"`, ErrConfigSyntax, "e.conf:1:11", "unknown escape"},
-		{"bad character", "port = 1;", ErrConfigSyntax, "e.conf:1:9", "unexpected character ';'"},
-		{"include", `include "other.conf"`, ErrConfigSyntax, "e.conf:1:1", "include is not supported"},
-		{"old section mismatch", "<log>\nlevel = \"info\"\n</queues>", ErrConfigSyntax, "e.conf:3:3", "'log>'"},
-		{"bad key", "a..b = 1", ErrConfigSyntax, "e.conf:1:1", "bad key"},
-		{"port not a number", `port = "http"`, ErrConfigValue, "e.conf:1:8", "port: want an integer from 0 to 65535"},
-		{"port out of range", `port = 70000`, ErrConfigValue, "e.conf:1:8", "port: want an integer"},
-		{"negative items", "queues { a { max_items = -1 } }", ErrConfigValue, "e.conf:1:26", "max_items"},
-		{"bad size unit", "max_size = 10X", ErrConfigValue, "e.conf:1:12", "max_size: want a non-negative byte count"},
-		{"bad bool", `journal = "maybe"`, ErrConfigValue, "e.conf:1:11", "journal: want true, false, on or off"},
-		{"bad sync", `sync_journal = "sometimes"`, ErrConfigValue, "e.conf:1:16", "sync_journal"},
-		{"bad duration", `max_age = "soon"`, ErrConfigValue, "e.conf:1:11", "max_age: want a non-negative integer of milliseconds"},
-		{"bad log level", `log { level = "loud" }`, ErrConfigValue, "e.conf:1:15", "log level"},
-		{"log not a block", `log = "x"`, ErrConfigValue, "e.conf:1:1", "log: want a block"},
-		{"queue value not block", "queues { a = 1 }", ErrConfigValue, "e.conf:1:10", "want a queue block"},
-		{"expire to bad name", `expire_to_queue = "a/b"`, ErrConfigValue, "e.conf:1:19", "expire_to_queue"},
-		{"list for int", `max_items = [1]`, ErrConfigValue, "e.conf:1:13", "max_items"},
-		{"block for int", `max_items { }`, ErrConfigValue, "e.conf:1:1", "got a block"},
-		{"inherit missing", `queues { a (inherit="nope") { } }`, ErrConfigValue, "e.conf:1:10", "no such queue block"},
-		{"inherit loop", `queues { a (inherit="b") { } b (inherit="a") { } }`, ErrConfigValue, "e.conf:1:10", "inherit loop"},
-		{"expire into itself", "queues {\n a {\n  expire_to_queue = \"a\"\n }\n}", ErrConfigValue, "e.conf:3:3", "expire_to_queue names the queue itself"},
-		{"admin listen without port", `admin_listen = "localhost"`, ErrConfigValue, "e.conf:1:16", "admin_listen: want host:port"},
-		{"too deep", strings.Repeat("a {", 100), ErrConfigSyntax, "e.conf:1:", "nested deeper"},
+		{"missing value", "port =\n", ErrSyntax, "e.conf:2:1", "expected a value"},
+		{"missing equals", "port 22133", ErrSyntax, "e.conf:1:6", "expected '=', '{', on or off"},
+		{"unclosed block", "queues {\n  a {\n  }\n", ErrSyntax, "e.conf:4:1", "expected '}' to close block \"queues\" opened at line 1"},
+		{"stray close", "}", ErrSyntax, "e.conf:1:1", "expected a key"},
+		{"unterminated string", `host = "abc`, ErrSyntax, "e.conf:1:8", "unterminated string"},
+		{"newline in string", "host = \"ab\ncd\"", ErrSyntax, "e.conf:1:8", "unterminated string"},
+		{"bad escape", `host = "a\qb"`, ErrSyntax, "e.conf:1:11", "unknown escape"},
+		{"bad character", "port = 1;", ErrSyntax, "e.conf:1:9", "unexpected character ';'"},
+		{"include", `include "other.conf"`, ErrSyntax, "e.conf:1:1", "include is not supported"},
+		{"old section mismatch", "<log>\nlevel = \"info\"\n</queues>", ErrSyntax, "e.conf:3:3", "'log>'"},
+		{"bad key", "a..b = 1", ErrSyntax, "e.conf:1:1", "bad key"},
+		{"port not a number", `port = "http"`, ErrValue, "e.conf:1:8", "port: want an integer from 0 to 65535"},
+		{"port out of range", `port = 70000`, ErrValue, "e.conf:1:8", "port: want an integer"},
+		{"negative items", "queues { a { max_items = -1 } }", ErrValue, "e.conf:1:26", "max_items"},
+		{"bad size unit", "max_size = 10X", ErrValue, "e.conf:1:12", "max_size: want a non-negative byte count"},
+		{"bad bool", `journal = "maybe"`, ErrValue, "e.conf:1:11", "journal: want true, false, on or off"},
+		{"bad sync", `sync_journal = "sometimes"`, ErrValue, "e.conf:1:16", "sync_journal"},
+		{"bad duration", `max_age = "soon"`, ErrValue, "e.conf:1:11", "max_age: want a non-negative integer of milliseconds"},
+		{"bad log level", `log { level = "loud" }`, ErrValue, "e.conf:1:15", "log level"},
+		{"log not a block", `log = "x"`, ErrValue, "e.conf:1:1", "log: want a block"},
+		{"queue value not block", "queues { a = 1 }", ErrValue, "e.conf:1:10", "want a queue block"},
+		{"expire to bad name", `expire_to_queue = "a/b"`, ErrValue, "e.conf:1:19", "expire_to_queue"},
+		{"list for int", `max_items = [1]`, ErrValue, "e.conf:1:13", "max_items"},
+		{"block for int", `max_items { }`, ErrValue, "e.conf:1:1", "got a block"},
+		{"inherit missing", `queues { a (inherit="nope") { } }`, ErrValue, "e.conf:1:10", "no such queue block"},
+		{"inherit loop", `queues { a (inherit="b") { } b (inherit="a") { } }`, ErrValue, "e.conf:1:10", "inherit loop"},
+		{"expire into itself", "queues {\n a {\n  expire_to_queue = \"a\"\n }\n}", ErrValue, "e.conf:3:3", "expire_to_queue names the queue itself"},
+		{"admin listen without port", `admin_listen = "localhost"`, ErrValue, "e.conf:1:16", "admin_listen: want host:port"},
+		{"too deep", strings.Repeat("a {", 100), ErrSyntax, "e.conf:1:", "nested deeper"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,9 +332,9 @@ func TestConfigErrors(t *testing.T) {
 			if !errors.Is(err, tt.kind) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tt.kind)
 			}
-			var ce *ConfigError
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("%v is not a *ConfigError", err)
+				t.Fatalf("%v is not a *Error", err)
 			}
 			if !strings.HasPrefix(err.Error(), tt.wantAt) || !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("error %q, want it to start with %q and contain %q", err, tt.wantAt, tt.wantText)
@@ -346,7 +344,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigFileMissing(t *testing.T) {
-	_, err := LoadConfigFile(filepath.Join(t.TempDir(), "nope.conf"))
+	_, err := Load(filepath.Join(t.TempDir(), "nope.conf"))
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.conf") {
 		t.Errorf("err = %v, want a not-exist error naming the file", err)
 	}
@@ -395,14 +393,14 @@ func TestReloadReplacesQueueSettingsOnly(t *testing.T) {
 		}
 	}
 	write("port = 1000\nmax_items = 1\nqueues { a { max_size = 5 } gone { } }\n")
-	c, err := LoadConfigFile(path)
+	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Listen = "127.0.0.1:2000" // as if a flag had overridden it
 
 	write("port = 3000\nqueue_path = \"/elsewhere\"\nmax_items = 2\nqueues { a { max_size = 6 } b { } }\n")
-	r, err := c.Reload(path)
+	r, err := Reload(c, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,15 +419,15 @@ func TestReloadReplacesQueueSettingsOnly(t *testing.T) {
 
 	// A broken file: an error, and the old settings are kept.
 	write("max_items = \n")
-	r2, err := r.Reload(path)
-	if !errors.Is(err, ErrConfigSyntax) {
+	r2, err := Reload(r, path)
+	if !errors.Is(err, ErrSyntax) {
 		t.Errorf("reload of a bad file: err = %v", err)
 	}
 	if !reflect.DeepEqual(r2, r) {
 		t.Errorf("failed reload changed the config")
 	}
 
-	if same, err := r.Reload(""); err != nil || !reflect.DeepEqual(same, r) {
+	if same, err := Reload(r, ""); err != nil || !reflect.DeepEqual(same, r) {
 		t.Errorf("Reload(\"\") = %v, %v", same, err)
 	}
 }
@@ -437,20 +435,20 @@ func TestReloadReplacesQueueSettingsOnly(t *testing.T) {
 func TestParseSyncPolicy(t *testing.T) {
 	tests := []struct {
 		in   string
-		want SyncPolicy
+		want queued.SyncPolicy
 		ok   bool
 	}{
-		{"always", SyncPolicy{Mode: SyncAlways}, true},
-		{"true", SyncPolicy{Mode: SyncAlways}, true},
-		{"never", SyncPolicy{Mode: SyncNever}, true},
-		{"false", SyncPolicy{Mode: SyncNever}, true},
-		{"10ms", SyncPolicy{Mode: SyncInterval, Interval: 10 * time.Millisecond}, true},
-		{"100", SyncPolicy{Mode: SyncInterval, Interval: 100 * time.Millisecond}, true},
-		{"0", SyncPolicy{}, false},
-		{"500us", SyncPolicy{}, false},
-		{"1ms", SyncPolicy{Mode: SyncInterval, Interval: time.Millisecond}, true},
-		{"-5ms", SyncPolicy{}, false},
-		{"often", SyncPolicy{}, false},
+		{"always", queued.SyncPolicy{Mode: journal.SyncAlways}, true},
+		{"true", queued.SyncPolicy{Mode: journal.SyncAlways}, true},
+		{"never", queued.SyncPolicy{Mode: journal.SyncNever}, true},
+		{"false", queued.SyncPolicy{Mode: journal.SyncNever}, true},
+		{"10ms", queued.SyncPolicy{Mode: journal.SyncInterval, Interval: 10 * time.Millisecond}, true},
+		{"100", queued.SyncPolicy{Mode: journal.SyncInterval, Interval: 100 * time.Millisecond}, true},
+		{"0", queued.SyncPolicy{}, false},
+		{"500us", queued.SyncPolicy{}, false},
+		{"1ms", queued.SyncPolicy{Mode: journal.SyncInterval, Interval: time.Millisecond}, true},
+		{"-5ms", queued.SyncPolicy{}, false},
+		{"often", queued.SyncPolicy{}, false},
 	}
 	for _, tt := range tests {
 		got, err := ParseSyncPolicy(tt.in)
@@ -466,11 +464,11 @@ func TestParseSyncPolicy(t *testing.T) {
 	}
 }
 
-func TestWriteConfigFileRoundTrip(t *testing.T) {
+func TestWriteRoundTrip(t *testing.T) {
 	for _, f := range []string{"ours.conf", "kestrel-1.2.9-development.conf"} {
 		c, _ := loadFixture(t, f)
 		var b bytes.Buffer
-		if err := c.WriteConfigFile(&b); err != nil {
+		if err := Write(&b, c); err != nil {
 			t.Fatal(err)
 		}
 		back, _, err := parseCapturing(t, b.String(), "written.conf")
@@ -485,7 +483,7 @@ func TestWriteConfigFileRoundTrip(t *testing.T) {
 
 func FuzzParseConfig(f *testing.F) {
 	for _, name := range []string{"kestrel-1.2.9-production.conf", "kestrel-1.2.9-development.conf", "kestrel-1.2.9-test.conf", "ours.conf"} {
-		src, err := os.ReadFile(filepath.Join("testdata", "config", name))
+		src, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -498,18 +496,18 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		c, err := parseConfig(strings.NewReader(src), "fuzz.conf", discard)
 		if err != nil {
-			var ce *ConfigError
+			var ce *Error
 			if !errors.As(err, &ce) || ce.Line < 1 || ce.Col < 1 {
 				t.Fatalf("error without a position: %v", err)
 			}
-			if !errors.Is(err, ErrConfigSyntax) && !errors.Is(err, ErrConfigValue) {
+			if !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrValue) {
 				t.Fatalf("error of no known kind: %v", err)
 			}
 			return
 		}
 		// Whatever parses can be written and read back unchanged.
 		var b bytes.Buffer
-		if err := c.WriteConfigFile(&b); err != nil {
+		if err := Write(&b, c); err != nil {
 			t.Fatalf("write: %v", err)
 		}
 		back, err := parseConfig(&b, "written.conf", discard)
@@ -525,7 +523,7 @@ func FuzzParseConfig(f *testing.F) {
 func TestExampleProductionConf(t *testing.T) {
 	// examples/production.conf is Kestrel's production.conf plus our keys:
 	// it must load without a single warning, with the documented values.
-	src, err := os.ReadFile(filepath.Join("..", "examples", "production.conf"))
+	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "production.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +537,7 @@ func TestExampleProductionConf(t *testing.T) {
 	if c.AdminListen != "127.0.0.1:22134" || c.MaxOpenTransactions != 100 || c.EnableShutdown || c.TotalMemorySize != 1<<30 {
 		t.Errorf("server settings: %+v", c)
 	}
-	if d := c.Defaults; d.Sync.Mode != SyncAlways || d.MaxItemSize != 1<<20 || d.OpenTransactionTimeout != time.Minute {
+	if d := c.Defaults; d.Sync.Mode != journal.SyncAlways || d.MaxItemSize != 1<<20 || d.OpenTransactionTimeout != time.Minute {
 		t.Errorf("defaults: %+v", d)
 	}
 	if q := c.QueueConfig("apns_delayed"); q.ExpireToQueue != "apns_ready" || q.MaxMemorySize != 134217728 {
@@ -553,80 +551,5 @@ func TestExampleProductionConf(t *testing.T) {
 	}
 	if c.QueueConfig("transient_events").Journal {
 		t.Errorf("transient_events journals")
-	}
-}
-
-func TestQueuedBinaryUsesConfigFile(t *testing.T) {
-	// Black box: the real daemon started with --config takes its listen
-	// addresses, data dir and queue settings from the file, warns about
-	// unknown keys with file:line, and `reload` applies edited queue
-	// settings.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "queued.conf")
-	conf := func(maxItems int) string {
-		return fmt.Sprintf(`# test config
-host = "127.0.0.1"
-port = 0
-queue_path = %q
-admin_listen = "127.0.0.1:0"
-jmx_port = 9999
-queues {
-  tiny {
-    max_items = %d
-  }
-}
-`, filepath.Join(dir, "data"), maxItems)
-	}
-	if err := os.WriteFile(path, []byte(conf(1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := testproc.Start(t, "queued", "--config", path)
-	c := dialMemcache(t, p.Addr("queued"))
-	admin := "http://" + p.Addr("admin")
-	p.WaitLog(regexp.MustCompile(`unknown config key ignored.*at=\S*queued.conf:6 key=jmx_port`), 10*time.Second)
-
-	c.expect("set tiny 0 0 1\r\na\r\n", "STORED")
-	c.expect("set tiny 0 0 1\r\nb\r\n", "NOT_STORED")
-	c.send("dump_config\r\n")
-	var dump []string
-	for l := c.line(); l != "END"; l = c.line() {
-		dump = append(dump, l)
-	}
-	if !slices.Contains(dump, "queue 'tiny' {") || !slices.Contains(dump, "  max_items=1") {
-		t.Errorf("dump_config:\n%s", strings.Join(dump, "\n"))
-	}
-	if code, _, body := httpGet(t, admin+"/healthz"); code != 200 || body != "ok\n" {
-		t.Errorf("/healthz = %d %q", code, body)
-	}
-
-	if err := os.WriteFile(path, []byte(conf(2)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.expect("reload\r\n", "Reloaded config.")
-	c.expect("set tiny 0 0 1\r\nb\r\n", "STORED")
-	c.expect("set tiny 0 0 1\r\nc\r\n", "NOT_STORED")
-
-	// A broken file: reload fails and the running settings stay.
-	if err := os.WriteFile(path, []byte("queues {\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.send("reload\r\n")
-	if l := c.line(); !strings.HasPrefix(l, "SERVER_ERROR") || !strings.Contains(l, "queued.conf:2:1") {
-		t.Errorf("reload of a broken file: %q, want SERVER_ERROR naming queued.conf:2:1", l)
-	}
-	c.expect("get tiny\r\n", "VALUE tiny 0 1")
-}
-
-func TestQueuedBinaryRefusesBadConfigFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "bad.conf")
-	if err := os.WriteFile(path, []byte("port = 22133\nmax_items = lots\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, stderr, err := testproc.Run(t, nil, "queued", "--config", path)
-	if err == nil {
-		t.Fatal("queued started with a bad config file")
-	}
-	if !strings.Contains(stderr, "bad.conf:2:13: max_items: want an integer") {
-		t.Errorf("stderr does not name the file, line, column and key:\n%s", stderr)
 	}
 }
