@@ -255,7 +255,7 @@ func (s *Server) check(cs *connState, r *http.Request) (reason string, timestamp
 		return "DeviceTokenNotForTopic", 0
 	}
 	// 10. Per-token rate limit.
-	if !s.limiter.allow(tok, s.cfg.Now()) {
+	if !s.limiter.Allow(tok, s.cfg.Now()) {
 		return "TooManyRequests", 0
 	}
 	// 11. Injected faults.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/kpush/kpush/internal/simkit"
 )
 
 // DefaultAddr is where kpush apns-sim listens unless told otherwise (2197
@@ -97,7 +99,7 @@ type Server struct {
 	started    time.Time
 	hs         *http.Server  // the HTTP/2 server behind handoff
 	handoff    *connListener // connections that passed TLS and certificate checks
-	limiter    *rateLimiter
+	limiter    *simkit.RateLimiter
 	stats      *counters
 	invalidLog atomic.Int64
 
@@ -137,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit < 0 {
 		return nil, errors.New("apnssim: rate limit must not be negative")
 	}
-	cert, _, created, err := loadOrCreateTLS(cfg.TLSDir, cfg.TLSHosts)
+	cert, _, created, err := simkit.LoadOrCreateTLS(cfg.TLSDir, "kpush apns-sim", cfg.TLSHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		dead:    make(map[string]bool, len(cfg.DeadTokens)),
 		started: cfg.Now(),
-		limiter: newRateLimiter(cfg.RateLimit),
+		limiter: simkit.NewRateLimiter(cfg.RateLimit),
 		stats:   newCounters(),
 		conns:   make(map[*simConn]struct{}),
 		pending: make(map[*tls.Conn]*connState),

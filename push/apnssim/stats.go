@@ -124,43 +124,6 @@ func (st Stats) WriteSummary(w io.Writer) {
 	}
 }
 
-// rateLimiter is a token bucket per device token.
-type rateLimiter struct {
-	rate float64
-	mu   sync.Mutex
-	b    map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64) *rateLimiter {
-	return &rateLimiter{rate: rate, b: map[string]*bucket{}}
-}
-
-func (l *rateLimiter) allow(token string, now time.Time) bool {
-	if l.rate <= 0 {
-		return true
-	}
-	burst := max(l.rate, 1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.b[token]
-	if !ok {
-		b = &bucket{tokens: burst, last: now}
-		l.b[token] = b
-	}
-	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
 // maxGauge keeps the largest value it was raised to.
 type maxGauge struct{ atomic.Int64 }
 

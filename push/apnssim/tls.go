@@ -4,187 +4,23 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/kpush/kpush/internal/simkit"
 )
 
 // Files kept in the TLS directory.
 const (
-	CAFileName   = "ca.pem"
-	CertFileName = "cert.pem"
-	KeyFileName  = "key.pem"
+	CAFileName   = simkit.CAFileName
+	CertFileName = simkit.CertFileName
+	KeyFileName  = simkit.KeyFileName
 )
-
-// loadOrCreateTLS returns the server certificate from dir, creating a small
-// CA and a server certificate for 127.0.0.1, ::1, localhost and the extra
-// hosts when none of the three files exist. A directory holding only some of
-// them is an error: regenerating would silently invalidate the ca.pem clients
-// already trust. So is a reused certificate that does not cover one of the
-// extra hosts, since clients reaching it by that name would fail TLS.
-func loadOrCreateTLS(dir string, hosts []string) (tls.Certificate, *x509.CertPool, bool, error) {
-	caPath := filepath.Join(dir, CAFileName)
-	certPath := filepath.Join(dir, CertFileName)
-	keyPath := filepath.Join(dir, KeyFileName)
-	present := 0
-	for _, p := range []string{caPath, certPath, keyPath} {
-		if _, err := os.Stat(p); err == nil {
-			present++
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return tls.Certificate{}, nil, false, fmt.Errorf("stat %s: %w", p, err)
-		}
-	}
-	created := false
-	switch present {
-	case 0:
-		if err := createTLS(dir, caPath, certPath, keyPath, hosts); err != nil {
-			return tls.Certificate{}, nil, false, err
-		}
-		created = true
-	case 3:
-	default:
-		return tls.Certificate{}, nil, false, fmt.Errorf("TLS directory %s holds only some of %s, %s, %s: remove them all to regenerate", dir, CAFileName, CertFileName, KeyFileName)
-	}
-	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
-	if err != nil {
-		return tls.Certificate{}, nil, false, fmt.Errorf("load simulator certificate from %s: %w", dir, err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		return tls.Certificate{}, nil, false, fmt.Errorf("parse simulator certificate in %s: %w", dir, err)
-	}
-	for _, h := range hosts {
-		if err := leaf.VerifyHostname(h); err != nil {
-			return tls.Certificate{}, nil, false, fmt.Errorf("simulator certificate in %s does not cover %q: remove %s, %s and %s to regenerate them", dir, h, CAFileName, CertFileName, KeyFileName)
-		}
-	}
-	caPEM, err := os.ReadFile(caPath)
-	if err != nil {
-		return tls.Certificate{}, nil, false, fmt.Errorf("read %s: %w", caPath, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return tls.Certificate{}, nil, false, fmt.Errorf("%s holds no PEM certificate", caPath)
-	}
-	return cert, pool, created, nil
-}
-
-func createTLS(dir, caPath, certPath, keyPath string, hosts []string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create TLS directory: %w", err)
-	}
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "kpush apns-sim CA", Organization: []string{"kpush"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("create simulator CA: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: randomSerial(),
-		Subject:      pkix.Name{CommonName: "kpush apns-sim", Organization: []string{"kpush"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(5, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, ip)
-		} else {
-			srvTmpl.DNSNames = append(srvTmpl.DNSNames, h)
-		}
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("create simulator certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		return err
-	}
-	// Key first, CA last: a crash midway leaves a partial set that the
-	// next start reports instead of half-trusting.
-	if err := writePEM(keyPath, "PRIVATE KEY", keyDER, 0o600); err != nil {
-		return err
-	}
-	if err := writePEM(certPath, "CERTIFICATE", srvDER, 0o644); err != nil {
-		return err
-	}
-	return writePEM(caPath, "CERTIFICATE", caDER, 0o644)
-}
-
-func randomSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return n
-}
-
-// writePEM writes a file atomically: temp file, fsync, rename, fsync dir.
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := pem.Encode(tmp, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 // The development signing key: kpush apns-sim writes it into its TLS
 // directory so a client with no Apple key (kpush up, a worker in
@@ -219,7 +55,7 @@ func EnsureDevKey(dir string) (string, error) {
 	}
 	// 0644: the key signs tokens for the simulator only, and a worker in
 	// another container (another uid) must read it from the shared volume.
-	if err := writePEM(path, "PRIVATE KEY", der, 0o644); err != nil {
+	if err := simkit.WritePEM(path, "PRIVATE KEY", der, 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
