@@ -3,6 +3,7 @@ package push
 import (
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -48,18 +49,33 @@ func (c Class) String() string {
 	return classNames[c]
 }
 
+// Platform is the push service a token belongs to.
+type Platform string
+
+// The platforms, as they appear in records and metric labels.
+const (
+	PlatformAPNs Platform = "apns"
+	PlatformFCM  Platform = "fcm"
+)
+
 // Result is the outcome of sending one message to one token.
 type Result struct {
-	Token  string
-	Class  Class
-	Status int    // HTTP status; 0 when no response arrived
-	Reason string // APNs reason, empty on 200
-	APNsID string // apns-id of the push (echoed or assigned by APNs)
+	Token    string
+	Platform Platform
+	Class    Class
+	Status   int    // HTTP status; 0 when no response arrived
+	Reason   string // APNs reason or FCM errorCode (status without one), empty on 200
+	APNsID   string // apns-id of the push (echoed or assigned by APNs)
+	// Name is the message name FCM assigned, on 200 from FCM.
+	Name string
 	// Timestamp is set on 410: when APNs learnt the token was invalid.
 	Timestamp time.Time
 	// RetryAfter is the backoff before the next attempt when Class is
 	// Retry: full jitter over the message's attempt count (APNS.md §3).
 	RetryAfter time.Duration
+	// ServerRetryAfter is the server's own Retry-After, 0 when it sent
+	// none; RetryAfter is never shorter.
+	ServerRetryAfter time.Duration
 	// Err is the transport or validation error, if any.
 	Err error
 }
@@ -162,7 +178,7 @@ func (b Backoff) Delay(reason string, attempt int) time.Duration {
 		return 0
 	}
 	base := cmpOr(b.ServerBase, DefaultServerBackoff)
-	if reason == apns2.ReasonTooManyRequests {
+	if reason == apns2.ReasonTooManyRequests || reason == FCMQuotaExceeded {
 		base = cmpOr(b.TokenBase, DefaultTokenBackoff)
 	}
 	limit := cmpOr(b.Max, DefaultMaxBackoff)
@@ -181,4 +197,72 @@ func cmpOr(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// FCM errorCodes and statuses the sender acts on (docs/fcm.md, "Outcomes").
+const (
+	FCMInvalidArgument     = "INVALID_ARGUMENT"
+	FCMThirdPartyAuthError = "THIRD_PARTY_AUTH_ERROR"
+	FCMUnauthenticated     = "UNAUTHENTICATED"
+	FCMSenderIDMismatch    = "SENDER_ID_MISMATCH"
+	FCMPermissionDenied    = "PERMISSION_DENIED"
+	FCMUnregistered        = "UNREGISTERED"
+	FCMNotFound            = "NOT_FOUND"
+	FCMQuotaExceeded       = "QUOTA_EXCEEDED"
+	FCMInternal            = "INTERNAL"
+	FCMUnavailable         = "UNAVAILABLE"
+	FCMUnspecifiedError    = "UNSPECIFIED_ERROR"
+)
+
+// fcmCodeClass maps FCM's errorCodes (the FcmError detail) to a class.
+var fcmCodeClass = map[string]Class{
+	FCMThirdPartyAuthError: BadCredentials,
+	FCMSenderIDMismatch:    DeadToken,
+	FCMUnregistered:        DeadToken,
+	FCMQuotaExceeded:       Retry,
+	FCMInternal:            Retry,
+	FCMUnavailable:         Retry,
+}
+
+// KnownFCMReason reports whether reason (an errorCode or a status) is one
+// FCM documents; others are treated as transient and logged with the
+// response body.
+func KnownFCMReason(reason string) bool {
+	switch reason {
+	case FCMInvalidArgument, FCMUnauthenticated, FCMPermissionDenied, FCMNotFound:
+		return true
+	}
+	_, ok := fcmCodeClass[reason]
+	return ok
+}
+
+// ClassifyFCM maps an FCM response to a Class: the FcmError errorCode
+// decides, the status (and HTTP code) when there is none. An
+// INVALID_ARGUMENT whose message is about the registration token is a dead
+// token; any other is a bad message. 401 UNAUTHENTICATED (the access
+// token) is BadCredentials here: Send refreshes and resends once before it
+// reports it. Anything unknown is Retry.
+func ClassifyFCM(status int, errorCode, statusText, message string) Class {
+	if status == http.StatusOK {
+		return Delivered
+	}
+	if errorCode == FCMInvalidArgument || (errorCode == "" && statusText == FCMInvalidArgument) || (errorCode == "" && statusText == "" && status == http.StatusBadRequest) {
+		if strings.Contains(strings.ToLower(message), "registration token") {
+			return DeadToken
+		}
+		return BadMessage
+	}
+	if c, ok := fcmCodeClass[errorCode]; ok {
+		return c
+	}
+	switch {
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusNotFound:
+		// UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND (wrong project):
+		// credentials or configuration.
+		return BadCredentials
+	case status == http.StatusBadRequest:
+		return BadMessage
+	default:
+		return Retry
+	}
 }

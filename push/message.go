@@ -83,10 +83,14 @@ type Message struct {
 	// (ID, token) pair gets a stable apns-id (a name-based UUID), so a
 	// retried push carries the same apns-id as the first attempt.
 	ID string `json:"id,omitempty"`
-	// Tokens are hex device tokens; the message is sent to each.
-	Tokens []string `json:"tokens"`
+	// Tokens are APNs device tokens (hex); the message is sent to each.
+	Tokens []string `json:"tokens,omitempty"`
+	// FCMTokens are FCM registration tokens (Android); the message is
+	// sent to each through FCM (docs/fcm.md).
+	FCMTokens []string `json:"fcm_tokens,omitempty"`
 	// Topic is the apns-topic: the bundle ID plus the push type's suffix.
-	Topic string `json:"topic"`
+	// Required when Tokens is not empty.
+	Topic string `json:"topic,omitempty"`
 	// PushType is the apns-push-type; empty means "alert".
 	PushType string `json:"push_type,omitempty"`
 	// Priority is 10, 5 or 1; 0 means Apple's default (10, 5 for background).
@@ -103,8 +107,11 @@ type Message struct {
 	ThreadID         string `json:"thread_id,omitempty"`
 	ContentAvailable bool   `json:"content_available,omitempty"`
 	MutableContent   bool   `json:"mutable_content,omitempty"`
-	// Data holds custom keys placed next to "aps" in the payload.
+	// Data holds custom keys placed next to "aps" in the APNs payload
+	// and, as strings (FCMData), in the FCM message's data.
 	Data map[string]any `json:"data,omitempty"`
+	// Android holds the FCM-only settings (docs/message.md).
+	Android *Android `json:"android,omitempty"`
 	// Payload, when set, is sent verbatim as the APNs payload and the
 	// fields alert, badge, sound, category, thread_id, content_available,
 	// mutable_content and data are ignored.
@@ -122,6 +129,9 @@ type Message struct {
 	// (that was about 12% of a worker's CPU). Only ParseMessage sets it:
 	// it owns the new message, so no caller can be reading it meanwhile.
 	body []byte
+	// fcmTail caches the FCM request body after the token (fcm.go), for
+	// the same reason.
+	fcmTail []byte
 }
 
 // Alert is the aps.alert value: either a plain string (Text, shown as the
@@ -192,11 +202,11 @@ func ParseMessage(b []byte) (*Message, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, invalid("(message)", "unexpected data after the JSON object")
 	}
-	body, err := m.validate()
+	body, fcmTail, err := m.validate()
 	if err != nil {
 		return nil, err
 	}
-	m.body = body
+	m.body, m.fcmTail = body, fcmTail
 	return &m, nil
 }
 
@@ -210,6 +220,9 @@ func decodeError(err error) error {
 	msg := err.Error()
 	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		return invalid(strings.Trim(field, `"`), "unknown field (see docs/message.md)")
+	}
+	if i := strings.Index(msg, "android.ttl"); i >= 0 {
+		return invalid("android.ttl", "%s", strings.TrimPrefix(msg[i:], "android.ttl "))
 	}
 	if strings.Contains(msg, "alert") {
 		return invalid("alert", "%s", strings.TrimPrefix(msg, "alert: "))
@@ -237,15 +250,41 @@ func (m *Message) MaxPayload() int {
 // before anything is sent. The error is a *ValidationError naming the first
 // bad field.
 func (m *Message) Validate() error {
-	_, err := m.validate()
+	_, _, err := m.validate()
 	return err
 }
 
-// validate checks the message and returns its APNs payload.
-func (m *Message) validate() ([]byte, error) {
-	if len(m.Tokens) == 0 {
-		return nil, invalid("tokens", "at least one device token is required")
+// validate checks the message and returns its APNs payload (nil without
+// APNs tokens) and the tail of its FCM request body (nil without FCM
+// tokens). Each platform's rules apply only when the message has tokens
+// of that platform, so an APNs-only message is checked as it always was.
+func (m *Message) validate() (apnsBody, fcmTail []byte, err error) {
+	if len(m.Tokens) == 0 && len(m.FCMTokens) == 0 {
+		return nil, nil, invalid("tokens", "at least one device token is required (tokens for APNs, fcm_tokens for FCM)")
 	}
+	if m.Attempt < 0 {
+		return nil, nil, invalid("attempt", "must not be negative")
+	}
+	if len(m.Tokens) > 0 {
+		if apnsBody, err = m.validateAPNs(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if m.Android != nil {
+		if err := m.Android.validate(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(m.FCMTokens) > 0 {
+		if fcmTail, err = m.validateFCM(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return apnsBody, fcmTail, nil
+}
+
+// validateAPNs checks the APNs side and returns the APNs payload.
+func (m *Message) validateAPNs() ([]byte, error) {
 	seen := make(map[string]int, len(m.Tokens))
 	for i, tok := range m.Tokens {
 		field := fmt.Sprintf("tokens[%d]", i)
@@ -286,9 +325,6 @@ func (m *Message) validate() ([]byte, error) {
 	}
 	if len(m.CollapseID) > MaxCollapseIDLen {
 		return nil, invalid("collapse_id", "%d bytes, Apple allows at most %d", len(m.CollapseID), MaxCollapseIDLen)
-	}
-	if m.Attempt < 0 {
-		return nil, invalid("attempt", "must not be negative")
 	}
 	if len(m.Payload) > 0 {
 		if err := validateRawPayload(m.Payload); err != nil {

@@ -211,7 +211,7 @@ func NewSender(cfg Config) (*Sender, error) {
 	}
 
 	for range cfg.Connections {
-		tr := newTransport(tlsConf, cfg)
+		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
 		c := &apns2.Client{
 			Host:       host,
 			HTTPClient: &http.Client{Transport: retryAfterTransport{tr}, Timeout: cfg.RequestTimeout},
@@ -232,21 +232,21 @@ func NewSender(cfg Config) (*Sender, error) {
 // nothing for ReadIdleTimeout is PINGed and closed when the PING (or a
 // write) stalls for PingTimeout; the next request dials a new one. Idle
 // connections are kept: Apple asks providers to keep them open.
-func newTransport(tlsConf *tls.Config, cfg Config) *http.Transport {
+func newTransport(tlsConf *tls.Config, dialTimeout, readIdleTimeout, pingTimeout time.Duration) *http.Transport {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP2(true)
 	return &http.Transport{
 		TLSClientConfig:     tlsConf.Clone(),
-		DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}).DialContext,
-		TLSHandshakeTimeout: cfg.DialTimeout,
+		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}).DialContext,
+		TLSHandshakeTimeout: dialTimeout,
 		ForceAttemptHTTP2:   true,
 		Protocols:           protocols,
 		MaxConnsPerHost:     1,
 		HTTP2: &http.HTTP2Config{
 			StrictMaxConcurrentRequests: true,
-			SendPingTimeout:             cfg.ReadIdleTimeout,
-			PingTimeout:                 cfg.PingTimeout,
-			WriteByteTimeout:            cfg.PingTimeout,
+			SendPingTimeout:             readIdleTimeout,
+			PingTimeout:                 pingTimeout,
+			WriteByteTimeout:            pingTimeout,
 		},
 	}
 }
@@ -268,7 +268,7 @@ func resolveHost(host string, development bool) (string, error) {
 func loadCAFile(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read APNs CA file: %w", err)
+		return nil, fmt.Errorf("read CA file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
@@ -312,7 +312,7 @@ func (s *Sender) Host() string { return s.host }
 // connection; an ExpiredProviderToken makes the sender sign a new token and
 // resend once.
 func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Result {
-	res := Result{Token: deviceToken}
+	res := Result{Token: deviceToken, Platform: PlatformAPNs}
 	if s.closed.Load() {
 		res.Class, res.Err = Retry, ErrClosed
 		return res
@@ -408,7 +408,7 @@ func (l *logLimiter) allow() (suppressed int64, ok bool) {
 }
 
 func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notification, attempt int) Result {
-	res := Result{Token: n.DeviceToken, APNsID: n.ApnsID}
+	res := Result{Token: n.DeviceToken, APNsID: n.ApnsID, Platform: PlatformAPNs}
 	hint := new(retryAfterHint)
 	resp, err := client.PushWithContext(context.WithValue(ctx, retryAfterKey{}, hint), n)
 	if err != nil {
