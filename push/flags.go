@@ -19,3 +19,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Development, "development", c.Development, "use Apple's sandbox host api.sandbox.push.apple.com")
 	fs.IntVar(&c.Connections, "apns-connections", c.Connections, "HTTP/2 connections to APNs, each with up to 1,000 pushes in flight (0 means 4)")
 }
+
+// RegisterFlags binds the FCM flags every kpush command that sends pushes
+// shares (kpush push, worker, up): --fcm-credentials, --fcm-endpoint,
+// --fcm-ca, --fcm-connections.
+func (c *FCMConfig) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.CredentialsFile, "fcm-credentials", c.CredentialsFile, "FCM: the service-account JSON file from the Firebase console (docs/fcm.md)")
+	fs.StringVar(&c.Endpoint, "fcm-endpoint", c.Endpoint, "FCM base URL (default https://fcm.googleapis.com), e.g. https://127.0.0.1:4004 for kpush fcm-sim")
+	fs.StringVar(&c.CAFile, "fcm-ca", c.CAFile, "extra CA certificate (PEM) to trust for --fcm-endpoint and the token endpoint, e.g. the simulator's ca.pem")
+	fs.IntVar(&c.Connections, "fcm-connections", c.Connections, "HTTP/2 connections to FCM, each with up to the server's stream limit in flight (0 means 4)")
+}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kpush/kpush/internal/simkit"
 )
 
 // ParseFailure parses "REASON=RATE" (rate 0..1, or a percentage "20%"), the
@@ -17,15 +19,11 @@ func ParseFailure(s string) (Failure, error) {
 	if !KnownReason(reason) {
 		return Failure{}, fmt.Errorf("--fail %q: unknown reason %q (use Apple's reason names, e.g. ServiceUnavailable, TooManyRequests, Shutdown)", s, reason)
 	}
-	scale := 1.0
-	if p, ok := strings.CutSuffix(rateText, "%"); ok {
-		rateText, scale = p, 0.01
+	rate, err := simkit.ParseFraction(rateText)
+	if err != nil {
+		return Failure{}, fmt.Errorf("--fail %q: %v", s, err)
 	}
-	rate, err := strconv.ParseFloat(rateText, 64)
-	if err != nil || rate*scale < 0 || rate*scale > 1 {
-		return Failure{}, fmt.Errorf("--fail %q: rate must be a number from 0 to 1 (or 0%% to 100%%)", s)
-	}
-	return Failure{Reason: reason, Rate: rate * scale}, nil
+	return Failure{Reason: reason, Rate: rate}, nil
 }
 
 // ParseLatency parses "D", "D±J" or "D+-J" (Go durations), the form of

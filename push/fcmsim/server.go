@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -307,4 +308,21 @@ func (s *Server) latency() time.Duration {
 
 func (s *Server) retryAfterHeader() string {
 	return strconv.FormatInt(int64((s.cfg.RetryAfter+time.Second-1)/time.Second), 10)
+}
+
+// ParseFailure parses "CODE=RATE" (rate 0..1, or a percentage "20%"), the
+// form of kpush fcm-sim --fail.
+func ParseFailure(s string) (Failure, error) {
+	code, rateText, ok := strings.Cut(s, "=")
+	if !ok || code == "" {
+		return Failure{}, fmt.Errorf("--fail %q: want CODE=RATE, e.g. UNAVAILABLE=0.2", s)
+	}
+	if !KnownCode(code) {
+		return Failure{}, fmt.Errorf("--fail %q: unknown code %q (want one of %s)", s, code, knownCodes())
+	}
+	rate, err := simkit.ParseFraction(rateText)
+	if err != nil {
+		return Failure{}, fmt.Errorf("--fail %q: %v", s, err)
+	}
+	return Failure{Code: code, Rate: rate}, nil
 }
