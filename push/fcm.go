@@ -288,7 +288,7 @@ func (s *FCMSender) post(ctx context.Context, client *http.Client, auth string, 
 			Name string `json:"name"`
 		}
 		if err == nil {
-			err = json.Unmarshal(b, &ok)
+			_ = json.Unmarshal(b, &ok)
 		}
 		// A 200 is a delivery even if its body got lost on the way:
 		// sending again would notify the device twice.

@@ -309,7 +309,7 @@ func TestNewFCMSenderRejectsBadCredentials(t *testing.T) {
 		{"no project", write("noproject.json", noProject), "project_id", push.ErrBadConfig},
 		{"wrong type", write("type.json", wrongType), "service_account", push.ErrBadConfig},
 		{"damaged key", write("badkey.json", badKey), "private_key", push.ErrBadConfig},
-		{"key the token endpoint does not trust", write("untrusted.json", untrusted), "Invalid JWT Signature", push.ErrFCMAccessToken},
+		{"key the token endpoint does not trust", write("untrusted.json", untrusted), "invalid JWT signature", push.ErrFCMAccessToken},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -292,7 +292,7 @@ func (s *Server) verifyAssertion(assertion, path string, now time.Time) error {
 		}
 	}
 	if !verified {
-		return errors.New("Invalid JWT Signature.")
+		return errors.New("invalid JWT signature")
 	}
 	aud, err := url.Parse(claims.Aud)
 	if err != nil || aud.Scheme != "https" || aud.Path != path {
