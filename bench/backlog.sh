@@ -59,7 +59,7 @@ row() { # PHASE BACKLOG OPS/S
 }
 
 stage() { # MODE OPS NAME
-	"$KPUSH" bench --addr "$QUEUED_ADDR" --mode "$1" --ops "$2" --conns "$CONNS" --pipeline "$PIPELINE" \
+	"$KPUSH" bench --servers "$QUEUED_ADDR" --mode "$1" --ops "$2" --conns "$CONNS" --pipeline "$PIPELINE" \
 		--size "$SIZE" --queue "$QUEUE" --flush=false --fill 0 --json --quiet --timeout 120s >"$RAW/$3.json"
 	local errs
 	errs=$(jq '.runs[0].errors + .runs[0].rejected' "$RAW/$3.json")

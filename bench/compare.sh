@@ -86,7 +86,7 @@ ALWAYS_ADDR=$QUEUED_ADDR
 
 run_kpush() { # NAME TARGET ADDR
 	log "kpush bench setget against $1 ($3), conns $CONNS, $DURATION each"
-	"$KPUSH" bench --addr "$3" --target "$2" --mode setget --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
+	"$KPUSH" bench --servers "$3" --target "$2" --mode setget --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
 		--size "$SIZE" --json --quiet >"$RAW/$1.json"
 }
 run_kpush memcached memcached "127.0.0.1:$MC_PORT"
@@ -98,7 +98,7 @@ run_reliable() { # NAME ADDR
 	for c in ${CONNS//,/ }; do
 		n=$((c * RELIABLE_PER_CONN < RELIABLE_OPS ? c * RELIABLE_PER_CONN : RELIABLE_OPS))
 		log "kpush bench reliable against $1, $c connections, $n requests"
-		"$KPUSH" bench --addr "$2" --mode reliable --conns "$c" --ops "$n" --size "$SIZE" --json --quiet \
+		"$KPUSH" bench --servers "$2" --mode reliable --conns "$c" --ops "$n" --size "$SIZE" --json --quiet \
 			>"$RAW/$1-reliable-c$c.json"
 	done
 }

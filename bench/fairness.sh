@@ -58,7 +58,7 @@ run() { # NAME TARGET ADDR EXTRA-ARGS...
 	local name=$1 target=$2 addr=$3
 	shift 3
 	log "run $name"
-	"$KPUSH" bench --addr "$addr" --target "$target" --mode set --conns "$CONNS" --size "$SIZE" --duration "$DURATION" \
+	"$KPUSH" bench --servers "$addr" --target "$target" --mode set --conns "$CONNS" --size "$SIZE" --duration "$DURATION" \
 		--queue bench --rate "$RATE" --json --quiet "$@" >"$RAW/$name.json"
 }
 run alone kestrel "$MAIN_ADDR"

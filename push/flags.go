@@ -8,7 +8,13 @@ import (
 // command that sends pushes shares (kpush push, worker, up), so their names
 // stay identical: --auth-key, --key-id, --team-id, --cert, --cert-password,
 // --apns-host, --apns-ca, --development, --apns-connections.
+//
+// A field already set is the flag's default; Connections 0 shows as
+// DefaultConnections, the number NewSender uses for it.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	if c.Connections <= 0 {
+		c.Connections = DefaultConnections
+	}
 	fs.StringVar(&c.AuthKeyFile, "auth-key", c.AuthKeyFile, "token auth: Apple's .p8 auth key file")
 	fs.StringVar(&c.KeyID, "key-id", c.KeyID, "token auth: the auth key's 10-character key ID")
 	fs.StringVar(&c.TeamID, "team-id", c.TeamID, "token auth: your 10-character team ID")
@@ -17,7 +23,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Host, "apns-host", c.Host, "APNs base URL (default Apple production, or sandbox with --development), e.g. https://127.0.0.1:2197 for kpush apns-sim")
 	fs.StringVar(&c.CAFile, "apns-ca", c.CAFile, "extra CA certificate (PEM) to trust for --apns-host, e.g. the simulator's ca.pem")
 	fs.BoolVar(&c.Development, "development", c.Development, "use Apple's sandbox host api.sandbox.push.apple.com")
-	fs.IntVar(&c.Connections, "apns-connections", c.Connections, "HTTP/2 connections to APNs, each with up to 1,000 pushes in flight (0 means 4)")
+	fs.IntVar(&c.Connections, "apns-connections", c.Connections, "HTTP/2 connections to APNs; each carries up to 1,000 pushes at once")
 }
 
 // RegisterFlags binds the FCM flags every kpush command that sends pushes

@@ -2,11 +2,11 @@ package push
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -34,10 +34,15 @@ const (
 // MaxCollapseIDLen is the longest apns-collapse-id Apple accepts, in bytes.
 const MaxCollapseIDLen = 64
 
-// MaxTokenLen bounds a device token's hex length. Apple's tokens are 64 hex
-// digits today and Apple warns they may grow; 200 leaves room for that while
-// still catching garbage pasted into the field.
-const MaxTokenLen = 200
+// MinTokenLen and MaxTokenLen bound a device token's hex length. Apple's
+// tokens are 64 hex digits today and Apple warns they may grow, so longer
+// even-length tokens are accepted; shorter ones are never Apple's (a typo, a
+// truncated paste) and would only come back as BadDeviceToken. 200 leaves
+// room to grow while still catching garbage pasted into the field.
+const (
+	MinTokenLen = 64
+	MaxTokenLen = 200
+)
 
 // topicSuffix is the apns-topic suffix each push type requires (APNS.md §5).
 var topicSuffix = map[string]string{
@@ -211,11 +216,26 @@ func ParseMessage(b []byte) (*Message, error) {
 }
 
 // decodeError turns a json decoding error into a *ValidationError naming the
-// field when the decoder knows it.
+// field when the decoder knows it. Reasons speak of JSON types (a string, an
+// array), never of Go's.
 func decodeError(err error) error {
 	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return invalid(typeErr.Field, "want %s, got JSON %s", typeErr.Type, typeErr.Value)
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if typeErr.Struct == "alertDict" {
+			field = "alert." + field
+		}
+		if field == "" {
+			return invalid("(message)", "not a JSON message object: got a JSON %s; a message is one object, {\"tokens\": [...], ...}", typeErr.Value)
+		}
+		return invalid(field, "want %s, got a JSON %s", jsonTypeName(typeErr.Type), typeErr.Value)
+	}
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &syntaxErr):
+		return invalid("(message)", "not a JSON message object: %s (at byte %d)", syntaxErr, syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return invalid("(message)", "not a whole JSON message object: it ends early")
 	}
 	msg := err.Error()
 	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -228,6 +248,31 @@ func decodeError(err error) error {
 		return invalid("alert", "%s", strings.TrimPrefix(msg, "alert: "))
 	}
 	return invalid("(message)", "not a JSON message object: %s", msg)
+}
+
+// jsonTypeName names the JSON form a Go type decodes from.
+func jsonTypeName(t reflect.Type) string {
+	if t == nil {
+		return "another JSON type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonTypeName(t.Elem()), "a "), "an ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonTypeName(t.Elem())
+	}
+	return "another JSON type"
 }
 
 // EffectivePushType is the push type sent to APNs: PushType or "alert".
@@ -377,7 +422,7 @@ func (m *Message) validateFields(pushType string) error {
 func validateRawPayload(raw json.RawMessage) error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return invalid("payload", "must be a JSON object: %v", err)
+		return invalid("payload", "must be a JSON object")
 	}
 	aps, ok := obj["aps"]
 	if !ok {
@@ -390,22 +435,30 @@ func validateRawPayload(raw json.RawMessage) error {
 	return nil
 }
 
-// ValidateToken checks a device token's form: non-empty, even-length hex, at
-// most MaxTokenLen digits. It assumes no fixed length (Apple warns tokens
-// may grow).
+// ValidateToken checks a device token's form: hex digits only, an even
+// number of them, from MinTokenLen (Apple's 64 today) to MaxTokenLen.
 func ValidateToken(tok string) error {
-	switch {
-	case tok == "":
+	if tok == "" {
 		return errors.New("empty device token")
+	}
+	for i := 0; i < len(tok); i++ {
+		if !isHexDigit(tok[i]) {
+			return errors.New("not hex")
+		}
+	}
+	switch {
+	case len(tok) < MinTokenLen:
+		return fmt.Errorf("%d hex digits, too short: device tokens have %d or more (Apple's are %d)", len(tok), MinTokenLen, MinTokenLen)
 	case len(tok) > MaxTokenLen:
 		return fmt.Errorf("%d hex digits, longer than %d", len(tok), MaxTokenLen)
 	case len(tok)%2 != 0:
 		return fmt.Errorf("odd number of hex digits (%d)", len(tok))
 	}
-	if _, err := hex.DecodeString(tok); err != nil {
-		return errors.New("not hex")
-	}
 	return nil
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // Encode returns the compact JSON of the message, for a queue item.

@@ -21,7 +21,9 @@ func TestParseMessageRejects(t *testing.T) {
 		{"no tokens", `{"topic":"com.x","alert":"hi"}`, "tokens", "at least one"},
 		{"empty token list", `{"tokens":[],"topic":"com.x","alert":"hi"}`, "tokens", "at least one"},
 		{"token not hex", `{"tokens":["` + tok64 + `","zz"],"topic":"com.x","alert":"hi"}`, "tokens[1]", "not hex"},
-		{"odd token", `{"tokens":["abc"],"topic":"com.x","alert":"hi"}`, "tokens[0]", "odd"},
+		{"elided token", `{"tokens":["3f1c...e9"],"topic":"com.x","alert":"hi"}`, "tokens[0]", "not hex"},
+		{"short token", `{"tokens":["abcd"],"topic":"com.x","alert":"hi"}`, "tokens[0]", "too short: device tokens have 64 or more"},
+		{"odd token", `{"tokens":["` + tok64 + `a"],"topic":"com.x","alert":"hi"}`, "tokens[0]", "odd"},
 		{"empty token", `{"tokens":[""],"topic":"com.x","alert":"hi"}`, "tokens[0]", "empty"},
 		{"huge token", `{"tokens":["` + strings.Repeat("ab", 101) + `"],"topic":"com.x","alert":"hi"}`, "tokens[0]", "longer"},
 		{"duplicate token", `{"tokens":["` + tok64 + `","` + strings.ToUpper(tok64) + `"],"topic":"com.x","alert":"hi"}`, "tokens[1]", "duplicate of tokens[0]"},
@@ -41,7 +43,11 @@ func TestParseMessageRejects(t *testing.T) {
 		{"raw payload without aps", `{"tokens":["` + tok64 + `"],"topic":"com.x","payload":{"k":1}}`, "payload", "aps"},
 		{"raw payload too large", `{"tokens":["` + tok64 + `"],"topic":"com.x","payload":{"aps":{},"k":"` + strings.Repeat("x", 4100) + `"}}`, "payload", "4096"},
 		{"unknown field", `{"tokens":["` + tok64 + `"],"topic":"com.x","alrt":"hi"}`, "alrt", "unknown field"},
-		{"wrong type", `{"tokens":"` + tok64 + `","topic":"com.x"}`, "tokens", "want"},
+		{"wrong type", `{"tokens":"` + tok64 + `","topic":"com.x"}`, "tokens", "want an array of strings, got a JSON string"},
+		{"wrong type in alert", `{"tokens":["` + tok64 + `"],"topic":"com.x","alert":{"title":3}}`, "alert.title", "want a string, got a JSON number"},
+		{"wrong type of flag", `{"tokens":["` + tok64 + `"],"topic":"com.x","mutable_content":1}`, "mutable_content", "want true or false"},
+		{"a line of a pretty-printed message", `"tokens": ["` + tok64 + `"],`, "(message)", "got a JSON string; a message is one object"},
+		{"the first line of a pretty-printed message", `{`, "(message)", "ends early"},
 		{"alert of wrong type", `{"tokens":["` + tok64 + `"],"topic":"com.x","alert":3}`, "alert", "string or an object"},
 		{"alert with unknown key", `{"tokens":["` + tok64 + `"],"topic":"com.x","alert":{"titel":"x"}}`, "alert", "titel"},
 		{"empty alert text", `{"tokens":["` + tok64 + `"],"topic":"com.x","alert":""}`, "alert", "empty"},
@@ -61,6 +67,9 @@ func TestParseMessageRejects(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("error %T %v is not a *ValidationError", err, err)
 			}
+			if strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "push.") {
+				t.Errorf("error %q names Go types; users write JSON", err)
+			}
 			if ve.Field != tc.wantField || !strings.Contains(ve.Reason, tc.wantText) {
 				t.Errorf("error = field %q reason %q, want field %q and reason containing %q", ve.Field, ve.Reason, tc.wantField, tc.wantText)
 			}
@@ -76,6 +85,8 @@ func TestParseMessageAccepts(t *testing.T) {
 	}{
 		{"alert text", `{"tokens":["` + tok64 + `"],"topic":"com.x","alert":"Hi <you> & me"}`,
 			`{"aps":{"alert":"Hi <you> & me"}}`},
+		{"a longer token (Apple may lengthen them)", `{"tokens":["` + tok64 + tok64 + `"],"topic":"com.x","alert":"hi"}`,
+			`{"aps":{"alert":"hi"}}`},
 		{"alert dict and fields", `{"id":"m1","tokens":["` + tok64 + `"],"topic":"com.x","push_type":"alert","priority":5,"expiration":1900000000,"collapse_id":"c","alert":{"title":"T","subtitle":"S","body":"B"},"badge":0,"sound":"default","category":"cat","thread_id":"th","mutable_content":true,"data":{"n":12345678901234567890,"s":"v"}}`,
 			`{"aps":{"alert":{"title":"T","subtitle":"S","body":"B"},"badge":0,"sound":"default","thread-id":"th","category":"cat","mutable-content":1},"n":12345678901234567890,"s":"v"}`},
 		{"background", `{"tokens":["` + tok64 + `"],"topic":"com.x","push_type":"background","priority":5,"content_available":true}`,

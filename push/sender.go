@@ -56,6 +56,10 @@ var (
 	ErrLikelyWrongEnvironment = errors.New("most recent pushes were rejected as BadDeviceToken: the tokens probably belong to the other APNs environment (check --development / --apns-host); tokens are kept")
 )
 
+// DefaultConnections is the number of HTTP/2 connections a Sender opens
+// when Config.Connections is 0.
+const DefaultConnections = 4
+
 // Config configures a Sender. Exactly one of token auth (AuthKeyFile,
 // KeyID, TeamID) or certificate auth (CertFile) is required.
 type Config struct {
@@ -75,8 +79,9 @@ type Config struct {
 	CertPassword string
 
 	// Connections is the number of HTTP/2 connections (apns2 clients)
-	// used round-robin; default 4. Each carries up to the server's stream
-	// limit concurrently (1,000 at Apple), and Go opens more if needed.
+	// used round-robin; 0 means DefaultConnections. Each carries up to the
+	// server's stream limit concurrently (1,000 at Apple); requests beyond
+	// it wait for a free stream.
 	Connections int
 	// RequestTimeout bounds one push; default 30 s.
 	RequestTimeout time.Duration
@@ -165,7 +170,7 @@ func NewSender(cfg Config) (*Sender, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Connections <= 0 {
-		cfg.Connections = 4
+		cfg.Connections = DefaultConnections
 	}
 	cfg.RequestTimeout = cmpOr(cfg.RequestTimeout, 30*time.Second)
 	cfg.ReadIdleTimeout = cmpOr(cfg.ReadIdleTimeout, 15*time.Second)

@@ -47,7 +47,9 @@ func TestSendClasses(t *testing.T) {
 		{name: "delivered", wantClass: push.Delivered, wantStatus: 200},
 		{name: "unregistered token", sim: apnssim.Config{DeadTokens: []string{token(1)}},
 			wantClass: push.DeadToken, wantStatus: 410, wantReason: "Unregistered"},
-		{name: "bad device token", token: strings.Repeat("ab", 16),
+		// Well-formed here (even-length hex, over 64 digits), refused by the
+		// simulator, which wants Apple's 64.
+		{name: "bad device token", token: strings.Repeat("ab", 33),
 			wantClass: push.DeadToken, wantStatus: 400, wantReason: "BadDeviceToken"},
 		{name: "token of another topic", sim: apnssim.Config{TokenTopics: map[string]string{token(1): "com.other.app"}},
 			wantClass: push.DeadToken, wantStatus: 400, wantReason: "DeviceTokenNotForTopic"},

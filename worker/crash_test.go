@@ -263,7 +263,7 @@ func TestWorkerCommandErrors(t *testing.T) {
 		want string
 	}{
 		{"no servers", append([]string{"worker", "--servers", ""}, creds...), "--servers"},
-		{"server without port", append([]string{"worker", "--servers", "localhost"}, creds...), "not host:port"},
+		{"server not host:port", append([]string{"worker", "--servers", "127.0.0.1:1:2"}, creds...), "not host:port"},
 		{"server twice", append([]string{"worker", "--servers", "127.0.0.1:1,127.0.0.1:1"}, creds...), "listed twice"},
 		{"bad queue", append([]string{"worker", "--servers", "127.0.0.1:1", "--queue", "a b"}, creds...), "queue name"},
 		{"no credentials", []string{"worker", "--servers", "127.0.0.1:1"}, "credentials"},

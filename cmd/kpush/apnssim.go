@@ -90,9 +90,10 @@ and reused when present; clients trust them with --apns-ca DIR/ca.pem.`,
 	f.StringVar(&rateLimit, "rate-limit", "", "pushes per device token before 429 TooManyRequests, e.g. 5/s")
 	f.DurationVar(&cfg.RetryAfter, "retry-after", 0, "add Retry-After (seconds) to 429 and 503 answers; Apple sends none (0: off)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections idle this long (0: never)")
-	f.StringArrayVar(&cfg.Topics, "topic", nil, "allowed bundle ID; others get TopicDisallowed (repeatable; none: any)")
+	f.StringArrayVar(&cfg.Topics, "allow-topic", nil, "allowed bundle ID; others get TopicDisallowed (repeatable; none: any)")
 	f.BoolVar(&cfg.Development, "development", false, "behave like Apple's sandbox (adds apns-unique-id)")
 	f.StringVar(&cfg.ClientCAFile, "client-ca", "", "enable certificate auth: trust client certificates signed by this CA (PEM)")
 	f.IntVar(&tokenHexes, "token-length", 64, "device-token length in hex digits (-1: any even length)")
+	aliasFlags(cmd, map[string]string{"topic": "allow-topic"})
 	rootCmd.AddCommand(cmd)
 }

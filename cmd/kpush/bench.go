@@ -88,7 +88,8 @@ type benchKindStat struct {
 }
 
 var (
-	benchCfg   benchConfig
+	benchCfg     benchConfig
+	benchServers []string
 	benchJSON  bool
 	benchQuiet bool
 )
@@ -111,6 +112,14 @@ count. Progress goes to stderr once a second; the table (or --json) to
 stdout. The output format is documented in docs/benchmarks.md.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
+		servers, err := serverAddrs(benchServers)
+		if err != nil {
+			return err
+		}
+		if len(servers) > 1 {
+			return errors.New("--servers: bench loads one server at a time; give one host:port")
+		}
+		benchCfg.Addr = servers[0]
 		ctx, cancel := signalContext()
 		defer cancel()
 		log := slog.Default()
@@ -135,7 +144,7 @@ stdout. The output format is documented in docs/benchmarks.md.`,
 
 func init() {
 	f := benchCmd.Flags()
-	f.StringVar(&benchCfg.Addr, "addr", "127.0.0.1:22133", "server address host:port")
+	addServersFlag(f, &benchServers, "the server to load (one)")
 	f.StringVar(&benchCfg.Target, "target", "kestrel", "server kind: kestrel (queued or Kestrel) or memcached")
 	f.StringVar(&benchCfg.Mode, "mode", "setget", "set, get, setget or reliable")
 	f.IntSliceVar(&benchCfg.Conns, "conns", []int{10}, "connections; a list (1,10,50,200) runs once per count")
@@ -154,6 +163,7 @@ func init() {
 	f.DurationVar(&benchCfg.Timeout, "timeout", 30*time.Second, "give up on a server that answers nothing for this long")
 	f.BoolVar(&benchJSON, "json", false, "print the results as JSON")
 	f.BoolVar(&benchQuiet, "quiet", false, "no progress lines on stderr")
+	aliasFlags(benchCmd, map[string]string{"addr": "servers"})
 	rootCmd.AddCommand(benchCmd)
 }
 

@@ -33,36 +33,17 @@ const maxLineBytes = 1 << 20
 const maxFailureReports = 20
 
 type enqueueFlags struct {
-	servers      string
-	queue        string
-	file         string
-	stopOnError  bool
-	concurrency  int
-	progress     bool
-	timeout      time.Duration
-	routingKey   string
-	delay        time.Duration
-	atLeastOnce  bool
-	tokens       []string
-	id           string
-	topic        string
-	pushType     string
-	priority     int
-	expiration   int64
-	collapseID   string
-	alert        string
-	title        string
-	subtitle     string
-	body         string
-	badge        int
-	sound        string
-	category     string
-	threadID     string
-	contentAvail bool
-	mutable      bool
-	data         []string
-	dataJSON     []string
-	payload      string
+	servers     []string
+	queue       string
+	file        string
+	stopOnError bool
+	concurrency int
+	progress    bool
+	timeout     time.Duration
+	routingKey  string
+	delay       time.Duration
+	atLeastOnce bool
+	message     messageFlags
 }
 
 func init() {
@@ -72,26 +53,28 @@ func init() {
 		Short: "Put push messages on queued servers: one from flags, or many from a JSON Lines file",
 		Long: `enqueue validates push messages and stores them on one or more queued servers.
 
-One message from flags:
+One message from flags (the same flags as kpush push):
 
-  kpush enqueue --token 3f2a... --topic com.example.app --alert "Hello" --badge 1
+  kpush enqueue --token 1f0c4a7e...(64 hex digits) --topic com.example.app --alert "Hello" --badge 1 --data order:=42
 
-Many from a JSON Lines file (one message object per line, "-" for stdin;
-docs/message.md lists the fields):
+Many from a JSON Lines file: one whole message object per line ("-" for
+stdin; docs/message.md lists the fields):
 
   kpush enqueue --file messages.jsonl --servers q1:22133,q2:22133 --concurrency 32
 
 Bad lines are reported as "line N: field: reason" on stderr and skipped
-(or, with --stop-on-error, end the run). A progress bar is drawn on stderr
-when it is a terminal (or with --progress). At the end one summary line is
-printed on stdout, always in this format:
+(or, with --stop-on-error, end the run). A progress bar counting messages is
+drawn on stderr when it is a terminal (or with --progress). Once the run has
+started, one summary line is printed on stdout, always in this format:
 
   sent=998 rejected=2 failed=0 elapsed=1.23s rate=811/s
 
 sent: stored (a server answered STORED); rejected: invalid messages, never
 sent; failed: valid messages no server stored (or whose outcome is unknown,
 see docs/producer.md). The exit status is 0 only when rejected and failed are
-both 0.`,
+both 0. A run that cannot start (bad flags, an invalid message from flags, a
+missing --file, no server reachable) prints one line on stderr saying what
+to fix, and no summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
@@ -100,9 +83,9 @@ both 0.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.servers, "servers", "127.0.0.1:22133", "comma-separated queued servers (host:port)")
+	addServersFlag(fl, &f.servers, "queued servers to store on")
 	fl.StringVar(&f.queue, "queue", "push", "queue name")
-	fl.StringVar(&f.file, "file", "", `JSON Lines file of messages, "-" for stdin`)
+	fl.StringVar(&f.file, "file", "", `JSON Lines file of messages, one whole message per line; "-" for stdin`)
 	fl.BoolVar(&f.stopOnError, "stop-on-error", false, "stop at the first bad line instead of skipping it")
 	fl.IntVar(&f.concurrency, "concurrency", 16, "messages in flight at once in --file mode (1 with --routing-key, to keep order)")
 	fl.BoolVar(&f.progress, "progress", false, "draw the progress bar even when stderr is not a terminal")
@@ -110,27 +93,7 @@ both 0.`,
 	fl.StringVar(&f.routingKey, "routing-key", "", "pin the messages to one server by consistent hashing of this key (keeps their order)")
 	fl.DurationVar(&f.delay, "delay", 0, "set the items' Kestrel expiry to this long from now (for a delay queue with expire_to_queue)")
 	fl.BoolVar(&f.atLeastOnce, "at-least-once", false, "when a server took a message but never answered, store it on another server too (duplicates possible)")
-
-	fl.StringArrayVar(&f.tokens, "token", nil, "device token, hex (repeat for several devices)")
-	fl.StringVar(&f.id, "id", "", "message id (gives retries a stable apns-id)")
-	fl.StringVar(&f.topic, "topic", "", "apns-topic: the app's bundle ID (plus the push type's suffix)")
-	fl.StringVar(&f.pushType, "push-type", "", "apns-push-type (default alert)")
-	fl.IntVar(&f.priority, "priority", 0, "apns-priority: 10, 5 or 1 (default: Apple's)")
-	fl.Int64Var(&f.expiration, "expiration", 0, "apns-expiration, UNIX seconds")
-	fl.StringVar(&f.collapseID, "collapse-id", "", "apns-collapse-id")
-	fl.StringVar(&f.alert, "alert", "", "alert text (the body)")
-	fl.StringVar(&f.title, "title", "", "alert title (dictionary form)")
-	fl.StringVar(&f.subtitle, "subtitle", "", "alert subtitle (dictionary form)")
-	fl.StringVar(&f.body, "body", "", "alert body (dictionary form)")
-	fl.IntVar(&f.badge, "badge", 0, "badge number (0 clears it); unset leaves the badge alone")
-	fl.StringVar(&f.sound, "sound", "", `sound file name or "default"`)
-	fl.StringVar(&f.category, "category", "", "notification category")
-	fl.StringVar(&f.threadID, "thread-id", "", "thread id for grouping")
-	fl.BoolVar(&f.contentAvail, "content-available", false, "set content-available (background update)")
-	fl.BoolVar(&f.mutable, "mutable-content", false, "set mutable-content (notification service extension)")
-	fl.StringArrayVar(&f.data, "data", nil, "custom payload key=value, value as a string (repeatable)")
-	fl.StringArrayVar(&f.dataJSON, "data-json", nil, `custom payload key=JSON, e.g. count=3 or ids=[1,2] (repeatable)`)
-	fl.StringVar(&f.payload, "payload", "", "the whole APNs payload as JSON (replaces alert, badge, sound, data ...)")
+	f.message.register(fl)
 	rootCmd.AddCommand(cmd)
 }
 
@@ -151,57 +114,96 @@ func (s *enqueueSummary) String() string {
 }
 
 func runEnqueue(ctx context.Context, cmd *cobra.Command, f *enqueueFlags) error {
-	fromFlags := len(f.tokens) > 0
+	flags := cmd.Flags()
+	fromFlags := len(f.message.msg.Tokens)+len(f.message.msg.FCMTokens) > 0
+	given := f.message.given(flags)
 	switch {
-	case f.file != "" && fromFlags:
-		return errors.New("enqueue: give either --file or --token, not both")
+	case f.file != "" && len(given) > 0:
+		return fmt.Errorf("enqueue: give either --file or message flags (%s), not both: the file's lines are whole messages", strings.Join(given, " "))
+	case f.file == "" && len(given) > 0 && !fromFlags:
+		return fmt.Errorf("enqueue: no --token or --fcm-token: a message needs at least one device token")
 	case f.file == "" && !fromFlags:
-		return errors.New("enqueue: nothing to send: give --token and --topic for one message, or --file F (JSON Lines, - for stdin)")
+		return fmt.Errorf("enqueue: nothing to send: give --token and --topic for one message, or --file F (JSON Lines, - for stdin)")
 	case f.concurrency < 1:
 		return fmt.Errorf("enqueue: --concurrency %d: must be at least 1", f.concurrency)
 	}
 	if err := producer.ValidateQueueName(f.queue); err != nil {
 		return fmt.Errorf("enqueue: --queue: %w", err)
 	}
-	var servers []string
-	for _, s := range strings.Split(f.servers, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			servers = append(servers, s)
+	servers, err := serverAddrs(f.servers)
+	if err != nil {
+		return err
+	}
+
+	// Everything that can be checked without a server is checked before
+	// connecting: the message from flags, the file.
+	var (
+		msg   *push.Message
+		input *messageInput
+	)
+	if fromFlags {
+		if msg, err = f.message.message(flags); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
 		}
+		if err := msg.Validate(); err != nil {
+			return fmt.Errorf("enqueue: invalid message, nothing sent: %s", describeInvalid(err))
+		}
+	} else {
+		if input, err = openMessageInput(f.file, cmd.InOrStdin()); err != nil {
+			return err
+		}
+		defer input.Close()
+	}
+
+	// The producer logs a server going down and coming back. One message's
+	// outcome is the one line printed, so there it logs nothing; a file
+	// run logs once something was stored: a server down from the start is
+	// in the closing server summary (or, if all are, the one line).
+	sum := &enqueueSummary{start: time.Now()}
+	log := slog.New(slog.DiscardHandler)
+	if !fromFlags {
+		log = slog.New(gatedHandler{slog.Default().Handler(), func() bool { return sum.sent.Load() > 0 }})
 	}
 	opts := []producer.Option{
 		producer.WithTimeout(f.timeout),
 		producer.WithMaxIdleConns(max(f.concurrency, 2)),
-		producer.WithLogger(slog.Default()),
+		producer.WithLogger(log),
 	}
 	if f.atLeastOnce {
 		opts = append(opts, producer.WithAtLeastOnce())
 	}
 	p, err := producer.New(servers, opts...)
 	if err != nil {
-		return fmt.Errorf("enqueue: --servers %q: %w", f.servers, err)
+		return fmt.Errorf("enqueue: --servers %s: %w", strings.Join(servers, ","), err)
 	}
 	defer p.Close()
 
 	var eopts []producer.EnqueueOption
-	if cmd.Flags().Changed("routing-key") {
+	if flags.Changed("routing-key") {
 		eopts = append(eopts, producer.RoutingKey(f.routingKey))
 		f.concurrency = 1
 	}
-	if cmd.Flags().Changed("delay") {
+	if flags.Changed("delay") {
 		eopts = append(eopts, producer.Delay(f.delay))
 	}
 
-	sum := &enqueueSummary{start: time.Now()}
-	stderr := cmd.ErrOrStderr()
 	if fromFlags {
-		err = enqueueFromFlags(ctx, cmd, f, p, eopts, sum)
-	} else {
-		err = enqueueFromFile(ctx, f, p, eopts, sum, stderr)
+		if err := p.Enqueue(ctx, f.queue, msg, eopts...); err != nil {
+			if u := unreachable(p, err); u != nil {
+				return u
+			}
+			return fmt.Errorf("enqueue: not stored: %w", err)
+		}
+		sum.sent.Add(1)
+		fmt.Fprintln(cmd.OutOrStdout(), sum)
+		return nil
 	}
-	if !fromFlags || sum.failed.Load() > 0 {
-		logServerStats(p)
+	err = enqueueFromFile(ctx, f, input, p, eopts, sum, cmd.ErrOrStderr())
+	var u *unreachableError
+	if errors.As(err, &u) {
+		return u
 	}
+	logServerStats(p)
 	fmt.Fprintln(cmd.OutOrStdout(), sum)
 	if err != nil {
 		return err
@@ -212,79 +214,52 @@ func runEnqueue(ctx context.Context, cmd *cobra.Command, f *enqueueFlags) error 
 	return nil
 }
 
-func enqueueFromFlags(ctx context.Context, cmd *cobra.Command, f *enqueueFlags, p *producer.Producer, eopts []producer.EnqueueOption, sum *enqueueSummary) error {
-	msg, err := messageFromFlags(cmd, f)
-	if err == nil {
-		err = msg.Validate()
-	}
-	if err != nil {
-		sum.rejected.Add(1)
-		fmt.Fprintf(cmd.ErrOrStderr(), "message: %s\n", describeInvalid(err))
-		return nil
-	}
-	if err := p.Enqueue(ctx, f.queue, msg, eopts...); err != nil {
-		sum.failed.Add(1)
-		fmt.Fprintf(cmd.ErrOrStderr(), "message: %v\n", err)
-		return nil
-	}
-	sum.sent.Add(1)
-	return nil
+// gatedHandler passes records only while open() is true.
+type gatedHandler struct {
+	slog.Handler
+	open func() bool
 }
 
-// messageFromFlags builds the message of the one-message mode.
-func messageFromFlags(cmd *cobra.Command, f *enqueueFlags) (*push.Message, error) {
-	m := &push.Message{
-		ID: f.id, Tokens: f.tokens, Topic: f.topic, PushType: f.pushType,
-		Priority: f.priority, Expiration: f.expiration, CollapseID: f.collapseID,
-		Sound: f.sound, Category: f.category, ThreadID: f.threadID,
-		ContentAvailable: f.contentAvail, MutableContent: f.mutable,
+func (h gatedHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.open() && h.Handler.Enabled(ctx, l)
+}
+
+func (h gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return gatedHandler{h.Handler.WithAttrs(attrs), h.open}
+}
+
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	return gatedHandler{h.Handler.WithGroup(name), h.open}
+}
+
+// unreachableError: no server of --servers could be connected to, and
+// nothing was stored yet. Usually nothing is running at the address.
+type unreachableError struct{ servers []string }
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("enqueue: no queued server reachable (%s): is kpush up or kpush queued running there? Check --servers", strings.Join(e.servers, ", "))
+}
+
+// unreachable returns an *unreachableError when err (from Enqueue) failed
+// because every server is down and none has stored anything; else nil.
+func unreachable(p *producer.Producer, err error) *unreachableError {
+	if !errors.Is(err, producer.ErrNoServers) {
+		return nil
 	}
-	switch {
-	case f.title != "" || f.subtitle != "" || f.body != "":
-		if f.alert != "" {
-			return nil, &push.ValidationError{Field: "alert", Reason: "give --alert (text) or --title/--subtitle/--body, not both"}
+	stats := p.Stats()
+	var servers []string
+	for _, addr := range p.Servers() {
+		st := stats[addr]
+		if st.Healthy || st.Stored > 0 {
+			return nil
 		}
-		m.Alert = &push.Alert{Title: f.title, Subtitle: f.subtitle, Body: f.body}
-	case cmd.Flags().Changed("alert"):
-		m.Alert = &push.Alert{Text: f.alert}
+		cause := st.LastError
+		if i := strings.LastIndex(cause, ": "); i >= 0 {
+			cause = cause[i+2:] // "dial tcp 127.0.0.1:1: connect: connection refused" -> "connection refused"
+		}
+		servers = append(servers, addr+": "+cause)
 	}
-	if cmd.Flags().Changed("badge") {
-		badge := f.badge
-		m.Badge = &badge
-	}
-	for _, kv := range f.data {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, &push.ValidationError{Field: "data", Reason: fmt.Sprintf("--data %q: want key=value", kv)}
-		}
-		if m.Data == nil {
-			m.Data = map[string]any{}
-		}
-		m.Data[k] = v
-	}
-	for _, kv := range f.dataJSON {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, &push.ValidationError{Field: "data", Reason: fmt.Sprintf("--data-json %q: want key=JSON", kv)}
-		}
-		var val any
-		dec := json.NewDecoder(strings.NewReader(v))
-		dec.UseNumber()
-		if err := dec.Decode(&val); err != nil || dec.More() {
-			return nil, &push.ValidationError{Field: "data." + k, Reason: fmt.Sprintf("--data-json: %q is not one JSON value", v)}
-		}
-		if m.Data == nil {
-			m.Data = map[string]any{}
-		}
-		m.Data[k] = val
-	}
-	if f.payload != "" {
-		if !json.Valid([]byte(f.payload)) {
-			return nil, &push.ValidationError{Field: "payload", Reason: "--payload is not valid JSON"}
-		}
-		m.Payload = json.RawMessage(f.payload)
-	}
-	return m, nil
+	return &unreachableError{servers: servers}
 }
 
 // logServerStats logs one line per server with what it took, in the order
@@ -294,13 +269,25 @@ func logServerStats(p *producer.Producer) {
 	stats := p.Stats()
 	for _, addr := range p.Servers() {
 		st := stats[addr]
-		args := []any{"server", addr, "healthy", st.Healthy, "stored", st.Stored,
+		args := []any{"server", addr, "state", serverState(st), "stored", st.Stored,
 			"not_stored", st.NotStored, "failed", st.Failed, "unknown", st.Unknown, "rejected", st.Rejected}
 		if st.LastError != "" {
 			args = append(args, "last_error", st.LastError)
 		}
 		slog.Info("server summary", args...)
 	}
+}
+
+// serverState says what is known of a server: "down" (being probed),
+// "untried" (never sent anything: nothing is known) or "up".
+func serverState(st producer.ServerStats) string {
+	switch {
+	case !st.Healthy:
+		return "down"
+	case st.Stored+st.NotStored+st.Failed+st.Unknown+st.Rejected == 0:
+		return "untried"
+	}
+	return "up"
 }
 
 // describeInvalid renders a validation error as "field: reason".
@@ -315,44 +302,74 @@ func describeInvalid(err error) string {
 	return err.Error()
 }
 
+// messageInput is the opened --file: its reader, and the number of
+// messages (non-blank lines) when known in advance (a regular file), else
+// -1.
+type messageInput struct {
+	io.Reader
+	lines int64
+	close func() error
+}
+
+func (in *messageInput) Close() error { return in.close() }
+
+// openMessageInput opens --file ("-": stdin) and counts a regular file's
+// lines, for the progress bar.
+func openMessageInput(name string, stdin io.Reader) (*messageInput, error) {
+	if name == "-" {
+		return &messageInput{Reader: stdin, lines: -1, close: func() error { return nil }}, nil
+	}
+	file, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue: --file: %w", err)
+	}
+	in := &messageInput{Reader: file, lines: -1, close: file.Close}
+	if st, err := file.Stat(); err == nil && st.Mode().IsRegular() {
+		n := int64(0)
+		err := readJSONLines(context.Background(), file, func(int, []byte, bool) error { n++; return nil })
+		if _, serr := file.Seek(0, io.SeekStart); err == nil && serr == nil {
+			in.lines = n
+		} else if serr != nil {
+			file.Close()
+			return nil, fmt.Errorf("enqueue: --file: %w", serr)
+		}
+	}
+	return in, nil
+}
+
 // jsonLine is one record read from the file, numbered from 1.
 type jsonLine struct {
 	num int
 	msg *push.Message
 }
 
-func enqueueFromFile(ctx context.Context, f *enqueueFlags, p *producer.Producer, eopts []producer.EnqueueOption, sum *enqueueSummary, stderr io.Writer) error {
-	var (
-		in   io.Reader
-		size int64 = -1
-	)
-	if f.file == "-" {
-		in = os.Stdin
-	} else {
-		file, err := os.Open(f.file)
-		if err != nil {
-			return fmt.Errorf("enqueue: %w", err)
-		}
-		defer file.Close()
-		if st, err := file.Stat(); err == nil && st.Mode().IsRegular() {
-			size = st.Size()
-		}
-		in = file
-	}
+func enqueueFromFile(ctx context.Context, f *enqueueFlags, in *messageInput, p *producer.Producer, eopts []producer.EnqueueOption, sum *enqueueSummary, stderr io.Writer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 
 	// Messages go to stderr line by line; the bar shares it, so writes are
-	// serialized and the bar is cleared before a message is printed.
+	// serialized and the bar is cleared before a message is printed. The
+	// bar counts lines done (stored, failed or rejected), so it reaches
+	// 100% when the last message has its outcome.
 	var outMu sync.Mutex
 	var bar *progressbar.ProgressBar
 	if f.progress || isTerminal(os.Stderr) {
-		bar = progressbar.NewOptions64(size,
+		bar = progressbar.NewOptions64(in.lines,
 			progressbar.OptionSetWriter(stderr),
 			progressbar.OptionSetDescription("enqueue"),
-			progressbar.OptionShowBytes(size >= 0),
 			progressbar.OptionShowCount(),
+			progressbar.OptionSetItsString("msg"),
+			progressbar.OptionShowIts(),
 			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
 		)
+	}
+	done := func() {
+		if bar != nil {
+			outMu.Lock()
+			_ = bar.Add(1)
+			outMu.Unlock()
+		}
 	}
 	report := func(format string, args ...any) {
 		outMu.Lock()
@@ -369,39 +386,58 @@ func enqueueFromFile(ctx context.Context, f *enqueueFlags, p *producer.Producer,
 	for range f.concurrency {
 		wg.Go(func() {
 			for l := range work {
-				if err := p.Enqueue(ctx, f.queue, l.msg, eopts...); err != nil {
-					sum.failed.Add(1)
-					if n := failureReports.Add(1); n <= maxFailureReports {
-						report("line %d: %v\n", l.num, err)
-					} else if n == maxFailureReports+1 {
-						report("further enqueue failures are counted but not shown\n")
-					}
+				err := p.Enqueue(ctx, f.queue, l.msg, eopts...)
+				if err == nil {
+					sum.sent.Add(1)
+					done()
 					continue
 				}
-				sum.sent.Add(1)
+				if u := unreachable(p, err); u != nil {
+					// Nothing stored anywhere and every server down: a
+					// setup mistake, reported once instead of per line.
+					cancel(u)
+					return
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				sum.failed.Add(1)
+				done()
+				if n := failureReports.Add(1); n <= maxFailureReports {
+					report("line %d: %v\n", l.num, err)
+				} else if n == maxFailureReports+1 {
+					report("further enqueue failures are counted but not shown\n")
+				}
 			}
 		})
 	}
 
+	// fragmentFrom is the line of a rejected message that went on over the
+	// following lines (pretty-printed JSON); those lines are skipped, up
+	// to the next line that starts a new object.
+	fragmentFrom := 0
 	runErr := readJSONLines(ctx, in, func(num int, raw []byte, tooLong bool) error {
-		if bar != nil {
-			outMu.Lock()
-			if size >= 0 {
-				_ = bar.Add(len(raw) + 1)
-			} else {
-				_ = bar.Add(1)
+		if fragmentFrom > 0 {
+			if len(raw) == 0 || raw[0] != '{' {
+				done()
+				return nil
 			}
-			outMu.Unlock()
+			fragmentFrom = 0
 		}
 		var msg *push.Message
 		var err error
-		if tooLong {
+		switch {
+		case tooLong:
 			err = fmt.Errorf("longer than %d bytes", maxLineBytes)
-		} else {
+		case continuesOnNextLine(raw):
+			fragmentFrom = num
+			err = errors.New("the message goes on over the next lines: --file takes JSON Lines, one whole message per line (pretty-printed JSON must be compacted first); its other lines are skipped")
+		default:
 			msg, err = push.ParseMessage(raw)
 		}
 		if err != nil {
 			sum.rejected.Add(1)
+			done()
 			if f.stopOnError {
 				return fmt.Errorf("enqueue: stopped at line %d (--stop-on-error): %s", num, describeInvalid(err))
 			}
@@ -417,6 +453,10 @@ func enqueueFromFile(ctx context.Context, f *enqueueFlags, p *producer.Producer,
 	})
 	close(work)
 	wg.Wait()
+	var u *unreachableError
+	if errors.As(context.Cause(ctx), &u) {
+		return u
+	}
 	if bar != nil {
 		_ = bar.Finish()
 	}
@@ -424,6 +464,16 @@ func enqueueFromFile(ctx context.Context, f *enqueueFlags, p *producer.Producer,
 		return errors.New("enqueue: interrupted; the summary counts what was done")
 	}
 	return runErr
+}
+
+// continuesOnNextLine reports whether line is the start of a JSON object
+// that does not end on it.
+func continuesOnNextLine(line []byte) bool {
+	if len(line) == 0 || line[0] != '{' {
+		return false
+	}
+	var v json.RawMessage
+	return errors.Is(json.NewDecoder(bytes.NewReader(line)).Decode(&v), io.ErrUnexpectedEOF)
 }
 
 // readJSONLines calls fn for each non-blank line of r with its 1-based

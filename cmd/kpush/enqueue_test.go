@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -60,14 +61,17 @@ func enqueueCheckSummary(t *testing.T, stdout string, sent, rejected, failed int
 	}
 }
 
-const enqueueTestToken = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+const (
+	enqueueTestToken  = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+	enqueueTestToken2 = "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff"
+)
 
 func TestEnqueueOneMessageFromFlags(t *testing.T) {
 	addr := enqueueStartQueued(t)
 	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", addr, "--queue", "flags",
-		"--token", enqueueTestToken, "--token", "00ff", "--topic", "com.example.app", "--id", "f1",
+		"--token", enqueueTestToken, "--token", enqueueTestToken2, "--topic", "com.example.app", "--id", "f1",
 		"--title", "Hi", "--body", "there", "--badge", "0", "--sound", "default",
-		"--data", "kind=greeting", "--data-json", "order=1234", "--data-json", `tags=["a","b"]`)
+		"--data", "kind=greeting", "--data", "n:=5", "--data", "s=5", "--data-json", "order=1234", "--data", `tags:=["a","b"]`)
 	if err != nil {
 		t.Fatalf("enqueue: %v\n%s", err, stderr)
 	}
@@ -81,48 +85,59 @@ func TestEnqueueOneMessageFromFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"title":"Hi"`, `"body":"there"`, `"badge":0`, `"sound":"default"`, `"kind":"greeting"`, `"order":1234`, `"tags":["a","b"]`} {
+	// --data k:=JSON stores the JSON value (the number 5), k=v a string,
+	// as kpush push does; --data-json k=JSON is the old spelling of k:=JSON.
+	for _, want := range []string{`"title":"Hi"`, `"body":"there"`, `"badge":0`, `"sound":"default"`, `"kind":"greeting"`, `"n":5,`, `"s":"5"`, `"order":1234`, `"tags":["a","b"]`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("payload %s lacks %s", body, want)
 		}
 	}
-	if m.ID != "f1" || !slices.Equal(m.Tokens, []string{enqueueTestToken, "00ff"}) || m.EnqueuedAt == 0 {
+	if m.ID != "f1" || !slices.Equal(m.Tokens, []string{enqueueTestToken, enqueueTestToken2}) || m.EnqueuedAt == 0 {
 		t.Errorf("stored message %+v", m)
 	}
 }
 
+// TestEnqueueInvalidFlagsSendNothing: every mistake a command line can
+// hold is reported on one line before anything is sent, with no summary.
 func TestEnqueueInvalidFlagsSendNothing(t *testing.T) {
 	addr := enqueueStartQueued(t)
+	tok := enqueueTestToken
 	tests := []struct {
 		name       string
 		args       []string
 		wantStderr string
-		summary    bool // a summary line is printed (the message was rejected, not the command line)
+		wantExit   int
 	}{
-		{"nothing to send", nil, "nothing to send", false},
-		{"file and token", []string{"--file", "x", "--token", "00"}, "not both", false},
-		{"bad queue", []string{"--queue", "a b", "--token", "00", "--topic", "t"}, "invalid queue name", false},
-		{"bad concurrency", []string{"--file", "-", "--concurrency", "0"}, "--concurrency", false},
-		{"bad server", []string{"--servers", "nohostport", "--token", "00", "--topic", "t"}, "want host:port", false},
-		{"bad token", []string{"--token", "xyz", "--topic", "t", "--alert", "a"}, "tokens[0]: odd number", true},
-		{"no topic", []string{"--token", "00", "--alert", "a"}, "topic: required", true},
-		{"bad data", []string{"--token", "00", "--topic", "t", "--data", "novalue"}, "want key=value", true},
-		{"bad data json", []string{"--token", "00", "--topic", "t", "--data-json", "k={"}, "not one JSON value", true},
-		{"alert and title", []string{"--token", "00", "--topic", "t", "--alert", "a", "--title", "b"}, "not both", true},
+		{"nothing to send", nil, "nothing to send", 1},
+		{"file and token", []string{"--file", "x", "--token", tok}, "not both", 1},
+		{"file and alert", []string{"--file", "x", "--alert", "hi"}, "not both", 1},
+		{"no token", []string{"--topic", "t", "--alert", "hi"}, "no --token", 1},
+		{"bad queue", []string{"--queue", "a b", "--token", tok, "--topic", "t"}, "invalid queue name", 1},
+		{"bad concurrency", []string{"--file", "-", "--concurrency", "0"}, "--concurrency", 1},
+		{"bad server", []string{"--servers", "127.0.0.1:1:2", "--token", tok, "--topic", "t"}, "want host:port", 1},
+		{"elided token", []string{"--token", "3f1c...e9", "--topic", "t", "--alert", "a"}, "tokens[0]: not hex", 1},
+		{"short token", []string{"--token", "abcd", "--topic", "t", "--alert", "a"}, "tokens[0]: 4 hex digits, too short", 1},
+		{"no topic", []string{"--token", tok, "--alert", "a"}, "topic: required", 1},
+		{"bad data", []string{"--token", tok, "--topic", "t", "--data", "novalue"}, "want key=value", 2},
+		{"bad data json", []string{"--token", tok, "--topic", "t", "--data", "k:={"}, "one JSON value", 2},
+		{"bad data json, old spelling", []string{"--token", tok, "--topic", "t", "--data-json", "k={"}, "one JSON value", 2},
+		{"alert and body", []string{"--token", tok, "--topic", "t", "--alert", "a", "--body", "b"}, "give one", 1},
+		{"unknown flag", []string{"--token", tok, "--topc", "t"}, "did you mean --topic?", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Flags given later (tt.args) override these.
 			args := append([]string{"enqueue", "--queue", "flags_bad", "--servers", addr}, tt.args...)
 			stdout, stderr, err := testproc.Run(t, strings.NewReader(""), args...)
-			if err == nil {
-				t.Fatalf("exit status 0, want failure\nstdout: %s\nstderr: %s", stdout, stderr)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != tt.wantExit {
+				t.Fatalf("exit %v, want status %d\nstdout: %s\nstderr: %s", err, tt.wantExit, stdout, stderr)
 			}
 			if !strings.Contains(stderr, tt.wantStderr) {
 				t.Errorf("stderr %q does not mention %q", stderr, tt.wantStderr)
 			}
-			if tt.summary {
-				enqueueCheckSummary(t, stdout, 0, 1, 0)
+			if n := strings.Count(stderr, "\n"); n != 1 || stdout != "" {
+				t.Errorf("want one line on stderr and nothing on stdout; got stdout %q, stderr:\n%s", stdout, stderr)
 			}
 		})
 	}
@@ -165,7 +180,7 @@ func TestEnqueueFile(t *testing.T) {
 		3:  `{"id":"l3","tokens":["nothex!!"],"topic":"com.example.app","alert":"x"}`,
 		7:  `not json at all`,
 		8:  ``, // blank lines are not records
-		11: `{"id":"l11","tokens":["00"],"topic":"com.example.app","alert":"x","tokenz":[]}`,
+		11: `{"id":"l11","tokens":["` + enqueueTestToken + `"],"topic":"com.example.app","alert":"x","tokenz":[]}`,
 	}
 	const n = 200
 	path := enqueueTestFile(t, n, bad)
@@ -192,7 +207,7 @@ func TestEnqueueFile(t *testing.T) {
 			t.Errorf("a progress bar was drawn although stderr is not a terminal:\n%q", stderr)
 		}
 		for _, server := range []string{a, b} {
-			if !regexp.MustCompile(`msg="server summary" server=` + regexp.QuoteMeta(server) + ` healthy=true stored=9[87] `).MatchString(stderr) {
+			if !regexp.MustCompile(`msg="server summary" server=` + regexp.QuoteMeta(server) + ` state=up stored=9[87] `).MatchString(stderr) {
 				t.Errorf("no summary line for %s on stderr:\n%s", server, stderr)
 			}
 		}
@@ -214,8 +229,9 @@ func TestEnqueueFile(t *testing.T) {
 			t.Fatalf("%v\n%s", err, stderr)
 		}
 		enqueueCheckSummary(t, stdout, 100, 0, 0)
-		if !strings.Contains(stderr, "\renqueue") || !strings.Contains(stderr, "% |") {
-			t.Errorf("no progress bar on stderr with --progress:\n%q", stderr)
+		// The bar counts messages, and reaches 100% with the last one.
+		if !strings.Contains(stderr, "\renqueue") || !strings.Contains(stderr, "100% |") || !strings.Contains(stderr, "(100/100, ") {
+			t.Errorf("no progress bar counting 100 messages to 100%% on stderr with --progress:\n%q", stderr)
 		}
 		if got := len(enqueueDrain(t, a, "progress")); got != 100 {
 			t.Errorf("stored %d, want 100", got)
@@ -259,20 +275,58 @@ func TestEnqueueFile(t *testing.T) {
 	})
 }
 
-func TestEnqueueUnreachableServerCountsFailed(t *testing.T) {
+// TestEnqueueUnreachableServerOneLine: nothing running at --servers is one
+// line saying so and what to check, whether one message or a file; a
+// missing --file is reported before any connection is tried.
+func TestEnqueueUnreachableServerOneLine(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", dead, "--token", enqueueTestToken, "--topic", "com.example.app", "--alert", "x")
-	if err == nil {
-		t.Fatal("exit status 0 although nothing was stored")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"one message", []string{"--token", enqueueTestToken, "--topic", "com.example.app", "--alert", "x"},
+			"no queued server reachable (" + dead + ": connection refused): is kpush up or kpush queued running there?"},
+		{"a file", []string{"--file", enqueueTestFile(t, 100, nil), "--concurrency", "4"},
+			"no queued server reachable (" + dead + ": connection refused): is kpush up or kpush queued running there?"},
+		{"a missing file", []string{"--file", "/nonexistent/messages.jsonl"}, "--file: open /nonexistent/messages.jsonl: no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, err := testproc.Run(t, nil, append([]string{"enqueue", "--servers", dead}, tc.args...)...)
+			if err == nil {
+				t.Fatal("exit status 0 although nothing was stored")
+			}
+			if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("want one line on stderr with %q, nothing on stdout; got stdout %q, stderr:\n%s", tc.want, stdout, stderr)
+			}
+		})
 	}
-	enqueueCheckSummary(t, stdout, 0, 0, 1)
-	if !strings.Contains(stderr, dead) || !strings.Contains(stderr, "no queued server could take the item") {
-		t.Errorf("stderr does not name the server and the reason:\n%s", stderr)
+}
+
+// TestEnqueuePrettyPrintedFile: a message spread over several lines is one
+// rejection saying each line must hold a whole message; the messages on
+// their own lines around it are stored.
+func TestEnqueuePrettyPrintedFile(t *testing.T) {
+	addr := enqueueStartQueued(t)
+	one := fmt.Sprintf(`{"id":"one","tokens":["%s"],"topic":"com.example.app","alert":"x"}`, enqueueTestToken)
+	pretty := fmt.Sprintf("{\n  \"id\": \"pretty\",\n  \"tokens\": [\"%s\"],\n  \"topic\": \"com.example.app\",\n  \"alert\": {\n    \"title\": \"x\"\n  }\n}", enqueueTestToken)
+	two := strings.Replace(one, `"one"`, `"two"`, 1)
+	stdout, stderr, err := testproc.Run(t, strings.NewReader(one+"\n"+pretty+"\n"+two+"\n"), "enqueue", "--servers", addr, "--queue", "pretty", "--file", "-", "--concurrency", "1")
+	if err == nil {
+		t.Fatal("exit status 0 although a message was rejected")
+	}
+	enqueueCheckSummary(t, stdout, 2, 1, 0)
+	if !strings.HasPrefix(stderr, "line 2: ") || !strings.Contains(stderr, "one whole message per line") ||
+		len(regexp.MustCompile(`(?m)^line \d+:`).FindAllString(stderr, -1)) != 1 || strings.Contains(stderr, "Go ") {
+		t.Errorf("want one line about line 2 (then the server summary), got:\n%s", stderr)
+	}
+	if got := enqueueIDs(enqueueDrain(t, addr, "pretty")); !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("stored %v, want one and two", got)
 	}
 }
 

@@ -102,8 +102,9 @@ func previewData(b []byte, n int) string {
 
 func journalCheckCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "check <data-dir>",
-		Short: "Verify every queue journal in a data dir without starting the server; exits non-zero on corruption",
+		Use:        "check <data-dir>",
+		SuggestFor: []string{"verify", "fsck", "validate"},
+		Short:      "Verify every queue journal in a data dir without starting the server; exits non-zero on corruption",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]

@@ -77,8 +77,12 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func main() {
+	setUsageRules(rootCmd)
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kpush:", err)
+		if isUsageError(err) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

@@ -20,20 +20,33 @@ func init() {
 	var timeout time.Duration
 	var caFile string
 	cmd := &cobra.Command{
-		Use:   "ping ADDR|URL",
+		Use:   "ping HOST[:PORT]|URL",
 		Short: "Check that a queued server (host:port) or an HTTP endpoint (URL) answers",
 		Long: `ping exits 0 when the target answers:
 
   kpush ping 127.0.0.1:22133                  queued: sends "version", expects "VERSION ..."
+  kpush ping localhost                        the same on port 22133
   kpush ping http://127.0.0.1:22134/healthz   HTTP: expects a 2xx status
   kpush ping --tls-ca ca.pem https://127.0.0.1:2197/sim/stats`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return usageErrorf("ping: what should answer? Give a queued server (kpush ping 127.0.0.1:22133) or a URL (kpush ping http://127.0.0.1:22134/healthz)")
+			case 1:
+				return nil
+			}
+			return usageErrorf("ping: one target at a time, got %d: %s", len(args), strings.Join(args, " "))
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
 			if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 				return pingHTTP(cmd, target, caFile, timeout)
 			}
-			return pingQueued(cmd, target, timeout)
+			addrs, err := serverAddrs([]string{target})
+			if err != nil {
+				return err
+			}
+			return pingQueued(cmd, addrs[0], timeout)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,14 +19,7 @@ func init() {
 		cfg         push.Config
 		fcm         push.FCMConfig
 		messageFile string
-		tokens      []string
-		fcmTokens   []string
-		android     androidFlags
-		msg         push.Message
-		alert       string
-		title       string
-		badge       int
-		data        []string
+		mf          messageFlags
 		timeout     time.Duration
 	)
 	cfg.Connections = 1
@@ -40,24 +32,26 @@ the outcome: delivered with its apns-id or FCM message name, or the class
 (dead-token, retry, bad-message, bad-credentials) and the service's reason. It
 exits non-zero when any push was not delivered.
 
-Build the message from flags:
-  kpush push --token HEX --topic com.example.app --alert "Hello" --badge 1 --data k=v
+Build the message from flags (the same flags as kpush enqueue):
+  kpush push --token HEX --topic com.example.app --alert "Hello" --badge 1 --data k=v --data n:=5
   kpush push --fcm-token TOKEN --fcm-credentials service-account.json --alert "Hello"
 or give a JSON message (docs/message.md) with --message FILE ("-" for stdin).
---data k=v sets a string; --data k:=JSON sets any JSON value.`,
+--data k=v sets a string; --data k:=JSON sets any JSON value.
+
+kpush up prints the credentials of its simulator; kpush apns-sim prints its
+development key.`,
 		Example: `  kpush push --auth-key AuthKey_ABC123DEFG.p8 --key-id ABC123DEFG --team-id DEF123GHIJ \
     --token 1f0c... --topic com.example.app --alert "Hello"
-  kpush push --apns-host https://127.0.0.1:2197 --apns-ca apns-sim-tls/ca.pem ... --message msg.json
+  kpush push --apns-host https://127.0.0.1:2197 --apns-ca data/apns-sim/ca.pem \
+    --auth-key data/apns-sim/dev-key.p8 --key-id KPUSHSIM01 --team-id KPUSHDEV01 --message msg.json
   kpush push --fcm-credentials fcm-sim-tls/service-account.json --fcm-endpoint https://127.0.0.1:4004 \
     --fcm-ca fcm-sim-tls/ca.pem --fcm-token dX3... --alert "Hello" --android-channel-id orders`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var m *push.Message
 			if messageFile != "" {
-				for _, name := range []string{"token", "fcm-token", "android-priority", "android-ttl", "android-collapse-key", "android-channel-id", "android-sound", "android-tag", "android-image", "alert", "title", "badge", "sound", "data", "push-type", "priority", "expiration", "collapse-id", "category", "thread-id", "content-available", "mutable-content", "id", "topic"} {
-					if cmd.Flags().Changed(name) {
-						return fmt.Errorf("--message and --%s cannot be combined: put everything in the message file", name)
-					}
+				if given := mf.given(cmd.Flags()); len(given) > 0 {
+					return fmt.Errorf("--message and %s cannot be combined: put everything in the message file", strings.Join(given, " "))
 				}
 				b, err := readMessageFile(messageFile, cmd.InOrStdin())
 				if err != nil {
@@ -67,19 +61,8 @@ or give a JSON message (docs/message.md) with --message FILE ("-" for stdin).
 					return fmt.Errorf("--message %s: %w", messageFile, err)
 				}
 			} else {
-				m = &msg
-				m.Tokens = tokens
-				m.FCMTokens = fcmTokens
-				m.Android = android.message(cmd.Flags())
-				if title != "" {
-					m.Alert = &push.Alert{Title: title, Body: alert}
-				} else if alert != "" {
-					m.Alert = &push.Alert{Text: alert}
-				}
-				if cmd.Flags().Changed("badge") {
-					m.Badge = &badge
-				}
-				if err := parseDataFlags(data, m); err != nil {
+				var err error
+				if m, err = mf.message(cmd.Flags()); err != nil {
 					return err
 				}
 				if err := m.Validate(); err != nil {
@@ -135,25 +118,8 @@ or give a JSON message (docs/message.md) with --message FILE ("-" for stdin).
 	f := cmd.Flags()
 	cfg.RegisterFlags(f)
 	fcm.RegisterFlags(f)
-	android.register(f)
+	mf.register(f)
 	f.StringVar(&messageFile, "message", "", "JSON message file (docs/message.md); - reads stdin")
-	f.StringArrayVar(&tokens, "token", nil, "APNs device token in hex (repeatable)")
-	f.StringArrayVar(&fcmTokens, "fcm-token", nil, "FCM registration token (repeatable)")
-	f.StringVar(&msg.Topic, "topic", "", "apns-topic: the app's bundle ID (plus the push type's suffix)")
-	f.StringVar(&alert, "alert", "", "alert text (the body when --title is given)")
-	f.StringVar(&title, "title", "", "alert title")
-	f.IntVar(&badge, "badge", 0, "badge number (0 clears it)")
-	f.StringVar(&msg.Sound, "sound", "", `sound file name or "default"`)
-	f.StringArrayVar(&data, "data", nil, "custom payload key: k=v (string) or k:=JSON (repeatable)")
-	f.StringVar(&msg.PushType, "push-type", "", "apns-push-type (default alert)")
-	f.IntVar(&msg.Priority, "priority", 0, "apns-priority: 10, 5 or 1 (default: Apple's)")
-	f.Int64Var(&msg.Expiration, "expiration", 0, "apns-expiration in UNIX seconds")
-	f.StringVar(&msg.CollapseID, "collapse-id", "", "apns-collapse-id (at most 64 bytes)")
-	f.StringVar(&msg.Category, "category", "", "aps.category")
-	f.StringVar(&msg.ThreadID, "thread-id", "", "aps.thread-id")
-	f.BoolVar(&msg.ContentAvailable, "content-available", false, "set aps.content-available (background pushes)")
-	f.BoolVar(&msg.MutableContent, "mutable-content", false, "set aps.mutable-content")
-	f.StringVar(&msg.ID, "id", "", "message ID; derives a stable apns-id per token")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up on one push after this long")
 	rootCmd.AddCommand(cmd)
 }
@@ -171,33 +137,6 @@ func readMessageFile(name string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("read --message: %w", err)
 	}
 	return b, nil
-}
-
-// parseDataFlags applies --data k=v (string) and k:=JSON (any value).
-func parseDataFlags(pairs []string, m *push.Message) error {
-	for _, kv := range pairs {
-		if k, raw, ok := strings.Cut(kv, ":="); ok && k != "" && !strings.Contains(k, "=") {
-			var v any
-			if err := json.Unmarshal([]byte(raw), &v); err != nil {
-				return fmt.Errorf("--data %q: the value after := must be JSON: %w", kv, err)
-			}
-			setData(m, k, v)
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--data %q: want key=value or key:=JSON", kv)
-		}
-		setData(m, k, v)
-	}
-	return nil
-}
-
-func setData(m *push.Message, k string, v any) {
-	if m.Data == nil {
-		m.Data = map[string]any{}
-	}
-	m.Data[k] = v
 }
 
 func printResult(w io.Writer, r push.Result) {

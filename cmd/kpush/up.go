@@ -70,7 +70,7 @@ journals.`,
 	f.StringVar(&o.queue, "queue", "push", "queue the worker consumes")
 	f.IntVar(&o.concurrency, "concurrency", 1000, "most pushes in flight")
 	f.StringVar(&o.syncFlag, "sync", "always", "journal sync policy: always, never or an interval such as 10ms")
-	f.DurationVar(&o.interval, "status-interval", time.Second, "period of the live status line")
+	f.DurationVar(&o.interval, "status-interval", time.Second, "period of the live status line (0: off)")
 	o.apns.RegisterFlags(f)
 	rootCmd.AddCommand(cmd)
 }
@@ -164,8 +164,12 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	go func() { workerErr <- w.Run(ctx) }()
 
 	status := newUpStatus(out)
-	tick := time.NewTicker(o.interval)
-	defer tick.Stop()
+	var tick <-chan time.Time
+	if o.interval > 0 {
+		t := time.NewTicker(o.interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case err := <-workerErr:
@@ -179,7 +183,7 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 			<-workerErr
 			status.done()
 			return fmt.Errorf("queued stopped: %w", err)
-		case <-tick.C:
+		case <-tick:
 			status.update(w.Stats(), backlog(srv.Stats(), o.queue))
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,13 +43,12 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
     --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, s := range servers {
-				if s = strings.TrimSpace(s); s != "" {
-					cfg.Servers = append(cfg.Servers, s)
-				}
+			var err error
+			if cfg.Servers, err = serverAddrs(servers); err != nil {
+				return err
 			}
-			if len(cfg.Servers) == 0 {
-				return fmt.Errorf("--servers: give at least one queued server, host:port")
+			if cfg.SummaryInterval == 0 {
+				cfg.SummaryInterval = -1 // 0 is worker.Config's "default"; here it means off
 			}
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -83,7 +81,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&servers, "servers", []string{"127.0.0.1:22133"}, "queued servers (host:port) to consume from, comma-separated or repeated")
+	addServersFlag(f, &servers, "queued servers to consume from")
 	f.StringVar(&cfg.Queue, "queue", "push", "queue to consume")
 	f.IntVar(&cfg.Concurrency, "concurrency", 1000, "most pushes in flight (pool size), also the most queue items held open")
 	f.IntVar(&cfg.LoopsPerServer, "loops-per-server", 2, "fetch connections per server")
@@ -95,9 +93,10 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	f.BoolVar(&cfg.AllowMissingRetryQueue, "allow-missing-retry-queue", true, "when a server has no <queue>_retry delay queue, warn and re-queue retries onto <queue> without delay; =false refuses to start")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "serve /metrics and /healthz on this address (empty: off)")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go profiles at /debug/pprof/ on the admin address (keep that address private)")
-	f.DurationVar(&cfg.SummaryInterval, "summary-interval", 10*time.Second, "period of the one-line summary in the log (negative: off)")
+	f.DurationVar(&cfg.SummaryInterval, "status-interval", 10*time.Second, "period of the one-line status (msg=summary) in the log (0: off)")
 	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
 	f.DurationVar(&apns.Backoff.TokenBase, "requeue-backoff-token", push.DefaultTokenBackoff, "base delay of a re-queue after 429 TooManyRequests")
 	apns.RegisterFlags(f)
+	aliasFlags(cmd, map[string]string{"summary-interval": "status-interval"})
 	rootCmd.AddCommand(cmd)
 }
