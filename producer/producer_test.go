@@ -22,7 +22,7 @@ import (
 func testMessage(i int) *push.Message {
 	return &push.Message{
 		ID:     fmt.Sprintf("m%d", i),
-		Tokens: []string{"a1b2c3d4e5f60718"},
+		Tokens: []string{"a1b2c3d4e5f60718a1b2c3d4e5f60718a1b2c3d4e5f60718a1b2c3d4e5f60718"},
 		Topic:  "com.example.app",
 		Alert:  &push.Alert{Text: fmt.Sprintf("hello %d", i)},
 	}

@@ -90,8 +90,8 @@ type benchKindStat struct {
 var (
 	benchCfg     benchConfig
 	benchServers []string
-	benchJSON  bool
-	benchQuiet bool
+	benchJSON    bool
+	benchQuiet   bool
 )
 
 var benchCmd = &cobra.Command{

@@ -105,7 +105,7 @@ func journalCheckCmd() *cobra.Command {
 		Use:        "check <data-dir>",
 		SuggestFor: []string{"verify", "fsck", "validate"},
 		Short:      "Verify every queue journal in a data dir without starting the server; exits non-zero on corruption",
-		Args:  cobra.ExactArgs(1),
+		Args:       cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
 			names, err := journal.Names(dir)
