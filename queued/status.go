@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kpush/kpush/internal/fsync"
 )
 
 // Status is the server's availability, set with `status <UP|READONLY|QUIESCENT>`
@@ -49,25 +51,7 @@ func (s *Server) Status() Status { return Status(s.status.Load()) }
 // rename, fsync of the directory).
 func (s *Server) SetStatus(st Status) error {
 	dir := s.cfg.DataDir
-	tmp := filepath.Join(dir, statusFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write status file: %w", err)
-	}
-	_, err = f.WriteString(st.String() + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, statusFile))
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
+	if err := fsync.WriteFile(filepath.Join(dir, statusFile), []byte(st.String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write status file in %s: %w", dir, err)
 	}
 	s.status.Store(int32(st))
@@ -89,13 +73,4 @@ func (s *Server) loadStatus() error {
 	}
 	s.status.Store(int32(st))
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

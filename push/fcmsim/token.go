@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kpush/kpush/internal/simkit"
+	"github.com/kpush/kpush/internal/fsync"
 )
 
 // The development service account the simulator writes; the project and
@@ -116,7 +116,7 @@ func (a *serviceAccount) write() error {
 	// 0644 like the APNs simulator's development key: the key signs for
 	// the simulator only, and a worker in another container (another uid)
 	// reads it from a shared volume.
-	return simkit.WriteFile(a.path, append(b, '\n'), 0o644)
+	return fsync.WriteFile(a.path, append(b, '\n'), 0o644)
 }
 
 func parseRSAPrivateKey(pemText string) (*rsa.PrivateKey, error) {

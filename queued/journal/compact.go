@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/kpush/kpush/internal/fsync"
 )
 
 // maybeCompact starts a background rewrite when the segments before the
@@ -129,7 +131,7 @@ func (j *Journal) rewrite(segs []*segment) error {
 	if j.step("compact:renamed") {
 		return errCrashed
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := fsync.Dir(j.dir); err != nil {
 		return err
 	}
 	if j.step("compact:dir-synced") {
@@ -145,7 +147,7 @@ func (j *Journal) rewrite(segs []*segment) error {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove compacted segment %s: %w", s.path, err)
 		}
-		if err := syncDir(j.dir); err != nil {
+		if err := fsync.Dir(j.dir); err != nil {
 			return err
 		}
 		if j.step("compact:deleted-one") {

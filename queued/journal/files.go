@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kpush/kpush/internal/fsync"
 	"github.com/kpush/kpush/internal/queuename"
 )
 
@@ -59,23 +60,10 @@ func writeNameFile(dir, base, name string) error {
 	if b, err := os.ReadFile(path); err == nil && string(b) == name {
 		return nil
 	}
-	tmp := path + tmpExt
-	if err := os.WriteFile(tmp, []byte(name), 0o644); err != nil {
-		return fmt.Errorf("write queue name file %s: %w", tmp, err)
+	if err := fsync.WriteFile(path, []byte(name), 0o644); err != nil {
+		return fmt.Errorf("write queue name file: %w", err)
 	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return fmt.Errorf("open queue name file %s: %w", tmp, err)
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("fsync queue name file %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename queue name file %s: %w", tmp, err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // nameOfBase maps a file base back to its queue name.
@@ -163,18 +151,6 @@ func removeTemps(dir, name string) error {
 				return fmt.Errorf("remove stale compaction file %s: %w", n, err)
 			}
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpush/kpush/internal/fsync"
 	"github.com/kpush/kpush/internal/queuename"
 )
 
@@ -291,7 +292,7 @@ func (j *Journal) createSegment(seq, firstID uint64, flags uint64) (*segment, er
 	if j.step("segment:created") {
 		return nil, errCrashed
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := fsync.Dir(j.dir); err != nil {
 		return fail(err)
 	}
 	return &segment{seq: seq, path: path, firstID: firstID, compacted: flags&startCompacted != 0, size: int64(len(buf)), f: f}, nil
@@ -388,7 +389,7 @@ func (j *Journal) Delete() error {
 	}
 	os.Remove(filepath.Join(j.dir, j.base+nameExt))
 	os.Remove(filepath.Join(j.dir, j.base+lockExt))
-	if err := syncDir(j.dir); err != nil {
+	if err := fsync.Dir(j.dir); err != nil {
 		return err
 	}
 	if cerr != nil && !errors.Is(cerr, ErrClosed) {

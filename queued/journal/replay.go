@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/kpush/kpush/internal/fsync"
 )
 
 type replayResult struct {
@@ -46,7 +48,7 @@ func replay(files []segFile, live *liveTable, log *slog.Logger, repair bool) (*r
 			}
 		}
 		if repair {
-			if err := syncDir(filepath.Dir(files[i].path)); err != nil {
+			if err := fsync.Dir(filepath.Dir(files[i].path)); err != nil {
 				return nil, err
 			}
 		}
@@ -208,7 +210,7 @@ func tornAt(path string, off, size int64, res *replayResult, log *slog.Logger, r
 		if err := os.Remove(path); err != nil {
 			return fmt.Errorf("remove torn segment %s: %w", path, err)
 		}
-		return syncDir(filepath.Dir(path))
+		return fsync.Dir(filepath.Dir(path))
 	}
 	log.Warn("truncating torn journal tail", "file", path, "offset", off, "dropped", size-off, "copy", broken)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -222,5 +224,5 @@ func tornAt(path string, off, size int64, res *replayResult, log *slog.Logger, r
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync torn journal %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fsync.Dir(filepath.Dir(path))
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/kpush/kpush/internal/fsync"
 )
 
 // batch is what the writer takes from the pending buffer in one go.
@@ -287,7 +289,7 @@ func (j *Journal) roll() error {
 		j.mu.Unlock()
 		seg.f.Close()
 		os.Remove(seg.path)
-		if derr := syncDir(j.dir); derr != nil {
+		if derr := fsync.Dir(j.dir); derr != nil {
 			j.log.Warn("fsync dir after abandoning a new segment failed", "err", derr)
 		}
 		return err
@@ -345,7 +347,7 @@ func (j *Journal) deletePrefix(firstLive uint64) bool {
 		}
 		// Deletions must reach the disk in order: dropping a later file
 		// first could resurrect items whose REMOVEs it held.
-		if err := syncDir(j.dir); err != nil {
+		if err := fsync.Dir(j.dir); err != nil {
 			j.log.Error("fsync dir after deleting segment failed", "err", err)
 		}
 		j.mu.Lock()
