@@ -10,13 +10,10 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
 )
-
-var syscallEMFILE = syscall.EMFILE
 
 const (
 	// readBufSize is a connection's read buffer at rest. It doubles while a
@@ -263,7 +260,7 @@ func (c *conn) cleanup() {
 		c.s.reqBuf.Add(-int64(extra))
 	}
 	for _, q := range c.touched {
-		q.abortOpen(c, true)
+		q.abortOpen(c.id, true)
 	}
 	if c.bw != nil {
 		c.bw.Reset(nil)

@@ -45,12 +45,15 @@
 //
 // # Items and their states
 //
-// An item is itemReady (in the queue's in-memory ring), itemBehind (in
-// the queue, but only on disk: read-behind), itemOpen (handed out by an
-// open read, held for one connection) or itemGone. Every transition is one
+// An item's state is where it is, not a field: ready (in the queue's
+// in-memory ring, mem), behind (in the queue, but only on disk: counted
+// in behind, read back by a journal cursor), open (handed out by an open
+// read, in queue.opens under the id of the connection holding it) or gone
+// (in none of them; its REMOVE is in the journal). Every transition is one
 // queue method: put (→ready, or →behind when memory is at its bound or
-// the queue is already reading behind), refill (behind→ready), take
-// (ready→gone or →open), closeOpen (open→gone), abortOpen/unopen/
+// the queue is already reading behind), refill (behind→ready; replay
+// loads the head of a reopened queue the same way, through loadNext),
+// take (ready→gone or →open), closeOpen (open→gone), abortOpen/unopen/
 // timeoutOpens (open→ready at the head).
 //
 // # Invariants
@@ -65,9 +68,10 @@
 //     aborted open reads returning to the head can pass it, by at most the
 //     reads that were open. Beyond it the journal holds the data and a
 //     journal.Cursor refills the head, at most half the bound at a time.
-//     Per item in memory: one 56-byte ring slot plus its data; no
+//     Per item in memory: one 48-byte ring slot plus its data; no
 //     per-item goroutines, timers or maps.
-//   - An open read belongs to exactly one connection (queue.opens); when
+//   - An open read belongs to exactly one connection (queue.opens, keyed by
+//     the connection's id, so a queue knows nothing of connections); when
 //     the connection ends, every read it holds goes back to the head of its
 //     queue, oldest first. Open reads are not journaled: after a crash they
 //     are simply live items again.
@@ -82,10 +86,9 @@
 // before the reply but their commit is not waited for: they ride in the
 // next group commit. A crash in that window (milliseconds) can deliver a
 // consumed item again, never lose one — the at-least-once contract that
-// reliable reads have anyway. Waiting for them cost 3.9x in throughput
-// under sync always (BenchmarkSyncAlwaysVsNever: 0.13x of sync never with
-// the wait, 0.50x without), because a request/response consumer then pays
-// a full fsync per get.
+// reliable reads have anyway. Waiting for them would make a
+// request/response consumer pay a full fsync per get (docs/protocol.md,
+// "Durability and acknowledgements", has the measurement).
 //
 // A failed journal write answers SERVER_ERROR and takes the item back
 // out; reads and removes keep working (the journal reserves room for

@@ -21,7 +21,7 @@ func (q *queue) isExpired(e *entry, now int64) bool {
 func (q *queue) sweepExpired(max int) []entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.usable() != nil {
+	if q.unusableLocked() != nil {
 		return nil
 	}
 	now := nowMS()

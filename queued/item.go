@@ -1,39 +1,5 @@
 package queued
 
-// itemState is where an item is in its life. Every change of state happens
-// in exactly one queue method (see queue.go), under the queue's lock.
-type itemState uint8
-
-const (
-	// itemReady: in the queue, in memory, available to readers.
-	itemReady itemState = iota
-	// itemBehind: in the queue but only in the journal (read-behind); it
-	// becomes itemReady when a journal cursor refills the head.
-	itemBehind
-	// itemOpen: handed to a connection by an open read; removed from the
-	// queue but not yet from the journal. close → itemGone, abort (or the
-	// connection dropping, or open_transaction_timeout) → itemReady at the
-	// head.
-	itemOpen
-	// itemGone: removed for good (consumed, confirmed, expired, discarded
-	// or flushed); a remove record is in the journal.
-	itemGone
-)
-
-func (s itemState) String() string {
-	switch s {
-	case itemReady:
-		return "ready"
-	case itemBehind:
-		return "behind"
-	case itemOpen:
-		return "open"
-	case itemGone:
-		return "gone"
-	}
-	return "invalid"
-}
-
 // entry is an item held in memory. It is small and stored by value in a
 // ring, so a queue of a million items is one allocation plus their data.
 type entry struct {
@@ -41,7 +7,6 @@ type entry struct {
 	addTime int64  // unix ms
 	expiry  int64  // unix ms, 0 = never
 	data    []byte // immutable once stored; shared with readers
-	state   itemState
 }
 
 // ring is a growable FIFO deque of entries.

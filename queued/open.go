@@ -11,24 +11,23 @@ type openRead struct {
 	openedAt int64 // unix ms
 }
 
-// open records e as held by c: itemReady → itemOpen.
-func (q *queue) open(c *conn, e entry, now int64) {
-	e.state = itemOpen
+// open records e as held by owner (a connection's id).
+func (q *queue) open(owner uint64, e entry, now int64) {
 	if q.opens == nil {
-		q.opens = make(map[*conn][]openRead)
+		q.opens = make(map[uint64][]openRead)
 	}
-	q.opens[c] = append(q.opens[c], openRead{e: e, openedAt: now})
+	q.opens[owner] = append(q.opens[owner], openRead{e: e, openedAt: now})
 	q.openCount++
 	q.transactions++
 }
 
-// closeOpen confirms the n oldest open reads of c: itemOpen → itemGone.
-// It reports false, changing nothing, if c holds fewer than n. The remove
+// closeOpen confirms the n oldest open reads of owner: they are gone for
+// good. It reports false, changing nothing, if owner holds fewer than n. The remove
 // is not waited for (see doc.go, Durability).
-func (q *queue) closeOpen(c *conn, n int) bool {
+func (q *queue) closeOpen(owner uint64, n int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	list := q.opens[c]
+	list := q.opens[owner]
 	if len(list) < n {
 		return false
 	}
@@ -43,30 +42,30 @@ func (q *queue) closeOpen(c *conn, n int) bool {
 	for i := 0; i < n; i++ {
 		ids[i] = list[i].e.id
 	}
-	q.dropOpens(c, list, n)
+	q.dropOpens(owner, list, n)
 	if !q.deleted {
 		q.journalRemove(ids)
 	}
 	return true
 }
 
-func (q *queue) dropOpens(c *conn, list []openRead, n int) {
+func (q *queue) dropOpens(owner uint64, list []openRead, n int) {
 	clear(list[:n])
 	list = list[n:]
 	if len(list) == 0 {
-		delete(q.opens, c)
+		delete(q.opens, owner)
 	} else {
-		q.opens[c] = list
+		q.opens[owner] = list
 	}
 	q.openCount -= n
 }
 
-// abortOpen returns the oldest open read of c (all of them if all) to the
-// head of the queue: itemOpen → itemReady. It reports how many.
-func (q *queue) abortOpen(c *conn, all bool) int {
+// abortOpen returns the oldest open read of owner (all of them if all) to
+// the head of the queue. It reports how many.
+func (q *queue) abortOpen(owner uint64, all bool) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	list := q.opens[c]
+	list := q.opens[owner]
 	n := len(list)
 	if n == 0 {
 		return 0
@@ -78,27 +77,26 @@ func (q *queue) abortOpen(c *conn, all bool) int {
 	for i := n - 1; i >= 0; i-- {
 		q.unopen(list[i].e)
 	}
-	q.dropOpens(c, list, n)
+	q.dropOpens(owner, list, n)
 	return n
 }
 
-// unopen puts an open item back at the head: itemOpen → itemReady.
+// unopen puts an open item back at the head.
 func (q *queue) unopen(e entry) {
 	q.canceled++
 	if q.deleted || q.unavailable != nil {
 		return
 	}
-	e.state = itemReady
 	q.mem.pushFront(e)
 	q.addMem(int64(len(e.data)), true)
 	q.wakeOne()
 }
 
-// openCountOf returns how many reads c holds open on this queue.
-func (q *queue) openCountOf(c *conn) int {
+// openCountOf returns how many reads owner holds open on this queue.
+func (q *queue) openCountOf(owner uint64) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.opens[c])
+	return len(q.opens[owner])
 }
 
 // timeoutOpens aborts open reads older than open_transaction_timeout.
@@ -109,7 +107,7 @@ func (q *queue) timeoutOpens(now int64) {
 		return
 	}
 	limit := now - q.cfg.OpenTransactionTimeout.Milliseconds()
-	for c, list := range q.opens {
+	for owner, list := range q.opens {
 		n := 0
 		for n < len(list) && list[n].openedAt <= limit {
 			n++
@@ -120,7 +118,7 @@ func (q *queue) timeoutOpens(now int64) {
 		for i := n - 1; i >= 0; i-- {
 			q.unopen(list[i].e)
 		}
-		q.dropOpens(c, list, n)
-		q.log.Info("open read timed out, returned to the queue", "queue", q.name, "items", n, "conn", c.id)
+		q.dropOpens(owner, list, n)
+		q.log.Info("open read timed out, returned to the queue", "queue", q.name, "items", n, "conn", owner)
 	}
 }

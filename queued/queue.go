@@ -54,7 +54,7 @@ type queue struct {
 	memHighID          uint64 // every item with a larger id is behind or pending
 	nextID             uint64 // ids of a memory-only queue
 
-	opens     map[*conn][]openRead // per connection, oldest first
+	opens     map[uint64][]openRead // per owner (a connection's id), oldest first
 	openCount int
 	waiters   []*waiter
 
@@ -71,7 +71,16 @@ type queue struct {
 
 func nowMS() int64 { return time.Now().UnixMilli() }
 
-func (q *queue) usable() error {
+// unusable returns why the queue refuses commands (its journal could not
+// be opened, or it was deleted), or nil.
+func (q *queue) unusable() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.unusableLocked()
+}
+
+// unusableLocked is unusable with q.mu held.
+func (q *queue) unusableLocked() error {
 	if q.unavailable != nil {
 		return q.unavailable
 	}
@@ -79,13 +88,6 @@ func (q *queue) usable() error {
 		return ErrQueueDeleted
 	}
 	return nil
-}
-
-// unusable returns why the queue refuses commands, or nil.
-func (q *queue) unusable() error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.usable()
 }
 
 // itemCount and byteCount include items in flight to read-behind.
@@ -117,7 +119,7 @@ type pendingPut struct {
 func (q *queue) put(data []byte, addTime, expiry int64) (pendingPut, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.usable(); err != nil {
+	if err := q.unusableLocked(); err != nil {
 		return pendingPut{}, err
 	}
 	size := int64(len(data))
@@ -155,7 +157,7 @@ func (q *queue) put(data []byte, addTime, expiry int64) (pendingPut, error) {
 		q.pendingBehindBytes += size
 		return p, nil
 	}
-	q.mem.pushBack(entry{id: p.id, addTime: addTime, expiry: expiry, data: data, state: itemReady})
+	q.mem.pushBack(entry{id: p.id, addTime: addTime, expiry: expiry, data: data})
 	q.addMem(size, true)
 	q.memHighID = p.id
 	q.wakeOne()
@@ -244,7 +246,7 @@ func (q *queue) memCost() int64 { return q.memBytes + int64(q.mem.len())*itemOve
 func (q *queue) wouldOverflow(size int64) bool {
 	cost := size + itemOverhead
 	return (q.cfg.MaxMemorySize > 0 && q.memCost()+cost > q.cfg.MaxMemorySize) ||
-		(q.s.cfg.TotalMemorySize > 0 && q.s.memCost.Load()+cost > q.s.cfg.TotalMemorySize)
+		(q.s.memLimit > 0 && q.s.memCost.Load()+cost > q.s.memLimit)
 }
 
 func (q *queue) overMemory() bool {
@@ -252,7 +254,7 @@ func (q *queue) overMemory() bool {
 		return false
 	}
 	return (q.cfg.MaxMemorySize > 0 && q.memCost() > q.cfg.MaxMemorySize) ||
-		(q.s.cfg.TotalMemorySize > 0 && q.s.memCost.Load() > q.s.cfg.TotalMemorySize)
+		(q.s.memLimit > 0 && q.s.memCost.Load() > q.s.memLimit)
 }
 
 // addMem accounts one item of size bytes entering (in) or leaving mem.
@@ -265,50 +267,6 @@ func (q *queue) addMem(size int64, in bool) {
 		q.s.memCost.Add(size + itemOverhead)
 	} else {
 		q.s.memCost.Add(size - itemOverhead)
-	}
-}
-
-// refill reads the next items behind the in-memory head back from the
-// journal. Called with mu held when mem is empty.
-func (q *queue) refill() {
-	if q.j == nil || q.behind == 0 {
-		return
-	}
-	if q.cursor == nil {
-		q.cursor = q.j.Cursor(q.memHighID)
-	}
-	maxItems := q.behind
-	if maxItems > 4096 {
-		maxItems = 4096
-	}
-	// Refill at most half the memory bound, so refills stay well inside it
-	// (the cursor always returns at least one item).
-	maxBytes := q.cfg.MaxMemorySize / 2
-	if maxBytes <= 0 {
-		maxBytes = 1 << 20
-	}
-	items, err := q.cursor.Next(int(maxItems), maxBytes)
-	if err != nil {
-		q.log.Error("read-behind refill failed", "queue", q.name, "err", err)
-		return
-	}
-	for _, it := range items {
-		q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data, state: itemReady})
-		q.addMem(int64(len(it.Data)), true)
-		q.memHighID = it.ID
-		q.behind--
-		q.behindBytes -= int64(len(it.Data))
-	}
-	if len(items) == 0 {
-		q.log.Warn("read-behind cursor caught up with items still counted behind", "queue", q.name, "behind", q.behind)
-		q.behind, q.behindBytes = 0, 0
-	}
-	if q.behind <= 0 {
-		q.behind, q.behindBytes = 0, 0
-		if q.pendingBehind == 0 {
-			_ = q.cursor.Close()
-			q.cursor = nil
-		}
 	}
 }
 
@@ -331,17 +289,11 @@ func (q *queue) journalRemove(ids []uint64) *journal.Commit {
 	return c
 }
 
-const (
-	takeRemove takeMode = iota // plain get: remove for good
-	takeOpen                   // get/open or monitor: hold for the connection
-	takePeek                   // get/peek: copy, leave in place
-)
-
 // flush empties the queue (open reads stay open).
 func (q *queue) flush() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.usable(); err != nil {
+	if err := q.unusableLocked(); err != nil {
 		return err
 	}
 	var c *journal.Commit
@@ -378,10 +330,7 @@ func (q *queue) dropAll() {
 	q.mem.clear()
 	q.behind, q.behindBytes = 0, 0
 	q.pendingBehind, q.pendingBehindBytes = 0, 0
-	if q.cursor != nil {
-		_ = q.cursor.Close()
-		q.cursor = nil
-	}
+	q.closeCursor()
 	q.gen++
 }
 

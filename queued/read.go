@@ -34,12 +34,12 @@ func (c *conn) get(cmd *Command) bool {
 		return true
 	}
 	if o.abort {
-		q.abortOpen(c, false)
+		q.abortOpen(c.id, false)
 		c.write(rEnd)
 		return true
 	}
 	if o.close {
-		q.closeOpen(c, 1)
+		q.closeOpen(c.id, 1)
 		if !o.open {
 			c.write(rEnd)
 			return true
@@ -51,7 +51,7 @@ func (c *conn) get(cmd *Command) bool {
 	}
 	held := 0
 	if len(c.touched) > 0 { // a connection that never opened a read holds none
-		held = q.openCountOf(c)
+		held = q.openCountOf(c.id)
 	}
 	if !o.peek && !o.open && held > 0 {
 		c.s.log.Warn("plain get while holding an open read; closing connection", "queue", q.name, "conn", c.id)
@@ -116,7 +116,7 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 		}
 	}()
 	for {
-		e, ok, expired, err := q.take(c, mode, w, front)
+		e, ok, expired, err := q.take(c.id, mode, w, front)
 		if len(expired) > 0 {
 			c.s.expire(q, expired)
 		}
@@ -272,7 +272,7 @@ func (c *conn) confirm(cmd *Command) bool {
 		c.serverError(err)
 		return true
 	}
-	if !q.closeOpen(c, int(n)) {
+	if !q.closeOpen(c.id, int(n)) {
 		c.write(rError)
 		return true
 	}

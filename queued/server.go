@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
@@ -34,7 +35,11 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 
-	cfgMu sync.RWMutex // guards cfg.Queues/Defaults on reload
+	// cfg's server settings (listen addresses, data dir, limits) are fixed
+	// by NewServer and read without a lock; Reload replaces Defaults,
+	// Queues and MaxOpenTransactions under cfgMu, so those are read
+	// through config() (a queue keeps its own copy, queue.cfg).
+	cfgMu sync.RWMutex
 	cfg   Config
 
 	mu     sync.RWMutex
@@ -59,7 +64,8 @@ type Server struct {
 	// not read; after it the connection is dropped.
 	writeTimeout time.Duration
 
-	memCost atomic.Int64 // item data held in memory plus per-item overhead, all queues
+	memCost  atomic.Int64 // item data held in memory plus per-item overhead, all queues
+	memLimit int64        // total_memory_size: the bound on memCost; 0 = none
 
 	// reqBuf is what connections' read buffers hold beyond their resting
 	// 4 KiB (large sets being received); reqBufLimit caps it.
@@ -104,6 +110,7 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 		writeTimeout: 30 * time.Second,
 	}
 	s.maxOpen.Store(int32(cfg.MaxOpenTransactions))
+	s.memLimit = cfg.TotalMemorySize
 	s.reqBufLimit = requestBufferBudget(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
@@ -234,46 +241,6 @@ func (e *UnavailableError) Unwrap() []error { return []error{ErrQueueUnavailable
 
 func unavailableError(name string, err error) error { return &UnavailableError{Queue: name, Err: err} }
 
-// replay loads the journal's live items: the head into memory up to the
-// memory bound, the rest left behind for the cursor.
-func (q *queue) replay() {
-	js := q.j.Stats()
-	q.cursor = q.j.Cursor(0)
-	var loaded, loadedBytes int64
-	for loaded < js.Items {
-		room := int64(1 << 20)
-		if q.cfg.MaxMemorySize > 0 {
-			room = min(room, q.cfg.MaxMemorySize-q.memCost())
-		}
-		if room <= 0 || q.overMemory() {
-			break
-		}
-		items, err := q.cursor.Next(4096, room)
-		if err != nil {
-			q.unavailable = unavailableError(q.name, err)
-			q.log.Error("queue unavailable", "queue", q.name, "err", err)
-			return
-		}
-		if len(items) == 0 {
-			break
-		}
-		for _, it := range items {
-			q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data, state: itemReady})
-			q.addMem(int64(len(it.Data)), true)
-			q.memHighID = it.ID
-			loaded++
-			loadedBytes += int64(len(it.Data))
-		}
-	}
-	q.behind = max(js.Items-loaded, 0)
-	q.behindBytes = max(js.Bytes-loadedBytes, 0)
-	q.totalItems = js.Items
-	if q.behind == 0 {
-		_ = q.cursor.Close()
-		q.cursor = nil
-	}
-}
-
 // deleteQueue drops a queue and its journal files. The server lock is held
 // until the files are gone, so a set that recreates the queue right away
 // opens a fresh journal, never the one being deleted.
@@ -386,7 +353,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			default:
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
 				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed, retrying", "err", err, "in", delay)
 				select {
@@ -510,10 +477,7 @@ func (s *Server) closeJournals() error {
 	for _, q := range s.queueList() {
 		q.mu.Lock()
 		if q.j != nil {
-			if q.cursor != nil {
-				_ = q.cursor.Close()
-				q.cursor = nil
-			}
+			q.closeCursor()
 			if err := q.j.Sync(); err != nil {
 				errs = append(errs, fmt.Errorf("sync journal of queue %s: %w", q.name, err))
 			}

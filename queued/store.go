@@ -71,8 +71,9 @@ const stealMin = 64 << 10
 // c.r) as memory of the item's own. A big item is the bulk of a buffer
 // that grew just for it: the item keeps that buffer and the connection
 // starts a fresh one holding what follows, so megabytes are neither
-// zeroed nor copied twice (measured with 8 MiB items beside small ones:
-// the copies and their garbage were a third of the daemon's CPU time).
+// zeroed nor copied twice (with 8 MiB items beside small ones, the copies
+// and their garbage were a large share of the daemon's CPU time:
+// docs/benchmarks.md, Fairness).
 func (c *conn) takeData(d []byte) []byte {
 	if len(d) < stealMin || 2*len(d) < len(c.buf) {
 		data := make([]byte, len(d))

@@ -10,10 +10,10 @@ type takeMode uint8
 // are taken out and returned in expired for the caller to move or drop
 // outside the lock. If the queue is empty and w is non-nil, w is queued to
 // be woken by the next item (at the front of the waiters if front).
-func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok bool, expired []entry, err error) {
+func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entry, ok bool, expired []entry, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.usable(); err != nil {
+	if err := q.unusableLocked(); err != nil {
 		return entry{}, false, nil, err
 	}
 	now := nowMS()
@@ -46,13 +46,12 @@ func (q *queue) take(c *conn, mode takeMode, w *waiter, front bool) (e entry, ok
 		return *q.mem.front(), true, expired, nil
 	case takeRemove:
 		e = q.popHead()
-		e.state = itemGone
 		q.lastAge = now - e.addTime
 		q.journalRemove([]uint64{e.id})
 		return e, true, expired, nil
 	default:
 		e = q.popHead()
-		q.open(c, e, now)
+		q.open(owner, e, now)
 		q.lastAge = now - e.addTime
 		return e, true, expired, nil
 	}
@@ -111,3 +110,9 @@ func (q *queue) wakeAll() {
 		q.wakeOne()
 	}
 }
+
+const (
+	takeRemove takeMode = iota // plain get: remove for good
+	takeOpen                   // get/open or monitor: hold for the connection
+	takePeek                   // get/peek: copy, leave in place
+)

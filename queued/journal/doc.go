@@ -14,7 +14,8 @@
 // commit).
 //
 // Under SyncNever and SyncInterval a commit needs only the write(2), and
-// waking the writer and parking the caller cost more than the write: so
+// waking the writer and parking the caller cost more than the write
+// (docs/benchmarks.md has what writing inline gained): so
 // while the writer is idle (writerBusy false), Append and ClearExcept write
 // the pending buffer themselves, with one pwrite under mu, and return a
 // finished Commit. Nobody waits for a Remove (package queued acknowledges
@@ -24,8 +25,7 @@
 // writes it is kicked only when a roll, a segment deletion or a compaction
 // check is due. A failed inline write leaves the records pending for the
 // writer, which retries at the same offset and undoes them if that fails
-// too. Measured on the 50-connection set/get flood (--sync never), this
-// took queued from 0.77x to 0.82-0.91x of memcached. A compaction runs in its own goroutine, reading immutable old
+// too. A compaction runs in its own goroutine, reading immutable old
 // segments and writing a temp file; only the final swap takes the lock.
 // Cursors read segment files with their own file descriptors.
 //
