@@ -9,7 +9,9 @@
 # down) it records the daemon's VmRSS (from /proc/<pid>/status), the data
 # directory's size, and the rate of the stage just run; at the end the
 # peak RSS (VmHWM) and the disk used after the drain. Writes
-# bench-results/backlog-<time>.md.
+# bench-results/backlog-<time>.md, and every $SAMPLE seconds (1) the RSS and
+# the queue's depth to the results file bench/results/backlog.jsonl (the
+# README's picture; see bench/README.md).
 #
 # Usage: bench/backlog.sh [TOTAL]   (bench/backlog.sh 1000000: the short run)
 #
@@ -18,7 +20,7 @@
 # PIPELINE (16 requests in flight per connection), SYNC (never; the
 # question here is memory, not fsync), MAX_MEMORY (16777216), KPUSH,
 # DATA_ROOT, OUT_DIR. The daemon inherits the environment, so e.g.
-# GOMEMLIMIT=40MiB applies to it.
+# GOMEMLIMIT=40MiB applies to it. RESULTS: the results file.
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -29,6 +31,7 @@ PIPELINE=${PIPELINE:-16}
 SYNC=${SYNC:-never}
 MAX_MEMORY=${MAX_MEMORY:-16777216}
 CHECKPOINTS=${CHECKPOINTS:-$((TOTAL / 10)),$((TOTAL / 2)),$TOTAL}
+SAMPLE=${SAMPLE:-1}
 QUEUE=backlog
 
 bench_init
@@ -36,6 +39,7 @@ need jq jq
 build_kpush
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+results_open backlog backlog.sh TOTAL SIZE CONNS PIPELINE SYNC MAX_MEMORY CHECKPOINTS
 REPORT=$OUT_DIR/backlog-$STAMP.md
 RAW=$OUT_DIR/backlog-$STAMP
 mkdir -p "$RAW"
@@ -74,6 +78,22 @@ stage() { # MODE OPS NAME
 	fmt_int "$(jq '.runs[0].ops_per_sec' "$RAW/$3.json")"
 }
 
+# The sampler: seconds since the fill began, VmRSS (MiB), queue depth.
+sample_loop() {
+	local start now items
+	start=$(date +%s.%N)
+	while kill -0 "$QUEUED_PID" 2>/dev/null; do
+		now=$(date +%s.%N)
+		items=$(server_stat "$QUEUED_ADDR" "queue_${QUEUE}_items" 2>/dev/null || true)
+		printf '%.1f\t%s\t%s\n' "$(awk -v a="$now" -v b="$start" 'BEGIN {print a - b}')" \
+			"$(awk -v k="$(rss_kb "$QUEUED_PID")" 'BEGIN {printf "%.1f", k/1024}')" "${items:-}"
+		sleep "$SAMPLE"
+	done
+}
+sample_loop >"$RAW/samples.tsv" &
+SAMPLER_PID=$!
+STARTED_PIDS+=("$SAMPLER_PID")
+
 row "start" 0 "-"
 backlog=0
 for cp in ${CHECKPOINTS//,/ }; do
@@ -92,6 +112,14 @@ for ((i = ${#cps[@]} - 2; i >= -1; i--)); do
 	row "drained" "$backlog" "$rate"
 done
 items=$(server_stat "$QUEUED_ADDR" "queue_${QUEUE}_items")
+sleep "$SAMPLE" # one sample of the drained queue
+kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+while IFS=$'\t' read -r t rss depth; do
+	[[ -n "$rss" ]] && result "RSS (MiB)" "$t" "$rss"
+	[[ -n "$depth" ]] && result "queue depth (items)" "$t" "$depth"
+done <"$RAW/samples.tsv"
+results_close
 peak_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$QUEUED_PID/status")
 disk_after=$(disk_bytes "$DATA")
 

@@ -14,14 +14,16 @@
 #                               the run takes
 # and writes a markdown report with the ratios (queued/memcached,
 # always/never, queued/redis) to bench-results/compare-<time>.md, raw
-# outputs beside it. Kills only the processes it started (by PID).
+# outputs beside it, and the flood's requests/s by connections to the
+# results file bench/results/flood.jsonl (the README's picture; see
+# bench/README.md). Kills only the processes it started (by PID).
 #
 # Environment: CONNS (1,10,50,200), DURATION per run (10s, after a WARMUP
 # of 1s that is not measured), SIZE (100),
 # REDIS_REQUESTS per redis-benchmark test (200000; for the fsyncing redis
 # at most REDIS_AOF_PER_CONN=5000 per connection), KPUSH (a prebuilt
 # binary; default: build ./cmd/kpush), DATA_ROOT (where the temp data dirs
-# go; default /tmp), OUT_DIR (bench-results).
+# go; default /tmp), OUT_DIR (bench-results), RESULTS (the results file).
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -46,6 +48,7 @@ need jq jq
 build_kpush
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+results_open flood compare.sh CONNS DURATION WARMUP SIZE REDIS_REQUESTS REDIS_AOF_PER_CONN RELIABLE_OPS RELIABLE_PER_CONN
 RAW=$OUT_DIR/compare-$STAMP
 REPORT=$OUT_DIR/compare-$STAMP.md
 mkdir -p "$RAW"
@@ -134,6 +137,15 @@ redis_rate() {
 redis_p99() {
 	awk -F'"' '$2 == "LPUSH" {l = $14} $2 == "RPOP" {r = $14} END { printf "%.0f / %.0f", l * 1000, r * 1000 }' "$RAW/$1-c$2.csv"
 }
+
+for c in ${CONNS//,/ }; do
+	result "memcached (set/get)" "$c" "$(kv memcached "$c" ops_per_sec)"
+	result "kpush queued --sync never" "$c" "$(kv queued-never "$c" ops_per_sec)"
+	result "kpush queued --sync always" "$c" "$(kv queued-always "$c" ops_per_sec)"
+	result "redis LPUSH/RPOP (in memory)" "$c" "$(redis_rate redis "$c")"
+	result "redis LPUSH/RPOP (appendfsync always)" "$c" "$(redis_rate redis-aof "$c")"
+done
+results_close
 
 {
 	echo "# Set/get flood: queued vs memcached vs redis ($STAMP)"

@@ -135,6 +135,53 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", 
 # fmt_int N: N rounded, with thousands separators.
 fmt_int() { LC_ALL=C awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) } printf "%s%s", s, r }'; }
 
+# machine_line: the machine in one line, for the results files and the
+# pictures' captions.
+machine_line() {
+	local model
+	model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo | sed 's/ \+/ /g; s/ *[0-9]*-Core Processor//')
+	printf '%s vCPU %s, %s RAM, Linux %s, load average %s at the start' "$(nproc)" "${model:-unknown CPU}" \
+		"$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)" "$(uname -r | cut -d- -f1)" "$(cut -d' ' -f1 /proc/loadavg)"
+}
+
+# command_line SCRIPT VAR...: how this script was run, for the results:
+# the variables among VAR... set in the environment, then the script.
+command_line() {
+	local script=$1 v out=""
+	shift
+	for v in "$@"; do
+		[[ -n "${!v+x}" ]] && out+="$v=${!v} "
+	done
+	printf '%sbash bench/%s' "$out" "$script"
+}
+
+# results_open BENCH SCRIPT VAR...: start the results file of BENCH
+# (bench/README.md, "Results files"): $RESULTS, by default
+# bench/results/BENCH.jsonl, replaced by this run's records.
+results_open() {
+	RESULTS=${RESULTS:-$ROOT/bench/results/$1.jsonl}
+	RESULTS_BENCH=$1
+	RESULTS_RUN=$(date -u +%Y%m%dT%H%M%SZ)
+	RESULTS_MACHINE=$(machine_line)
+	RESULTS_COMMAND=$(command_line "${@:2}")
+	mkdir -p "$(dirname "$RESULTS")"
+	RESULTS_TMP=$WORK/results.jsonl
+	: >"$RESULTS_TMP"
+}
+
+# result SERIES X Y: one record of the results file.
+result() {
+	jq -cn --arg b "$RESULTS_BENCH" --arg s "$1" --argjson x "$2" --argjson y "$3" \
+		--arg r "$RESULTS_RUN" --arg m "$RESULTS_MACHINE" --arg c "$RESULTS_COMMAND" \
+		'{bench: $b, series: $s, x: $x, y: $y, run: $r, machine: $m, command: $c}' >>"$RESULTS_TMP"
+}
+
+# results_close: the run finished; its records replace the results file.
+results_close() {
+	mv "$RESULTS_TMP" "$RESULTS"
+	log "results written to $RESULTS (draw them: cd bench/plot && go run .)"
+}
+
 machine_info() {
 	echo "- host: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 	echo "- kpush: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version 2>/dev/null | awk '{print $3}')"
