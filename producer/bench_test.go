@@ -49,7 +49,7 @@ func BenchmarkEnqueue(b *testing.B) {
 					var rr atomic.Uint64
 					item := &memcache.Item{Key: "bench_set", Value: data}
 					ops := []func() error{
-						func() error { return p.servers[rr.Add(1)%uint64(nServers)].mc.Set(item) },
+						func() error { return p.set.Load().servers[rr.Add(1)%uint64(nServers)].mc.Set(item) },
 						func() error { return p.EnqueueRaw(context.Background(), "bench_raw", data) },
 						func() error { return p.Enqueue(context.Background(), "bench_msg", msg) },
 					}

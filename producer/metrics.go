@@ -12,6 +12,12 @@ var (
 	descInFlight = prometheus.NewDesc("kpush_producer_in_flight",
 		"Set requests waiting for an answer.",
 		[]string{"server"}, nil)
+	descServers = prometheus.NewDesc("kpush_producer_servers",
+		"Servers items are placed on now (fixed and found through DNS).", nil, nil)
+	descDiscoveryFailures = prometheus.NewDesc("kpush_producer_discovery_failures_total",
+		"Resolutions of a DNS server name (dns:, dns+srv:) that failed or found nothing; the servers it last found are kept.", nil, nil)
+	descDiscoveryStale = prometheus.NewDesc("kpush_producer_discovery_stale_names",
+		"DNS server names whose last resolution failed, so that the servers they give are the last good ones.", nil, nil)
 )
 
 // Collector returns a Prometheus collector of the Producer's per-server
@@ -26,10 +32,17 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRequests
 	ch <- descUp
 	ch <- descInFlight
+	ch <- descServers
+	ch <- descDiscoveryFailures
+	ch <- descDiscoveryStale
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.p.servers {
+	servers := c.p.set.Load().servers
+	ch <- prometheus.MustNewConstMetric(descServers, prometheus.GaugeValue, float64(len(servers)))
+	ch <- prometheus.MustNewConstMetric(descDiscoveryFailures, prometheus.CounterValue, float64(c.p.watcher.Failures()))
+	ch <- prometheus.MustNewConstMetric(descDiscoveryStale, prometheus.GaugeValue, float64(c.p.watcher.Stale()))
+	for _, s := range servers {
 		st := s.stats()
 		for _, r := range []struct {
 			result string

@@ -44,13 +44,16 @@ func TestCollector(t *testing.T) {
 		"kpush_producer_server_up server=" + up:                      1,
 		"kpush_producer_server_up server=" + down:                    0,
 		"kpush_producer_in_flight server=" + up:                      0,
+		"kpush_producer_servers":                                     2,
+		"kpush_producer_discovery_failures_total":                    0,
+		"kpush_producer_discovery_stale_names":                       0,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
-	if len(got) != 2*(5+2) {
-		t.Errorf("got %d series, want %d: %v", len(got), 2*(5+2), got)
+	if len(got) != 2*(5+2)+3 {
+		t.Errorf("got %d series, want %d: %v", len(got), 2*(5+2)+3, got)
 	}
 }

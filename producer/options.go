@@ -3,7 +3,10 @@ package producer
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
+
+	"github.com/kpush/kpush/discovery"
 )
 
 // Defaults of the options.
@@ -13,6 +16,7 @@ const (
 	DefaultRetryBackoff     = 50 * time.Millisecond
 	DefaultMaxRetryBackoff  = 5 * time.Second
 	DefaultBatchConcurrency = 16
+	DefaultResolveInterval  = discovery.DefaultInterval
 )
 
 type options struct {
@@ -23,6 +27,8 @@ type options struct {
 	batchConcurrency int
 	atLeastOnce      bool
 	leastLoaded      bool
+	resolver         *net.Resolver
+	resolveInterval  time.Duration
 	log              *slog.Logger
 }
 
@@ -33,6 +39,7 @@ func defaultOptions() options {
 		retryBackoff:     DefaultRetryBackoff,
 		maxRetryBackoff:  DefaultMaxRetryBackoff,
 		batchConcurrency: DefaultBatchConcurrency,
+		resolveInterval:  DefaultResolveInterval,
 		log:              slog.Default(),
 	}
 }
@@ -49,6 +56,8 @@ func (o *options) check() error {
 		return fmt.Errorf("%w: max retry backoff %v is below the initial backoff %v", ErrInvalidOption, o.maxRetryBackoff, o.retryBackoff)
 	case o.batchConcurrency < 1:
 		return fmt.Errorf("%w: batch concurrency %d must be at least 1", ErrInvalidOption, o.batchConcurrency)
+	case o.resolveInterval <= 0:
+		return fmt.Errorf("%w: resolve interval %v must be positive", ErrInvalidOption, o.resolveInterval)
 	case o.log == nil:
 		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
@@ -98,6 +107,15 @@ func WithAtLeastOnce() Option { return func(o *options) { o.atLeastOnce = true }
 // percent apart). Default off: strict round-robin, and a slow server is
 // only passed over once it exceeds WithTimeout.
 func WithLeastLoaded() Option { return func(o *options) { o.leastLoaded = true } }
+
+// WithResolveInterval sets how often DNS server names (dns:, dns+srv:)
+// are resolved again. Default DefaultResolveInterval.
+func WithResolveInterval(d time.Duration) Option { return func(o *options) { o.resolveInterval = d } }
+
+// WithResolver sets the resolver for DNS server names and for connecting
+// to the servers they resolve to (see discovery.NewResolver for one that
+// asks a given DNS server). Default net.DefaultResolver.
+func WithResolver(r *net.Resolver) Option { return func(o *options) { o.resolver = r } }
 
 // WithLogger sets the logger for server state changes (down, up). Default
 // slog.Default().

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 
+	"github.com/kpush/kpush/discovery"
 	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/push"
 )
@@ -20,19 +22,33 @@ import (
 type Producer struct {
 	opts    options
 	log     *slog.Logger
-	servers []*server
-	ring    *ring
+	set     atomic.Pointer[serverSet] // the servers now; replaced whole when discovery changes them
+	watcher *discovery.Watcher
 	next    atomic.Uint64 // round-robin cursor for items without a routing key
 
-	ctx    context.Context // cancelled by Close; ends the probes
+	ctx    context.Context // cancelled by Close; ends the probes and discovery
 	cancel context.CancelFunc
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
-	wg     sync.WaitGroup // probe goroutines and abandoned requests
+	wg     sync.WaitGroup // probe goroutines, discovery and abandoned requests
+	setMu  sync.Mutex     // serializes setServers
 }
 
-// New returns a Producer for the given servers (host:port each). It does
-// not connect: servers are assumed up until a request to one fails.
+// serverSet is the servers items are placed on, and their ketama ring. It
+// is never changed once published: an enqueue works on the set it loaded.
+type serverSet struct {
+	servers []*server
+	ring    *ring
+}
+
+// New returns a Producer for the given servers: host:port each, or DNS
+// names that resolve to many (dns:NAME:PORT for every A/AAAA address,
+// dns+srv:NAME for SRV records; see package discovery). Names are resolved
+// now and every WithResolveInterval; a server that appears gets its share
+// at once, one that disappears takes no new items. New does not connect:
+// servers are assumed up until a request to one fails. A name that does
+// not resolve at start is not an error: enqueues fail with ErrNoServers
+// until it does.
 func New(servers []string, opts ...Option) (*Producer, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -41,25 +57,60 @@ func New(servers []string, opts ...Option) (*Producer, error) {
 	if err := o.check(); err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	if len(servers) == 0 {
-		return nil, fmt.Errorf("producer: %w: no servers given", ErrInvalidOption)
+	list, err := discovery.Parse(servers)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w: %w", ErrInvalidOption, err)
 	}
 	p := &Producer{opts: o, log: o.log}
-	seen := map[string]bool{}
-	for _, addr := range servers {
-		if seen[addr] {
-			return nil, fmt.Errorf("producer: %w: server %s listed twice", ErrInvalidOption, addr)
-		}
-		seen[addr] = true
-		s, err := newServer(addr, &o)
-		if err != nil {
-			return nil, fmt.Errorf("producer: %w", err)
-		}
-		p.servers = append(p.servers, s)
-	}
-	p.ring = newRing(servers)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.watcher = discovery.NewWatcher(list, discovery.Options{Resolver: o.resolver, Interval: o.resolveInterval, Logger: o.log})
+	addrs, _ := p.watcher.Resolve(p.ctx) // failures are logged; Enqueue says so while there are no servers
+	p.setServers(addrs)
+	if list.Dynamic() {
+		p.wg.Go(func() { p.watcher.Run(p.ctx, p.setServers) })
+	}
 	return p, nil
+}
+
+// setServers makes addrs the servers items are placed on. Servers kept
+// keep their state (health, counters, connections); a removed server takes
+// no new items from now on, its probe stops and its connections close as
+// its requests in flight finish.
+func (p *Producer) setServers(addrs []string) {
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
+	old := p.set.Load()
+	byAddr := map[string]*server{}
+	if old != nil {
+		if slices.Equal(old.addrs(), addrs) {
+			return
+		}
+		for _, s := range old.servers {
+			byAddr[s.addr] = s
+		}
+	}
+	next := &serverSet{ring: newRing(addrs)}
+	for _, a := range addrs {
+		s, ok := byAddr[a]
+		if ok {
+			delete(byAddr, a)
+		} else {
+			s = newServer(a, &p.opts)
+		}
+		next.servers = append(next.servers, s)
+	}
+	p.set.Store(next)
+	for _, s := range byAddr {
+		s.retire()
+	}
+}
+
+func (set *serverSet) addrs() []string {
+	addrs := make([]string, len(set.servers))
+	for i, s := range set.servers {
+		addrs[i] = s.addr
+	}
+	return addrs
 }
 
 // Close stops the background probes and closes idle connections. Enqueue
@@ -75,7 +126,7 @@ func (p *Producer) Close() error {
 	p.cancel()
 	p.wg.Wait()
 	var errs []error
-	for _, s := range p.servers {
+	for _, s := range p.set.Load().servers {
 		if err := s.mc.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close connections to %s: %w", s.addr, err))
 		}
@@ -83,19 +134,15 @@ func (p *Producer) Close() error {
 	return errors.Join(errs...)
 }
 
-// Servers returns the server addresses, in the order given to New.
-func (p *Producer) Servers() []string {
-	addrs := make([]string, len(p.servers))
-	for i, s := range p.servers {
-		addrs[i] = s.addr
-	}
-	return addrs
-}
+// Servers returns the addresses of the servers items go to now: fixed
+// ones in the order given to New, then those found through DNS.
+func (p *Producer) Servers() []string { return p.set.Load().addrs() }
 
-// Stats returns each server's counters, by address.
+// Stats returns the counters of each server in Servers, by address.
 func (p *Producer) Stats() map[string]ServerStats {
-	m := make(map[string]ServerStats, len(p.servers))
-	for _, s := range p.servers {
+	set := p.set.Load()
+	m := make(map[string]ServerStats, len(set.servers))
+	for _, s := range set.servers {
 		m[s.addr] = s.stats()
 	}
 	return m
@@ -175,8 +222,9 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 	if closed {
 		return &EnqueueError{Queue: queue, Err: ErrClosed}
 	}
+	set := p.set.Load()
 	var buf [8]int
-	order := p.candidates(eo, buf[:0])
+	order := p.candidates(set, eo, buf[:0])
 	var (
 		attempts    []*AttemptError
 		sawFull     bool
@@ -184,7 +232,7 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		unknownFrom *server
 	)
 	for _, i := range order {
-		s := p.servers[i]
+		s := set.servers[i]
 		if !s.healthy.Load() {
 			continue
 		}
@@ -243,8 +291,10 @@ func (p *Producer) enqueue(ctx context.Context, queue string, eo *enqueueOptions
 		return &EnqueueError{Queue: queue, Err: ErrQueueFull, Attempts: attempts}
 	case tooLarge:
 		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: item of %d bytes is too large", ErrRejected, len(item.Value)), Attempts: attempts}
+	case len(set.servers) == 0:
+		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: none found yet: %v", ErrNoServers, p.watcher.Err())}
 	case len(attempts) == 0:
-		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: all %d servers are down (probing in the background)", ErrNoServers, len(p.servers)), Attempts: p.downAttempts()}
+		return &EnqueueError{Queue: queue, Err: fmt.Errorf("%w: all %d servers are down (probing in the background)", ErrNoServers, len(set.servers)), Attempts: set.downAttempts()}
 	}
 	return &EnqueueError{Queue: queue, Err: ErrNoServers, Attempts: attempts}
 }
@@ -295,9 +345,9 @@ func (p *Producer) attempt(ctx context.Context, s *server, item *memcache.Item) 
 }
 
 // downAttempts describes why each server is down, for an error.
-func (p *Producer) downAttempts() []*AttemptError {
+func (set *serverSet) downAttempts() []*AttemptError {
 	var out []*AttemptError
-	for _, s := range p.servers {
+	for _, s := range set.servers {
 		st := s.stats()
 		if !st.Healthy {
 			out = append(out, &AttemptError{Server: s.addr, Err: fmt.Errorf("down since %s: %s", st.DownSince.Format(time.RFC3339), st.LastError)})
@@ -311,15 +361,15 @@ func (p *Producer) downAttempts() []*AttemptError {
 // send time). Without, it is the healthy servers rotated by a shared
 // cursor (exactly even shares), and with WithLeastLoaded the first two
 // swapped when the first is clearly backed up compared with the second.
-func (p *Producer) candidates(eo *enqueueOptions, dst []int) []int {
+func (p *Producer) candidates(set *serverSet, eo *enqueueOptions, dst []int) []int {
 	if eo.hasKey {
-		return p.ring.order(eo.routingKey, dst)
+		return set.ring.order(eo.routingKey, dst)
 	}
 	// Rotate over the healthy servers only, so a down server's share is
 	// spread evenly over the others rather than falling to its neighbour.
 	var buf [16]int
 	healthy := buf[:0]
-	for i, s := range p.servers {
+	for i, s := range set.servers {
 		if s.healthy.Load() {
 			healthy = append(healthy, i)
 		}
@@ -330,7 +380,7 @@ func (p *Producer) candidates(eo *enqueueOptions, dst []int) []int {
 	start := int(p.next.Add(1) % uint64(len(healthy)))
 	dst = append(dst, healthy[start:]...)
 	dst = append(dst, healthy[:start]...)
-	if p.opts.leastLoaded && len(dst) >= 2 && backedUp(p.servers[dst[0]].inflight.Load(), p.servers[dst[1]].inflight.Load()) {
+	if p.opts.leastLoaded && len(dst) >= 2 && backedUp(set.servers[dst[0]].inflight.Load(), set.servers[dst[1]].inflight.Load()) {
 		dst[0], dst[1] = dst[1], dst[0]
 	}
 	return dst

@@ -114,7 +114,7 @@ func TestRoutingKeyPinsAndKeepsOrder(t *testing.T) {
 		if len(seq[k]) != perKey || !slices.IsSorted(seq[k]) {
 			t.Errorf("key %s: got %d items in order %v, want %d in order", k, len(seq[k]), seq[k], perKey)
 		}
-		if owner := servers[p.ring.order(k, nil)[0]]; where[k] != owner {
+		if owner := servers[p.set.Load().ring.order(k, nil)[0]]; where[k] != owner {
 			t.Errorf("key %s is on %s, its ketama owner is %s", k, where[k], owner)
 		}
 	}
@@ -318,7 +318,7 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Fatalf("ordered batch = %d, %v", stored, err)
 		}
 	}
-	owner := servers[p.ring.order("k", nil)[0]]
+	owner := servers[p.set.Load().ring.order("k", nil)[0]]
 	var ids []string
 	for _, item := range drain(t, owner, "ordered") {
 		m, err := push.ParseMessage([]byte(item))

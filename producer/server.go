@@ -3,11 +3,9 @@ package producer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,23 +45,23 @@ type server struct {
 	unknown   atomic.Uint64
 	rejected  atomic.Uint64
 
+	// retired is set once discovery removed the server: it takes no new
+	// items, and connections coming back from requests are closed.
+	retired atomic.Bool
+	gone    chan struct{} // closed on retire; ends the probe
+
 	mu        sync.Mutex
 	lastErr   string
 	downSince time.Time
 }
 
-func newServer(addr string, o *options) (*server, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: server %q: want host:port: %v", ErrInvalidOption, addr, err)
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || host == "" {
-		return nil, fmt.Errorf("%w: server %q: want host:port with a port from 1 to 65535", ErrInvalidOption, addr)
-	}
+// newServer returns the server at addr, a host:port checked by
+// discovery.Parse.
+func newServer(addr string, o *options) *server {
 	mc := memcache.NewFromSelector(oneServer{addr: unresolvedAddr(addr)})
 	mc.Timeout = o.timeout
 	mc.MaxIdleConns = o.maxIdleConns
-	var d net.Dialer
+	d := net.Dialer{Resolver: o.resolver} // names found by SRV resolve where the SRV records did
 	mc.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, address)
 		if err != nil {
@@ -71,10 +69,17 @@ func newServer(addr string, o *options) (*server, error) {
 		}
 		return &checkedConn{Conn: c}, nil
 	}
-	s := &server{addr: addr, mc: mc}
+	s := &server{addr: addr, mc: mc, gone: make(chan struct{})}
 	s.healthy.Store(true)
 	s.backoff.Store(int64(o.retryBackoff))
-	return s, nil
+	return s
+}
+
+// retire is called once, when discovery removed s from the servers.
+func (s *server) retire() {
+	s.retired.Store(true)
+	close(s.gone)
+	_ = s.mc.Close()
 }
 
 // unresolvedAddr is a host:port that is resolved at each dial, not once:
@@ -101,6 +106,9 @@ func (s *server) set(item *memcache.Item, maxIdle int) (outcome, error) {
 	defer s.inflight.Add(-1)
 	for try := 0; ; try++ {
 		err := s.mc.Set(item)
+		if s.retired.Load() {
+			_ = s.mc.Close() // the connection just returned to the pool is not needed
+		}
 		oc := classify(err)
 		if oc == outcomeStale {
 			if try < maxIdle {
@@ -272,6 +280,9 @@ func (p *Producer) probe(s *server) {
 		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {
 		case <-p.ctx.Done():
+			t.Stop()
+			return
+		case <-s.gone:
 			t.Stop()
 			return
 		case <-t.C:
