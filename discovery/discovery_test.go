@@ -39,17 +39,17 @@ func TestParse(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"":                             "no servers",
-		"q1":                           "want host:port",
-		"q1:0":                         "want host:port",
-		"q1:70000":                     "want host:port",
-		":22133":                       "want host:port",
-		"dns:queued":                   "want dns:NAME:PORT",
-		"dns::22133":                   "want dns:NAME:PORT",
-		"dns:queued:x":                 "want dns:NAME:PORT",
-		"dns+srv:":                     "want dns+srv:NAME",
-		"dns+srv:queued:22133":         "want dns+srv:NAME",
-		"q1:22133,q1:22133":            "listed twice",
+		"":                              "no servers",
+		"q1":                            "want host:port",
+		"q1:0":                          "want host:port",
+		"q1:70000":                      "want host:port",
+		":22133":                        "want host:port",
+		"dns:queued":                    "want dns:NAME:PORT",
+		"dns::22133":                    "want dns:NAME:PORT",
+		"dns:queued:x":                  "want dns:NAME:PORT",
+		"dns+srv:":                      "want dns+srv:NAME",
+		"dns+srv:queued:22133":          "want dns+srv:NAME",
+		"q1:22133,q1:22133":             "listed twice",
 		"dns:queued:1,dns:queued:1,q:1": "listed twice",
 	}
 	for in, want := range bad {
