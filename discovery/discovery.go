@@ -104,7 +104,7 @@ func parseEntry(raw string) (entry, error) {
 	}
 	host, port, err := net.SplitHostPort(raw)
 	if err != nil || host == "" || !validPort(port) {
-		return entry{}, fmt.Errorf("%w: %q: want host:port with a port from 1 to 65535, dns:NAME:PORT or dns+srv:NAME", ErrBadServers, raw)
+		return entry{}, fmt.Errorf("%w: %q is not host:port; want host:port (port 1 to 65535), dns:NAME:PORT or dns+srv:NAME", ErrBadServers, raw)
 	}
 	return entry{raw: raw, addr: raw}, nil
 }
@@ -198,6 +198,9 @@ func NewWatcher(l List, o Options) *Watcher {
 
 // Resolver is the resolver the Watcher uses; dial with it too.
 func (w *Watcher) Resolver() *net.Resolver { return w.res }
+
+// Dynamic reports whether the servers can change: the list has a DNS name.
+func (w *Watcher) Dynamic() bool { return w.list.Dynamic() }
 
 // Interval is the time between resolutions.
 func (w *Watcher) Interval() time.Duration { return w.interval }

@@ -40,10 +40,10 @@ func TestParse(t *testing.T) {
 	}
 	bad := map[string]string{
 		"":                              "no servers",
-		"q1":                            "want host:port",
-		"q1:0":                          "want host:port",
-		"q1:70000":                      "want host:port",
-		":22133":                        "want host:port",
+		"q1":                            "is not host:port",
+		"q1:0":                          "is not host:port",
+		"q1:70000":                      "is not host:port",
+		":22133":                        "is not host:port",
 		"dns:queued":                    "want dns:NAME:PORT",
 		"dns::22133":                    "want dns:NAME:PORT",
 		"dns:queued:x":                  "want dns:NAME:PORT",

@@ -39,6 +39,15 @@
 // keys. When that server is down its keys move together to the next server
 // on the ring; their order holds again once it is back.
 //
+// # Servers found through DNS
+//
+// A server given as dns:NAME:PORT or dns+srv:NAME (package discovery) is
+// resolved in New and every WithResolveInterval. The servers and their
+// ring are one immutable set swapped atomically: an enqueue places on the
+// set it loaded, a new server is in the rotation for the next item, and a
+// removed one gets no new item (its probe stops; its connections close as
+// its requests in flight finish). A failed lookup keeps the last set.
+//
 // # Failures
 //
 // One attempt's result decides what happens next:

@@ -27,7 +27,7 @@ import (
 // release and starve a server that has items.
 type budget struct {
 	limit   int64
-	fair    int
+	fairN   atomic.Int64 // Concurrency / fetch loops; changes as servers come and go
 	used    atomic.Int64 // open reads held + monitor requests outstanding
 	busy    atomic.Int64 // loops whose last monitor returned items
 	waiters atomic.Int64 // loops waiting because a reservation failed
@@ -38,15 +38,35 @@ type budget struct {
 }
 
 func newBudget(limit, loops int) *budget {
-	return &budget{limit: int64(limit), fair: max(1, limit/loops), freed: make(chan struct{}), widened: make(chan struct{})}
+	b := &budget{limit: int64(limit), freed: make(chan struct{}), widened: make(chan struct{})}
+	b.fairN.Store(int64(max(1, limit/max(1, loops))))
+	return b
+}
+
+// fair is a loop's fair share: Concurrency / fetch loops.
+func (b *budget) fair() int { return int(b.fairN.Load()) }
+
+// setLoops changes the number of fetch loops the allowance is shared by
+// (servers found or removed). With fewer loops the windows widen at once;
+// with more they shrink, and the loops already holding more than their
+// new share stop fetching until their reads finish.
+func (b *budget) setLoops(loops int) {
+	fair := int64(max(1, int(b.limit)/max(1, loops)))
+	if old := b.fairN.Swap(fair); fair > old {
+		b.mu.Lock()
+		close(b.widened)
+		b.widened = make(chan struct{})
+		b.mu.Unlock()
+	}
 }
 
 // window is how many open reads a loop may hold.
 func (b *budget) window(busy bool) int {
+	fair := b.fair()
 	if !busy {
-		return max(1, b.fair/4)
+		return max(1, fair/4)
 	}
-	return max(b.fair, int(b.limit/max(1, b.busy.Load())))
+	return max(fair, int(b.limit/max(1, b.busy.Load())))
 }
 
 // reserve takes between lo and hi from the allowance and returns how many
@@ -86,8 +106,8 @@ func (b *budget) released() <-chan struct{} {
 	return b.freed
 }
 
-// windowGrew is closed the next time a loop turns idle, which widens the
-// window of every busy loop; take it before deciding not to fetch, so a
+// windowGrew is closed the next time a loop turns idle or the fair share
+// grows, which widens the window of every busy loop; take it before deciding not to fetch, so a
 // loop that stopped at its old window is not left waiting on its own
 // (perhaps stuck) items.
 func (b *budget) windowGrew() <-chan struct{} {

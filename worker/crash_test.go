@@ -264,6 +264,8 @@ func TestWorkerCommandErrors(t *testing.T) {
 	}{
 		{"no servers", append([]string{"worker", "--servers", ""}, creds...), "--servers"},
 		{"server not host:port", append([]string{"worker", "--servers", "127.0.0.1:1:2"}, creds...), "not host:port"},
+		{"dns name without port", append([]string{"worker", "--servers", "dns:queued"}, creds...), "want dns:NAME:PORT"},
+		{"bad resolve interval", append([]string{"worker", "--servers", "dns:queued:22133", "--resolve-interval", "-1s"}, creds...), "--resolve-interval"},
 		{"server twice", append([]string{"worker", "--servers", "127.0.0.1:1,127.0.0.1:1"}, creds...), "listed twice"},
 		{"bad queue", append([]string{"worker", "--servers", "127.0.0.1:1", "--queue", "a b"}, creds...), "queue name"},
 		{"no credentials", []string{"worker", "--servers", "127.0.0.1:1"}, "credentials"},

@@ -27,6 +27,13 @@
 // which keeps round trips per item low under load; the confirm rides in
 // the same write as the next monitor.
 //
+// The servers are Config.Servers as package discovery finds them: DNS
+// names are resolved again every ResolveInterval. A server that appears
+// gets its loops at once, and the fair share shrinks to make room for
+// them (budget.setLoops); a server that disappears has its loops stopped
+// as at shutdown: a monitor in progress runs to its END, what they hold is
+// finished and confirmed, then the connection closes. They do not redial.
+//
 // Any I/O or protocol error drops the connection; the server then puts
 // every read it held back at the head of the queue. The loop redials with
 // jittered exponential backoff (ReconnectMin..ReconnectMax) and starts a

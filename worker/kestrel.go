@@ -49,9 +49,8 @@ type kconn struct {
 }
 
 // dialKestrel connects to addr. The context bounds the dial only.
-func dialKestrel(ctx context.Context, addr string, ioTimeout time.Duration) (*kconn, error) {
-	var d net.Dialer
-	d.KeepAlive = 15 * time.Second
+func dialKestrel(ctx context.Context, addr string, ioTimeout time.Duration, resolver *net.Resolver) (*kconn, error) {
+	d := net.Dialer{KeepAlive: 15 * time.Second, Resolver: resolver}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial queued server %s: %w", addr, err)

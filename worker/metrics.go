@@ -94,6 +94,12 @@ func newMetrics(w *Worker) *metrics {
 			return float64(w.pool.RunningWorkers()) / float64(w.pool.MaxConcurrency())
 		}),
 		gauge("kpush_worker_pool_waiting_tasks", "Tasks waiting in the pool's bounded queue.", func() float64 { return float64(w.pool.WaitingTasks()) }),
+		gauge("kpush_worker_servers", "Queued servers the worker reads from now (fixed and found through DNS).", func() float64 { return float64(w.live.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kpush_worker_discovery_failures_total",
+			Help: "Resolutions of a DNS server name (dns:, dns+srv:) that failed or found nothing; the servers it last found are kept."},
+			func() float64 { return float64(w.servers.Failures()) }),
+		gauge("kpush_worker_discovery_stale_names", "DNS server names whose last resolution failed, so that the servers they give are the last good ones.",
+			func() float64 { return float64(w.servers.Stale()) }),
 		m.failedVec, m.latency, m.serversUp,
 	)
 	return m
@@ -120,6 +126,9 @@ func (m *metrics) serverUp(addr string, up bool) {
 	}
 	m.serversUp.WithLabelValues(addr).Set(v)
 }
+
+// serverGone drops the series of a server no longer read from.
+func (m *metrics) serverGone(addr string) { m.serversUp.DeleteLabelValues(addr) }
 
 func (m *metrics) stats() Stats {
 	return Stats{

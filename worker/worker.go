@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/alitto/pond/v2"
 
+	"github.com/kpush/kpush/discovery"
 	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
@@ -50,9 +52,19 @@ var (
 
 // Config configures a Worker. Zero fields take the defaults listed.
 type Config struct {
-	// Servers are the queued (Kestrel) servers, host:port; the worker
-	// reads from every one of them.
+	// Servers are the queued (Kestrel) servers: host:port each, or DNS
+	// names that resolve to many (dns:NAME:PORT, dns+srv:NAME; see package
+	// discovery). The worker reads from every one of them; names are
+	// resolved again every ResolveInterval, and a server that disappears
+	// from them is let go: its loops fetch no more, finish and confirm
+	// what they hold, and close.
 	Servers []string
+	// ResolveInterval is the time between resolutions of DNS names in
+	// Servers; default discovery.DefaultInterval (10 s).
+	ResolveInterval time.Duration
+	// Resolver looks up DNS names in Servers and the servers' host names
+	// when connecting; default net.DefaultResolver.
+	Resolver *net.Resolver
 	// Queue is the work queue. Outcomes go to Queue+"_invalid_tokens",
 	// Queue+"_failed" and the delay queue Queue+"_retry".
 	Queue string
@@ -112,18 +124,8 @@ type Config struct {
 func (c Config) Validate() error { return c.setDefaults() }
 
 func (c *Config) setDefaults() error {
-	if len(c.Servers) == 0 {
-		return fmt.Errorf("%w: no servers (give --servers host:port,...)", ErrBadConfig)
-	}
-	seen := map[string]bool{}
-	for _, s := range c.Servers {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			return fmt.Errorf("%w: server %q is not host:port: %v", ErrBadConfig, s, err)
-		}
-		if seen[s] {
-			return fmt.Errorf("%w: server %s listed twice", ErrBadConfig, s)
-		}
-		seen[s] = true
+	if _, err := discovery.Parse(c.Servers); err != nil {
+		return fmt.Errorf("%w: --servers: %w", ErrBadConfig, err)
 	}
 	if c.Queue == "" {
 		return fmt.Errorf("%w: no queue name", ErrBadConfig)
@@ -166,6 +168,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ReconnectMin, 100*time.Millisecond)
 	def(&c.ReconnectMax, 5*time.Second)
 	def(&c.IOTimeout, 10*time.Second)
+	def(&c.ResolveInterval, discovery.DefaultInterval)
 	if c.SummaryInterval == 0 {
 		c.SummaryInterval = 10 * time.Second
 	}
@@ -185,6 +188,9 @@ type Worker struct {
 	pool   pond.Pool
 	m      *metrics
 	budget *budget // open reads allowed, shared by the fetch loops
+	// servers finds the servers to read from (Config.Servers).
+	servers *discovery.Watcher
+	live    atomic.Int64 // servers read from now
 
 	// sendCtx is cancelled on a hard stop: shutdown timeout or fatal
 	// error. Every push and enqueue uses it.
@@ -217,13 +223,14 @@ func New(cfg Config, pusher Pusher, enq Enqueuer) (*Worker, error) {
 	if pusher == nil || enq == nil {
 		return nil, fmt.Errorf("%w: a Pusher and an Enqueuer are required", ErrBadConfig)
 	}
-	loops := len(cfg.Servers) * cfg.LoopsPerServer
+	list, _ := discovery.Parse(cfg.Servers) // checked by setDefaults
 	w := &Worker{
 		cfg:       cfg,
 		pusher:    pusher,
 		enq:       enq,
 		log:       cfg.Logger,
-		budget:    newBudget(cfg.Concurrency, loops),
+		budget:    newBudget(cfg.Concurrency, len(cfg.Servers)*cfg.LoopsPerServer),
+		servers:   discovery.NewWatcher(list, discovery.Options{Resolver: cfg.Resolver, Interval: cfg.ResolveInterval, Logger: cfg.Logger}),
 		fetchStop: make(chan struct{}),
 	}
 	// The queue holds at most as many tasks as the pool runs: a full pool
@@ -265,20 +272,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.log.Info("worker starting", "servers", strings.Join(w.cfg.Servers, ","), "queue", w.cfg.Queue,
-		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer, "fair_window", w.budget.fair)
+		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer)
 
-	var loops sync.WaitGroup
-	for _, addr := range w.cfg.Servers {
-		for i := 0; i < w.cfg.LoopsPerServer; i++ {
-			loops.Add(1)
-			go func() {
-				defer loops.Done()
-				w.fetchLoop(addr, i)
-			}()
-		}
-	}
 	loopsDone := make(chan struct{})
-	go func() { loops.Wait(); close(loopsDone) }()
+	go w.manageLoops(loopsDone)
 
 	summaryDone := make(chan struct{})
 	summaryStop := make(chan struct{})
@@ -318,12 +315,78 @@ func (w *Worker) stopFetching() {
 	w.stopFetchOnce.Do(func() { close(w.fetchStop) })
 }
 
-func (w *Worker) fetching() bool {
+// manageLoops runs LoopsPerServer fetch loops for every server found,
+// starts loops for servers that appear and stops those of servers that
+// disappear (they finish and confirm what they hold). Once fetching stops
+// it stops every loop, waits for them and closes done.
+func (w *Worker) manageLoops(done chan<- struct{}) {
+	defer close(done)
+	var loops sync.WaitGroup
+	live := map[string]chan struct{}{} // server -> closed to stop its loops
+	apply := func(addrs []string) {
+		for _, addr := range addrs {
+			if live[addr] != nil {
+				continue
+			}
+			stop := make(chan struct{})
+			live[addr] = stop
+			for i := range w.cfg.LoopsPerServer {
+				loops.Go(func() { w.fetchLoop(addr, i, stop) })
+			}
+		}
+		for addr, stop := range live {
+			if !slices.Contains(addrs, addr) {
+				w.log.Info("server gone from --servers: fetching no more from it, finishing what it gave", "server", addr)
+				close(stop)
+				delete(live, addr)
+				w.m.serverGone(addr)
+			}
+		}
+		w.live.Store(int64(len(live)))
+		w.budget.setLoops(len(live) * w.cfg.LoopsPerServer)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs, _ := w.servers.Resolve(ctx) // failures are logged and counted
+	apply(addrs)
+	var resolver sync.WaitGroup
+	updates := make(chan []string)
+	if w.servers.Dynamic() {
+		resolver.Go(func() {
+			w.servers.Run(ctx, func(addrs []string) {
+				select {
+				case updates <- addrs:
+				case <-ctx.Done():
+				}
+			})
+		})
+	}
+	for {
+		select {
+		case addrs := <-updates:
+			apply(addrs)
+			continue
+		case <-w.fetchStop:
+		}
+		break
+	}
+	cancel()
+	resolver.Wait()
+	for _, stop := range live {
+		close(stop)
+	}
+	loops.Wait()
+}
+
+// fetching reports whether the worker as a whole still fetches.
+func (w *Worker) fetching() bool { return !stopped(w.fetchStop) }
+
+// stopped reports whether stop is closed.
+func stopped(stop <-chan struct{}) bool {
 	select {
-	case <-w.fetchStop:
-		return false
-	default:
+	case <-stop:
 		return true
+	default:
+		return false
 	}
 }
 
@@ -354,14 +417,15 @@ func (w *Worker) fatal() error {
 
 // fetchLoop owns one connection to addr at a time: it dials, consumes
 // until an error, drops the connection (the server returns what it held)
-// and dials again with backoff, until fetching stops.
-func (w *Worker) fetchLoop(addr string, idx int) {
+// and dials again with backoff, until stop is closed (fetching stops, or
+// the server was removed).
+func (w *Worker) fetchLoop(addr string, idx int, stop <-chan struct{}) {
 	log := w.log.With("server", addr, "loop", idx)
 	backoff := w.cfg.ReconnectMin
 	down := false
-	for w.fetching() {
+	for !stopped(stop) {
 		dialCtx, cancel := context.WithTimeout(w.sendCtx, w.cfg.IOTimeout)
-		c, err := dialKestrel(dialCtx, addr, w.cfg.IOTimeout)
+		c, err := dialKestrel(dialCtx, addr, w.cfg.IOTimeout, w.cfg.Resolver)
 		cancel()
 		if err == nil {
 			err = w.checkRetryQueue(c)
@@ -379,8 +443,10 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 				log.Warn("queued server unreachable; retrying with backoff", "err", err)
 			}
 			down = true
-			w.m.serverUp(addr, false)
-			if !w.sleep(backoff) {
+			if !stopped(stop) {
+				w.m.serverUp(addr, false)
+			}
+			if !w.sleep(backoff, stop) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.ReconnectMax)
@@ -392,13 +458,13 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 		down = false
 		w.m.serverUp(addr, true)
 		start := time.Now()
-		err = w.consume(c)
+		err = w.consume(c, stop)
 		c.Close()
 		if errors.Is(err, ErrMonitorUnsupported) {
 			w.fail(err)
 			return
 		}
-		if err != nil && w.fetching() {
+		if err != nil && !stopped(stop) {
 			// A connection that worked for a while starts a fresh
 			// backoff; one that fails at once (a server answering
 			// SERVER_ERROR while quiescent, say) keeps backing off and
@@ -412,7 +478,7 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 				log.Debug("connection to queued server lost again", "err", err, "backoff", backoff)
 			}
 			w.m.serverUp(addr, false)
-			if !w.sleep(backoff) {
+			if !w.sleep(backoff, stop) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.ReconnectMax)
@@ -420,15 +486,15 @@ func (w *Worker) fetchLoop(addr string, idx int) {
 	}
 }
 
-// sleep waits d (with jitter) unless fetching stops first; it reports
+// sleep waits d (with jitter) unless stop is closed first; it reports
 // whether fetching goes on.
-func (w *Worker) sleep(d time.Duration) bool {
+func (w *Worker) sleep(d time.Duration, stop <-chan struct{}) bool {
 	t := time.NewTimer(d/2 + rand.N(d/2+1))
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-w.fetchStop:
+	case <-stop:
 		return false
 	}
 }
@@ -466,11 +532,11 @@ func (w *Worker) checkRetryQueue(c *kconn) error {
 }
 
 // consume runs the fetch protocol on one connection until it fails or
-// fetching stops and every item of the connection finished. See doc.go.
-func (w *Worker) consume(c *kconn) error {
+// stop is closed and every item of the connection finished. See doc.go.
+func (w *Worker) consume(c *kconn, stop <-chan struct{}) error {
 	// A hard stop closes the connection at once, even inside a monitor.
-	stop := context.AfterFunc(w.sendCtx, func() { c.Close() })
-	defer stop()
+	unhook := context.AfterFunc(w.sendCtx, func() { c.Close() })
+	defer unhook()
 
 	win := newWindow()
 	busy := false
@@ -495,7 +561,7 @@ func (w *Worker) consume(c *kconn) error {
 		minBatch := max(1, size/4)
 		free := size - win.open()
 		working := win.working()
-		fetching := w.fetching()
+		fetching := !stopped(stop)
 		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
 		req, denied, deferred := 0, false, false
 		if wantFetch && !busy && working == 0 && w.budget.waiters.Load() > 0 {
@@ -513,7 +579,8 @@ func (w *Worker) consume(c *kconn) error {
 			// One monitor asks for at most a fair share: reserved
 			// reads that have not arrived yet block other loops, and a
 			// monitor on a slow trickle can take a whole second to fill.
-			req = w.budget.reserve(min(lo, w.budget.fair), min(free, w.budget.fair))
+			fair := w.budget.fair()
+			req = w.budget.reserve(min(lo, fair), min(free, fair))
 			wantFetch, denied = req > 0, req == 0
 		}
 		if k > 0 {
@@ -557,7 +624,7 @@ func (w *Worker) consume(c *kconn) error {
 		}
 		var fetchStop, capacity, widened <-chan struct{}
 		if fetching {
-			fetchStop, widened = w.fetchStop, grew
+			fetchStop, widened = stop, grew
 		}
 		if denied || deferred {
 			capacity = released

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/kpush/kpush/discovery"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 )
@@ -34,6 +35,8 @@ const maxFailureReports = 20
 
 type enqueueFlags struct {
 	servers     []string
+	resolve     time.Duration
+	dnsServer   string
 	queue       string
 	file        string
 	stopOnError bool
@@ -84,6 +87,7 @@ to fix, and no summary.`,
 	}
 	fl := cmd.Flags()
 	addServersFlag(fl, &f.servers, "queued servers to store on")
+	addDiscoveryFlags(fl, &f.resolve, &f.dnsServer)
 	fl.StringVar(&f.queue, "queue", "push", "queue name")
 	fl.StringVar(&f.file, "file", "", `JSON Lines file of messages, one whole message per line; "-" for stdin`)
 	fl.BoolVar(&f.stopOnError, "stop-on-error", false, "stop at the first bad line instead of skipping it")
@@ -168,6 +172,10 @@ func runEnqueue(ctx context.Context, cmd *cobra.Command, f *enqueueFlags) error 
 		producer.WithTimeout(f.timeout),
 		producer.WithMaxIdleConns(max(f.concurrency, 2)),
 		producer.WithLogger(log),
+		producer.WithResolveInterval(f.resolve),
+	}
+	if f.dnsServer != "" {
+		opts = append(opts, producer.WithResolver(discovery.NewResolver(f.dnsServer)))
 	}
 	if f.atLeastOnce {
 		opts = append(opts, producer.WithAtLeastOnce())
@@ -248,6 +256,9 @@ func unreachable(p *producer.Producer, err error) *unreachableError {
 	}
 	stats := p.Stats()
 	var servers []string
+	if len(p.Servers()) == 0 {
+		return nil // none found through DNS: the error says why
+	}
 	for _, addr := range p.Servers() {
 		st := stats[addr]
 		if st.Healthy || st.Stored > 0 {

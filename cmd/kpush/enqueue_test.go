@@ -15,6 +15,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
+	"github.com/kpush/kpush/internal/testdns"
 	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/push"
 )
@@ -94,6 +95,26 @@ func TestEnqueueOneMessageFromFlags(t *testing.T) {
 	}
 	if m.ID != "f1" || !slices.Equal(m.Tokens, []string{enqueueTestToken, enqueueTestToken2}) || m.EnqueuedAt == 0 {
 		t.Errorf("stored message %+v", m)
+	}
+}
+
+// TestEnqueueFindsServersThroughDNS: --servers dns:NAME:PORT with
+// --dns-server sends to every address NAME resolves to.
+func TestEnqueueFindsServersThroughDNS(t *testing.T) {
+	a, b := enqueueStartQueued(t), enqueueStartQueued(t)
+	_, portA, _ := net.SplitHostPort(a)
+	_, portB, _ := net.SplitHostPort(b)
+	d := testdns.Start(t)
+	d.SetSRV("_kestrel._tcp.queued.kpush.test", testdns.TargetOf(t, "qa.kpush.test:"+portA), testdns.TargetOf(t, "qb.kpush.test:"+portB))
+	path := enqueueTestFile(t, 10, nil)
+	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", "dns+srv:_kestrel._tcp.queued.kpush.test", "--dns-server", d.Addr,
+		"--queue", "dns", "--file", path)
+	if err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, stderr)
+	}
+	enqueueCheckSummary(t, stdout, 10, 0, 0)
+	if na, nb := len(enqueueDrain(t, a, "dns")), len(enqueueDrain(t, b, "dns")); na != 5 || nb != 5 {
+		t.Fatalf("%d and %d messages on the two servers, want 5 and 5", na, nb)
 	}
 }
 

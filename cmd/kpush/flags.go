@@ -6,9 +6,12 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/kpush/kpush/discovery"
 )
 
 // Flag conventions, for every subcommand (TestFlagsAgree checks the first):
@@ -27,7 +30,14 @@ const defaultQueuedPort = "22133"
 // addServersFlag registers --servers, the queued servers a command talks to.
 func addServersFlag(fs *pflag.FlagSet, p *[]string, usage string) {
 	fs.StringSliceVar(p, "servers", []string{"127.0.0.1:" + defaultQueuedPort},
-		usage+", host:port (port "+defaultQueuedPort+" when left out), comma-separated or repeated")
+		usage+", comma-separated or repeated: host:port (port "+defaultQueuedPort+" when left out), dns:NAME:PORT (every address of NAME) or dns+srv:NAME (SRV records)")
+}
+
+// addDiscoveryFlags registers --resolve-interval and --dns-server, which
+// apply to DNS names in --servers (package discovery).
+func addDiscoveryFlags(fs *pflag.FlagSet, interval *time.Duration, dnsServer *string) {
+	fs.DurationVar(interval, "resolve-interval", discovery.DefaultInterval, "how often DNS names in --servers (dns:NAME:PORT, dns+srv:NAME) are resolved again")
+	fs.StringVar(dnsServer, "dns-server", "", "DNS server (host:port) for the names in --servers, instead of the system's")
 }
 
 // serverAddrs cleans the values of --servers: blanks dropped, the default

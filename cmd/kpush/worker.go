@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kpush/kpush/discovery"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/worker"
@@ -14,9 +15,10 @@ import (
 
 func init() {
 	var (
-		servers []string
-		cfg     worker.Config
-		apns    push.Config
+		servers   []string
+		dnsServer string
+		cfg       worker.Config
+		apns      push.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -27,6 +29,14 @@ share from each), delivers them to APNs through a bounded pool of
 reached an outcome. A worker killed at any moment loses nothing: the servers
 give back whatever it held (see docs/worker.md for the duplicates this can
 cause).
+
+--servers may name DNS records instead of servers: dns:NAME:PORT (every A
+and AAAA address of NAME, e.g. a Kubernetes headless Service) or
+dns+srv:NAME (SRV records). They are resolved every --resolve-interval: a
+new server is read from at once; a server that disappears is read from no
+more, and what was fetched from it is finished and confirmed. A failing
+lookup keeps the servers last found (logged; kpush_worker_discovery_* in
+/metrics). See docs/operations.md.
 
 Outcomes: dead tokens go to <queue>_invalid_tokens, transient failures are
 retried and then re-queued with a delay through <queue>_retry (each server
@@ -39,6 +49,8 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 --shutdown-timeout, give the rest back, exit 0.`,
 		Example: `  kpush worker --servers 10.0.0.1:22133,10.0.0.2:22133 --queue push --concurrency 1000 \
     --auth-key AuthKey_ABC123DEFG.p8 --key-id ABC123DEFG --team-id DEF123GHIJ --admin-listen 127.0.0.1:9100
+  kpush worker --servers dns:queued.default.svc.cluster.local:22133 \
+    --auth-key /run/secrets/apns/auth-key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ
   kpush worker --servers 127.0.0.1:22133 --apns-host https://127.0.0.1:2197 --apns-ca apns-sim-tls/ca.pem \
     --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ`,
 		Args: cobra.NoArgs,
@@ -50,6 +62,12 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 			if cfg.SummaryInterval == 0 {
 				cfg.SummaryInterval = -1 // 0 is worker.Config's "default"; here it means off
 			}
+			if cfg.ResolveInterval <= 0 {
+				return fmt.Errorf("--resolve-interval %v: must be positive", cfg.ResolveInterval)
+			}
+			if dnsServer != "" {
+				cfg.Resolver = discovery.NewResolver(dnsServer)
+			}
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -58,7 +76,8 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 			apns.Logger = log
 			// At-least-once: a record whose STORED reply was lost is
 			// stored again on another server rather than failing.
-			prod, err := producer.New(cfg.Servers, producer.WithAtLeastOnce(), producer.WithLogger(log))
+			prod, err := producer.New(cfg.Servers, producer.WithAtLeastOnce(), producer.WithLogger(log),
+				producer.WithResolver(cfg.Resolver), producer.WithResolveInterval(cfg.ResolveInterval))
 			if err != nil {
 				return err
 			}
@@ -82,6 +101,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	}
 	f := cmd.Flags()
 	addServersFlag(f, &servers, "queued servers to consume from")
+	addDiscoveryFlags(f, &cfg.ResolveInterval, &dnsServer)
 	f.StringVar(&cfg.Queue, "queue", "push", "queue to consume")
 	f.IntVar(&cfg.Concurrency, "concurrency", 1000, "most pushes in flight (pool size), also the most queue items held open")
 	f.IntVar(&cfg.LoopsPerServer, "loops-per-server", 2, "fetch connections per server")
