@@ -33,7 +33,8 @@ var rootCmd = &cobra.Command{
   worker     reliably fetch messages and deliver them to APNs
   push       send one notification now
   apns-sim   a local APNs simulator for development and load tests
-  up         the whole pipeline in one process, on embedded defaults`,
+  up         the whole pipeline in one process, on embedded defaults
+  drain      empty one queued server before removing it`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// drain empties one queued server before it is taken away: see
+// docs/operations.md, "Removing a server".
+func init() {
+	var (
+		interval time.Duration
+		timeout  time.Duration
+		undo     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "drain HOST:PORT",
+		Short: "Empty one queued server before removing it: make it read-only, wait until nothing is left on it",
+		Long: `drain prepares a queued server for removal. It sets the server's status to
+READONLY (kept across restarts): sets are refused, so producers place every
+item on the other servers, while workers keep reading what is there. Then it
+waits, printing what is left every --interval, until every queue on the
+server is empty and no read is open, and exits 0: the server can be taken
+out of --servers (or its StatefulSet scaled down) and its volume deleted.
+
+Items in <queue>_retry come back to <queue> when their delay ends, so a
+draining server may wait up to the longest re-queue delay. Records in
+<queue>_invalid_tokens and <queue>_failed are for your application: drain
+waits for it to read them too.
+
+--undo sets the status back to UP (a server that will stay).`,
+		Example: `  kpush drain queued-3.queued.kpush.svc.cluster.local:22133
+  kubectl exec -n kpush queued-3 -- kpush drain 127.0.0.1:22133 --timeout 1h`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			if timeout > 0 {
+				var c context.CancelFunc
+				ctx, c = context.WithTimeout(ctx, timeout)
+				defer c()
+			}
+			return runDrain(ctx, cmd.OutOrStdout(), args[0], interval, undo)
+		},
+	}
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often to check and print what is left")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up (exit 1) after this long; 0 waits until empty")
+	cmd.Flags().BoolVar(&undo, "undo", false, "set the server's status back to UP and exit")
+	rootCmd.AddCommand(cmd)
+}
+
+func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Duration, undo bool) error {
+	if interval <= 0 {
+		return fmt.Errorf("drain: --interval %v: must be positive", interval)
+	}
+	status := "readonly"
+	if undo {
+		status = "up"
+	}
+	if err := drainCommand(ctx, addr, "status "+status, nil); err != nil {
+		return err
+	}
+	if undo {
+		fmt.Fprintf(out, "%s: status UP: taking items again\n", addr)
+		return nil
+	}
+	fmt.Fprintf(out, "%s: status READONLY: producers place items elsewhere, workers keep reading it\n", addr)
+	last := ""
+	for {
+		left, err := drainLeft(ctx, addr)
+		if err != nil {
+			return err
+		}
+		if len(left) == 0 {
+			fmt.Fprintf(out, "%s: empty: no item waiting, no read open; it can be removed (its data directory holds nothing to deliver)\n", addr)
+			return nil
+		}
+		if line := strings.Join(left, " "); line != last {
+			fmt.Fprintf(out, "%s: left: %s\n", addr, line)
+			last = line
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("drain %s: stopped before it was empty (%v); left: %s; it stays READONLY (kpush drain --undo %s to take items again)",
+				addr, ctx.Err(), strings.Join(left, " "), addr)
+		case <-t.C:
+		}
+	}
+}
+
+// drainLeft returns "queue=items+open" for every queue with items or open
+// reads on addr.
+func drainLeft(ctx context.Context, addr string) ([]string, error) {
+	var lines []string
+	if err := drainCommand(ctx, addr, "stats", &lines); err != nil {
+		return nil, err
+	}
+	stats := map[string]int64{}
+	var names []string
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[0] != "STAT" {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[2], 10, 64)
+		stats[f[1]] = n
+		// Each queue's block starts queue_<name>_items, queue_<name>_bytes
+		// (names may hold '_', so the pair finds where the name ends).
+		if prefix, ok := strings.CutSuffix(f[1], "_items"); ok && strings.HasPrefix(prefix, "queue_") && i+1 < len(lines) &&
+			strings.HasPrefix(lines[i+1], "STAT "+prefix+"_bytes ") {
+			names = append(names, strings.TrimPrefix(prefix, "queue_"))
+		}
+	}
+	var left []string
+	for _, q := range names {
+		items, open := stats["queue_"+q+"_items"], stats["queue_"+q+"_open_transactions"]
+		switch {
+		case open > 0:
+			left = append(left, fmt.Sprintf("%s=%d+%d_open", q, items, open))
+		case items > 0:
+			left = append(left, fmt.Sprintf("%s=%d", q, items))
+		}
+	}
+	slices.Sort(left)
+	return left, nil
+}
+
+// drainCommand sends one command and reads its reply up to END (kept in
+// reply when not nil).
+func drainCommand(ctx context.Context, addr, command string, reply *[]string) error {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("drain %s: %w (is kpush queued running there?)", addr, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, command+"\r\n"); err != nil {
+		return fmt.Errorf("drain %s: %s: %w", addr, command, err)
+	}
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("drain %s: %s: reading the reply: %w", addr, command, err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "END":
+			return nil
+		case strings.HasPrefix(line, "SERVER_ERROR"), strings.HasPrefix(line, "CLIENT_ERROR"), line == "ERROR":
+			return fmt.Errorf("drain %s: %s: the server answered %q", addr, command, line)
+		}
+		if reply != nil {
+			*reply = append(*reply, line)
+		}
+	}
+}
