@@ -113,3 +113,54 @@ func TestCertificateAuth(t *testing.T) {
 		}
 	})
 }
+
+// TestCertificatePasswordFile: the password of an encrypted key is read
+// from --cert-password-file (first line), so it need not be a flag value.
+func TestCertificatePasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	caFile, clientFile := clientPKI(t, dir, "com.example.app")
+	sim := startSim(t, apnssim.Config{ClientCAFile: caFile})
+	// Encrypt the key block of client.pem with the password.
+	raw, err := os.ReadFile(clientFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certBlock, rest := pem.Decode(raw)
+	keyBlock, _ := pem.Decode(rest)
+	//lint:ignore SA1019 legacy PEM encryption is what encrypted push-certificate keys use, and what apns2 decrypts
+	enc, err := x509.EncryptPEMBlock(rand.Reader, "PRIVATE KEY", keyBlock.Bytes, []byte("s3cret"), x509.PEMCipherAES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encFile := filepath.Join(dir, "client-encrypted.pem")
+	if err := os.WriteFile(encFile, append(pem.EncodeToMemory(certBlock), pem.EncodeToMemory(enc)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writePassword := func(content string) string {
+		p := filepath.Join(t.TempDir(), "password")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	s, err := push.NewSender(push.Config{Host: sim.URL(), CAFile: sim.CAFile(), CertFile: encFile, CertPasswordFile: writePassword("s3cret\n"), Connections: 1})
+	if err != nil {
+		t.Fatalf("NewSender with the password file: %v", err)
+	}
+	defer s.Close()
+	if res := s.Send(context.Background(), alertMessage(token(3)), token(3)); !res.OK() {
+		t.Fatalf("Send = %+v", res)
+	}
+	for name, cfg := range map[string]push.Config{
+		"wrong password": {CertFile: encFile, CertPasswordFile: writePassword("nope\n")},
+		"missing file":   {CertFile: encFile, CertPasswordFile: filepath.Join(dir, "absent")},
+		"file and value": {CertFile: encFile, CertPasswordFile: writePassword("s3cret"), CertPassword: "s3cret"},
+	} {
+		cfg.Host, cfg.CAFile = sim.URL(), sim.CAFile()
+		if s, err := push.NewSender(cfg); err == nil {
+			s.Close()
+			t.Errorf("%s: NewSender succeeded", name)
+		}
+	}
+}

@@ -77,6 +77,10 @@ type Config struct {
 
 	CertFile     string // .p12/.pfx or .pem certificate with its key
 	CertPassword string
+	// CertPasswordFile holds the password instead (its first line), so
+	// that the password is never a flag value, visible in the process
+	// list: a file mounted from a Secret.
+	CertPasswordFile string
 
 	// Connections is the number of HTTP/2 connections (apns2 clients)
 	// used round-robin; 0 means DefaultConnections. Each carries up to the
@@ -206,7 +210,19 @@ func NewSender(cfg Config) (*Sender, error) {
 		}
 		s.token = tok
 	case cfg.CertFile != "":
-		cert, err := loadCertificate(cfg.CertFile, cfg.CertPassword)
+		password := cfg.CertPassword
+		if cfg.CertPasswordFile != "" {
+			if password != "" {
+				return nil, fmt.Errorf("%w: give the certificate password as a file or a value, not both", ErrBadConfig)
+			}
+			b, err := os.ReadFile(cfg.CertPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("%w: certificate password file: %w", ErrBadConfig, err)
+			}
+			password, _, _ = strings.Cut(string(b), "\n")
+			password = strings.TrimSuffix(password, "\r")
+		}
+		cert, err := loadCertificate(cfg.CertFile, password)
 		if err != nil {
 			return nil, err
 		}
