@@ -17,6 +17,7 @@ import (
 	"github.com/alitto/pond/v2"
 
 	"github.com/kpush/kpush/discovery"
+	"github.com/kpush/kpush/internal/kestrel"
 	"github.com/kpush/kpush/internal/queuename"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
@@ -48,7 +49,23 @@ var (
 	ErrRetryQueueNotConfigured = errors.New("retry delay queue not configured on the server")
 	// ErrBadConfig: a Config field is invalid.
 	ErrBadConfig = errors.New("bad worker configuration")
+	// ErrProtocol is wrapped by every error caused by a reply the consumer
+	// did not expect: the server is not Kestrel-compatible, or the stream
+	// is out of step. The connection is dropped (which returns its open
+	// reads).
+	ErrProtocol = kestrel.ErrProtocol
+	// ErrMonitorUnsupported: the server answered ERROR to `monitor`, which
+	// the worker needs (kpush queued and Kestrel 2.x have it; Kestrel 1.x
+	// and memcached do not).
+	ErrMonitorUnsupported = kestrel.ErrMonitorUnsupported
 )
+
+// maxItemSize bounds the VALUE the consumer keeps in memory: a push message
+// is its payload (at most 5 KiB) plus ~70 bytes per token, so 16 MiB is a
+// message to about 200,000 devices. A larger item is read past and handed
+// on as an oversize item, to be dead-lettered, so it can neither exhaust
+// memory nor come back forever as a poison pill.
+const maxItemSize = 16 << 20
 
 // Config configures a Worker. Zero fields take the defaults listed.
 type Config struct {
@@ -425,7 +442,7 @@ func (w *Worker) fetchLoop(addr string, idx int, stop <-chan struct{}) {
 	down := false
 	for !stopped(stop) {
 		dialCtx, cancel := context.WithTimeout(w.sendCtx, w.cfg.IOTimeout)
-		c, err := dialKestrel(dialCtx, addr, w.cfg.IOTimeout, w.cfg.Resolver)
+		c, err := kestrel.Dial(dialCtx, addr, kestrel.Options{Timeout: w.cfg.IOTimeout, MaxItemSize: maxItemSize, Resolver: w.cfg.Resolver})
 		cancel()
 		if err == nil {
 			err = w.checkRetryQueue(c)
@@ -500,31 +517,38 @@ func (w *Worker) sleep(d time.Duration, stop <-chan struct{}) bool {
 }
 
 // checkRetryQueue verifies that the server expires Queue_retry into Queue.
-func (w *Worker) checkRetryQueue(c *kconn) error {
+func (w *Worker) checkRetryQueue(c *kestrel.Conn) error {
 	retry := w.cfg.Queue + "_retry"
-	if err := c.touchQueue(retry); err != nil {
+	// A queue comes into being the first time a command names it: a peek
+	// makes the server create it, taking nothing, so dump_config lists
+	// its effective settings.
+	c.Get(retry, "/peek")
+	if err := c.Flush(); err != nil {
 		return err
 	}
-	lines, err := c.dumpConfig()
+	if _, _, err := c.ReadValue(false); err != nil {
+		return err
+	}
+	lines, err := c.DumpConfig()
 	switch {
 	case errors.Is(err, ErrProtocol):
 		// The server cannot tell; it is not one the worker can use
 		// safely for delays without checking.
 		err = fmt.Errorf("%w: server %s does not answer dump_config, so its %s delay queue cannot be checked (%v); start the worker with --allow-missing-retry-queue if it is configured",
-			ErrRetryQueueNotConfigured, c.addr, retry, err)
+			ErrRetryQueueNotConfigured, c.Addr(), retry, err)
 	case err != nil:
 		return err
 	default:
-		target, _ := expireTarget(lines, retry)
+		target, _ := kestrel.ExpireTarget(lines, retry)
 		if target == w.cfg.Queue {
 			return nil
 		}
 		err = fmt.Errorf("%w: server %s: queue %s expires into %q, not %q; add to its config file:  queues { %s { expire_to_queue = \"%s\" } }  and run `reload` (or start the worker with --allow-missing-retry-queue)",
-			ErrRetryQueueNotConfigured, c.addr, retry, target, w.cfg.Queue, retry, w.cfg.Queue)
+			ErrRetryQueueNotConfigured, c.Addr(), retry, target, w.cfg.Queue, retry, w.cfg.Queue)
 	}
 	if w.cfg.AllowMissingRetryQueue {
 		if !w.noDelayQueue.Swap(true) {
-			w.log.Warn("retry delay queue not configured: transient failures go straight back onto the work queue, without delay", "server", c.addr, "queue", w.cfg.Queue, "err", err)
+			w.log.Warn("retry delay queue not configured: transient failures go straight back onto the work queue, without delay", "server", c.Addr(), "queue", w.cfg.Queue, "err", err)
 		}
 		return nil
 	}
@@ -533,7 +557,7 @@ func (w *Worker) checkRetryQueue(c *kconn) error {
 
 // consume runs the fetch protocol on one connection until it fails or
 // stop is closed and every item of the connection finished. See doc.go.
-func (w *Worker) consume(c *kconn, stop <-chan struct{}) error {
+func (w *Worker) consume(c *kestrel.Conn, stop <-chan struct{}) error {
 	// A hard stop closes the connection at once, even inside a monitor.
 	unhook := context.AfterFunc(w.sendCtx, func() { c.Close() })
 	defer unhook()
@@ -584,19 +608,19 @@ func (w *Worker) consume(c *kconn, stop <-chan struct{}) error {
 			wantFetch, denied = req > 0, req == 0
 		}
 		if k > 0 {
-			c.queueConfirm(q, k)
+			c.Confirm(q, k)
 		}
 		if wantFetch {
-			c.queueMonitor(q, w.cfg.MonitorSeconds, req)
+			c.Monitor(q, w.cfg.MonitorSeconds, req)
 		}
 		if k > 0 || wantFetch {
-			if err = c.flush(); err != nil {
+			if err = c.Flush(); err != nil {
 				w.dropped(k, req)
 				return err
 			}
 		}
 		if k > 0 {
-			if err = c.readConfirm(q, k); err != nil {
+			if err = c.ReadConfirm(q, k); err != nil {
 				w.dropped(k, req)
 				return err
 			}
@@ -604,7 +628,7 @@ func (w *Worker) consume(c *kconn, stop <-chan struct{}) error {
 			w.budget.release(k)
 		}
 		if wantFetch {
-			n, err := c.readMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
+			n, err := c.ReadMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
 				w.m.held.Add(1)
 				w.dispatch(win, win.add(), data, oversize)
 			})
