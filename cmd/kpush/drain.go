@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kpush/kpush/internal/kestrel"
 	"github.com/spf13/cobra"
 )
 
@@ -66,7 +65,7 @@ func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Dur
 	if undo {
 		status = "up"
 	}
-	if err := drainCommand(ctx, addr, "status "+status, nil); err != nil {
+	if err := drainCommand(ctx, addr, func(c *kestrel.Conn) error { return c.SetStatus(status) }); err != nil {
 		return err
 	}
 	if undo {
@@ -102,23 +101,23 @@ func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Dur
 // drainLeft returns "queue=items+open" for every queue with items or open
 // reads on addr.
 func drainLeft(ctx context.Context, addr string) ([]string, error) {
-	var lines []string
-	if err := drainCommand(ctx, addr, "stats", &lines); err != nil {
+	var lines []kestrel.Stat
+	err := drainCommand(ctx, addr, func(c *kestrel.Conn) (err error) {
+		lines, err = c.Stats()
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	stats := map[string]int64{}
 	var names []string
 	for i, l := range lines {
-		f := strings.Fields(l)
-		if len(f) != 3 || f[0] != "STAT" {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[2], 10, 64)
-		stats[f[1]] = n
+		n, _ := strconv.ParseInt(l.Value, 10, 64)
+		stats[l.Name] = n
 		// Each queue's block starts queue_<name>_items, queue_<name>_bytes
 		// (names may hold '_', so the pair finds where the name ends).
-		if prefix, ok := strings.CutSuffix(f[1], "_items"); ok && strings.HasPrefix(prefix, "queue_") && i+1 < len(lines) &&
-			strings.HasPrefix(lines[i+1], "STAT "+prefix+"_bytes ") {
+		if prefix, ok := strings.CutSuffix(l.Name, "_items"); ok && strings.HasPrefix(prefix, "queue_") && i+1 < len(lines) &&
+			lines[i+1].Name == prefix+"_bytes" {
 			names = append(names, strings.TrimPrefix(prefix, "queue_"))
 		}
 	}
@@ -136,36 +135,19 @@ func drainLeft(ctx context.Context, addr string) ([]string, error) {
 	return left, nil
 }
 
-// drainCommand sends one command and reads its reply up to END (kept in
-// reply when not nil).
-func drainCommand(ctx context.Context, addr, command string, reply *[]string) error {
-	var d net.Dialer
+// drainCommand connects to addr and runs f on the connection, all of it
+// within 10 s.
+func drainCommand(ctx context.Context, addr string, f func(c *kestrel.Conn) error) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(dctx, "tcp", addr)
+	c, err := kestrel.Dial(dctx, addr, kestrel.Options{})
 	if err != nil {
 		return fmt.Errorf("drain %s: %w (is kpush queued running there?)", addr, err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, command+"\r\n"); err != nil {
-		return fmt.Errorf("drain %s: %s: %w", addr, command, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := f(c); err != nil {
+		return fmt.Errorf("drain %s: %w", addr, err)
 	}
-	r := bufio.NewReader(conn)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("drain %s: %s: reading the reply: %w", addr, command, err)
-		}
-		line = strings.TrimRight(line, "\r\n")
-		switch {
-		case line == "END":
-			return nil
-		case strings.HasPrefix(line, "SERVER_ERROR"), strings.HasPrefix(line, "CLIENT_ERROR"), line == "ERROR":
-			return fmt.Errorf("drain %s: %s: the server answered %q", addr, command, line)
-		}
-		if reply != nil {
-			*reply = append(*reply, line)
-		}
-	}
+	return nil
 }

@@ -22,22 +22,39 @@ func (c *Conn) Version() (string, error) {
 	return string(v), nil
 }
 
-// Stats sends `stats` and returns its STAT lines as name → value.
-func (c *Conn) Stats() (map[string]string, error) {
+// Stat is one line of `stats`.
+type Stat struct{ Name, Value string }
+
+// Stats sends `stats` and returns its STAT lines in the server's order
+// (queued lists each queue's stats together, queue_<name>_items first).
+func (c *Conn) Stats() ([]Stat, error) {
 	line, err := c.roundTrip("stats")
-	m := map[string]string{}
+	var stats []Stat
 	for ; err == nil; line, err = c.readLine(0) {
 		if string(line) == "END" {
-			return m, nil
+			return stats, nil
 		}
 		rest, ok := bytes.CutPrefix(line, []byte("STAT "))
 		name, value, ok2 := strings.Cut(string(rest), " ")
 		if !ok || !ok2 {
 			return nil, fmt.Errorf("%w: %s sent %q in its stats", ErrProtocol, c.addr, line)
 		}
-		m[name] = value
+		stats = append(stats, Stat{name, value})
 	}
 	return nil, err
+}
+
+// SetStatus sends `status <status>` (UP, READONLY or QUIESCENT, any case);
+// a refusal is a *ReplyError.
+func (c *Conn) SetStatus(status string) error {
+	line, err := c.roundTrip("status " + status)
+	if err != nil {
+		return err
+	}
+	if string(line) != "END" {
+		return c.replyError("status "+status, line)
+	}
+	return nil
 }
 
 // DumpConfig sends dump_config and returns its lines up to END. A server

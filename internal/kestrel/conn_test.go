@@ -168,9 +168,27 @@ func TestAgainstQueued(t *testing.T) {
 	if v, err := c.Version(); err != nil || v == "" {
 		t.Fatalf("Version = %q, %v", v, err)
 	}
-	st, err := c.Stats()
+	stats, err := c.Stats()
+	st := map[string]string{}
+	for _, s := range stats {
+		st[s.Name] = s.Value
+	}
 	if err != nil || st["queue_q_items"] != "0" || st["queue_small_items"] != "1" || st["cmd_set"] == "" {
-		t.Fatalf("Stats = %v, %v", st, err)
+		t.Fatalf("Stats = %v, %v", stats, err)
+	}
+	if err := c.SetStatus("readonly"); err != nil {
+		t.Fatal(err)
+	}
+	c.Set("q", 0, []byte("refused"))
+	flush(t, c)
+	if _, err := c.ReadStored(); !errors.As(err, &re) || !strings.Contains(re.Line, "READONLY") {
+		t.Fatalf("set while READONLY: %v", err)
+	}
+	if err := c.SetStatus("sideways"); !errors.As(err, &re) {
+		t.Fatalf("status sideways: %v, want a ReplyError", err)
+	}
+	if err := c.SetStatus("up"); err != nil {
+		t.Fatal(err)
 	}
 	lines, err := c.DumpConfig()
 	if err != nil || !slices.Contains(lines, "queue 'small' {") || !slices.Contains(lines, "  max_items=1") {

@@ -1,15 +1,16 @@
 // Package kestrel is kpush's client for the Kestrel wire protocol: the
 // memcache text protocol (set, get, stats, version) plus Kestrel's queue
 // commands (get options /open /close /abort /peek /t=, monitor, confirm,
-// dump_config). kpush queued speaks it, and so do Kestrel itself and, for
-// set/get, memcached. The worker's fetch loops, `kpush bench` and
-// `kpush ping` use it; the producer uses gomemcache.
+// status, dump_config). kpush queued speaks it, and so do Kestrel itself and, for
+// set/get, memcached. The worker's fetch loops, `kpush bench`,
+// `kpush ping` and `kpush drain` use it; the producer uses gomemcache.
 //
 // A Conn is one TCP connection owned by one goroutine. Requests are
 // buffered and sent by Flush, then their replies are read in order
 // (ReadStored, ReadValue, ReadConfirm, ReadMonitor, ReadLine), so a caller
 // pipelines as it likes: the worker sends a confirm and the next monitor
-// in one write. Round trips for the rest (Version, Stats, DumpConfig)
+// in one write. Round trips for the rest (Version, Stats, SetStatus,
+// DumpConfig)
 // read their own reply.
 //
 // Costs on the hot paths are those of the protocol and no more: requests
