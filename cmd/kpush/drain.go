@@ -43,21 +43,16 @@ waits for it to read them too.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
-			if timeout > 0 {
-				var c context.CancelFunc
-				ctx, c = context.WithTimeout(ctx, timeout)
-				defer c()
-			}
-			return runDrain(ctx, cmd.OutOrStdout(), args[0], interval, undo)
+			return runDrain(ctx, cmd.OutOrStdout(), args[0], interval, timeout, undo)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often to check and print what is left")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up (exit 1) after this long; 0 waits until empty")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up (exit 1) when the server is not empty after this long; 0 waits until it is")
 	cmd.Flags().BoolVar(&undo, "undo", false, "set the server's status back to UP and exit")
 	rootCmd.AddCommand(cmd)
 }
 
-func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Duration, undo bool) error {
+func runDrain(ctx context.Context, out io.Writer, addr string, interval, timeout time.Duration, undo bool) error {
 	if interval <= 0 {
 		return fmt.Errorf("drain: --interval %v: must be positive", interval)
 	}
@@ -73,6 +68,14 @@ func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Dur
 		return nil
 	}
 	fmt.Fprintf(out, "%s: status READONLY: producers place items elsewhere, workers keep reading it\n", addr)
+	// The timeout bounds the wait for the server to empty; each command
+	// has its own I/O timeout.
+	wait := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	last := ""
 	for {
 		left, err := drainLeft(ctx, addr)
@@ -89,10 +92,10 @@ func runDrain(ctx context.Context, out io.Writer, addr string, interval time.Dur
 		}
 		t := time.NewTimer(interval)
 		select {
-		case <-ctx.Done():
+		case <-wait.Done():
 			t.Stop()
 			return fmt.Errorf("drain %s: stopped before it was empty (%v); left: %s; it stays READONLY (kpush drain --undo %s to take items again)",
-				addr, ctx.Err(), strings.Join(left, " "), addr)
+				addr, wait.Err(), strings.Join(left, " "), addr)
 		case <-t.C:
 		}
 	}

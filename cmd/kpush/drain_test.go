@@ -26,7 +26,7 @@ func TestDrain(t *testing.T) {
 
 	// With items left it does not finish: the timeout ends it, status 1,
 	// naming what is left.
-	stdout, stderr, err := testproc.Run(t, nil, "drain", addr, "--interval", "20ms", "--timeout", "3s")
+	stdout, stderr, err := testproc.Run(t, nil, "drain", addr, "--interval", "20ms", "--timeout", "500ms")
 	if err == nil || !strings.Contains(stderr, "left: push=2 push_failed=1") {
 		t.Fatalf("drain of a server with items: err %v\nstdout %s\nstderr %s", err, stdout, stderr)
 	}
