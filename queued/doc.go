@@ -1,6 +1,33 @@
 // Package queued is the queue daemon of kpush: named FIFO queues of opaque
 // items, journaled to disk (package queued/journal), served over Kestrel's
 // memcache text protocol (docs/protocol.md has every command and reply).
+// Its configuration is a Config; package queued/config reads and writes
+// the config file, and package internal/queuename owns the queue-name rule.
+//
+// # Files
+//
+// One concern per file, so that "what does confirm do" is one file:
+//
+//	server.go  Server: NewServer, the queue map (queueFor, deleteQueue),
+//	           Serve/ListenAndServe, Reload, Shutdown
+//	conn.go    a connection's goroutine: read loop, read buffer, framing,
+//	           the command dispatch (exec)
+//	parse.go   request framing and the get-option parser
+//	reply.go   writing replies: the pooled writer, the write deadline
+//	store.go   set: the store pipeline (storeStart/storeFinish) and the
+//	           in-order settling of pipelined replies
+//	read.go    get (all options), monitor, confirm, waiting for an item
+//	admin.go   delete, flush, flush_expired, status, shutdown, dump_config
+//	stats.go   stats, dump_stats and the Stats snapshot
+//	http.go    the admin HTTP endpoint (/metrics, /healthz, /stats.json)
+//	queue.go   a queue: put, limits, memory accounting, flush
+//	take.go    taking the head item; the waiters of blocked gets
+//	open.go    open reads: open, close, abort, timeouts
+//	load.go    replay and read-behind refill, through one loader
+//	expire.go  expiry at the head, the sweeper, expire_to_queue
+//	item.go    entry and the ring holding a queue's in-memory items
+//	status.go  UP/READONLY/QUIESCENT, persisted in the data directory
+//	config.go  Config and QueueConfig, and their dump_config rendering
 //
 // # Goroutines and ownership
 //

@@ -7,8 +7,9 @@
 //
 // For each server the worker runs LoopsPerServer fetch loops. A fetch loop
 // owns exactly one TCP connection (not gomemcache's pool: a reliable read
-// belongs to the connection that opened it) and speaks the text protocol
-// itself:
+// belongs to the connection that opened it), a kestrel.Conn of package
+// internal/kestrel, kpush's one client of the protocol, through which it
+// sends:
 //
 //	confirm <queue> <k>          settle the k oldest open reads (pipelined)
 //	monitor <queue> <secs> <n>   stream up to n items, each an open read

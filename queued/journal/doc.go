@@ -3,6 +3,28 @@
 // CLEAR, and a START opening each file), replayed at Open to rebuild which
 // items are live. docs/journal.md specifies the bytes.
 //
+// # Files
+//
+//	journal.go  Journal, Open (replay, the active segment), Close, Delete
+//	append.go   Append, Remove, ClearExcept, Sync: records into the pending
+//	            batch, after reserving disk room for future removes
+//	inline.go   inline writes by the caller while the writer is idle, and
+//	            big items written from their own memory
+//	writer.go   the writer goroutine: write, fsync, roll, drop segments
+//	compact.go  rewriting old segments without their dead items
+//	replay.go   reading segments back, the torn-tail repair
+//	cursor.go   Cursor: reading live items back for read-behind
+//	live.go     the live-id table
+//	format.go   record framing, CRC32C, encode and decode
+//	files.go    file names, the queue lock, long-name files
+//	dump.go     DumpFile and Check (kpush journal dump/check)
+//	kestrel.go  reading Kestrel's own journals (kpush journal import)
+//	errors.go   ErrCorrupt, CorruptError, ErrDiskFull and friends
+//
+// Queue names are checked by package internal/queuename before they
+// become file names; files are replaced and directories synced through
+// package internal/fsync.
+//
 // # Goroutines
 //
 // Each Journal has one writer goroutine (run) that owns the files: it is
@@ -15,9 +37,9 @@
 //
 // Under SyncNever and SyncInterval a commit needs only the write(2), and
 // waking the writer and parking the caller cost more than the write
-// (docs/benchmarks.md has what writing inline gained): so
-// while the writer is idle (writerBusy false), Append and ClearExcept write
-// the pending buffer themselves, with one pwrite under mu, and return a
+// (docs/benchmarks.md has what writing inline gained): so while the
+// writer is idle (writerBusy false), Append and ClearExcept write the
+// pending buffer themselves, with one pwrite under mu, and return a
 // finished Commit. Nobody waits for a Remove (package queued acknowledges
 // reads before their REMOVE is durable), so it stays pending and rides in
 // the next inline write, or in a lazy write lazyDelay (1 ms) later from a
