@@ -19,7 +19,11 @@ import (
 // InvalidTokenRecord is appended to <queue>_invalid_tokens for every dead
 // token, so the application can prune it with any memcache client.
 type InvalidTokenRecord struct {
-	Token  string `json:"token"`
+	Token string `json:"token"`
+	// Platform is "apns" (Token is a device token) or "fcm" (a
+	// registration token).
+	Platform push.Platform `json:"platform"`
+	// Reason is APNs' reason or FCM's errorCode.
 	Reason string `json:"reason"`
 	// Timestamp is when APNs learnt the token was invalid (the 410
 	// timestamp), or when the worker got the answer, in UNIX ms. Drop the
@@ -33,14 +37,16 @@ type InvalidTokenRecord struct {
 // FailedRecord is appended to <queue>_failed for a message (or the tokens
 // of a message) that can never be delivered.
 type FailedRecord struct {
-	Reason   string   `json:"reason"`
-	Status   int      `json:"status,omitempty"`
-	Error    string   `json:"error,omitempty"`
-	Tokens   []string `json:"tokens,omitempty"`
-	Attempt  int      `json:"attempt,omitempty"`
-	FailedAt int64    `json:"failed_at"` // UNIX ms
-	// Message is the message as queued, with Tokens narrowed to the
-	// failed ones; absent when the item was not a valid message.
+	Reason    string   `json:"reason"`
+	Status    int      `json:"status,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Tokens    []string `json:"tokens,omitempty"`     // APNs device tokens
+	FCMTokens []string `json:"fcm_tokens,omitempty"` // FCM registration tokens
+	Attempt   int      `json:"attempt,omitempty"`
+	FailedAt  int64    `json:"failed_at"` // UNIX ms
+	// Message is the message as queued, with Tokens and FCMTokens
+	// narrowed to the failed ones; absent when the item was not a valid
+	// message.
 	Message *push.Message `json:"message,omitempty"`
 	// Raw is the item as queued when it was not a valid message.
 	Raw []byte `json:"raw,omitempty"`
@@ -52,6 +58,16 @@ const (
 	ReasonInvalidMessage = "InvalidMessage" // the item is not a valid push message
 	ReasonExpired        = "Expired"        // past the message's expiration
 	ReasonMaxAttempts    = "MaxAttempts"    // re-queued MaxRequeues times already
+	// The worker has no credentials for the token's platform.
+	ReasonNoAPNsCredentials = "NoAPNsCredentials"
+	ReasonNoFCMCredentials  = "NoFCMCredentials"
+)
+
+// Errors of the tokens a worker without one platform's credentials cannot
+// send, in their FailedRecord.
+var (
+	errNoAPNsCredentials = errors.New("APNs tokens not sent: this worker was started without APNs credentials (give it --auth-key/--key-id/--team-id or --cert)")
+	errNoFCMCredentials  = errors.New("FCM tokens not sent: this worker was started without FCM credentials (give it --fcm-credentials)")
 )
 
 // item is one queue item being worked on: one open read on one connection.
@@ -89,16 +105,49 @@ func (w *Worker) dispatch(win *window, seq uint64, raw []byte, oversize int64) {
 	it.msg = msg
 	if msg.Expiration > 0 && time.Now().Unix() > msg.Expiration {
 		w.submit(func() {
-			for _, tok := range msg.Tokens {
-				it.bad = append(it.bad, push.Result{Token: tok, Class: push.BadMessage, Reason: ReasonExpired})
-			}
+			it.failAll(msg.Tokens, push.PlatformAPNs, ReasonExpired, nil)
+			it.failAll(msg.FCMTokens, push.PlatformFCM, ReasonExpired, nil)
 			it.settle()
 		})
 		return
 	}
-	it.pending.Store(int32(len(msg.Tokens)))
-	for _, tok := range msg.Tokens {
-		w.submit(func() { it.sendToken(tok) })
+	// The platform is chosen once per message: each token's task knows
+	// its sender. Tokens of a platform without credentials are
+	// dead-lettered, never dropped.
+	apns, fcm := w.apns, w.fcm
+	pending := 0
+	if apns != nil {
+		pending += len(msg.Tokens)
+	} else {
+		it.failAll(msg.Tokens, push.PlatformAPNs, ReasonNoAPNsCredentials, errNoAPNsCredentials)
+	}
+	if fcm != nil {
+		pending += len(msg.FCMTokens)
+	} else {
+		it.failAll(msg.FCMTokens, push.PlatformFCM, ReasonNoFCMCredentials, errNoFCMCredentials)
+	}
+	if pending == 0 {
+		w.submit(it.settle)
+		return
+	}
+	it.pending.Store(int32(pending))
+	if apns != nil {
+		for _, tok := range msg.Tokens {
+			w.submit(func() { it.sendToken(apns, tok) })
+		}
+	}
+	if fcm != nil {
+		for _, tok := range msg.FCMTokens {
+			w.submit(func() { it.sendToken(fcm, tok) })
+		}
+	}
+}
+
+// failAll records tokens of one platform as undeliverable for reason,
+// before any of the item's tasks runs.
+func (it *item) failAll(tokens []string, p push.Platform, reason string, err error) {
+	for _, tok := range tokens {
+		it.bad = append(it.bad, push.Result{Token: tok, Platform: p, Class: push.BadMessage, Reason: reason, Err: err})
 	}
 }
 
@@ -110,16 +159,17 @@ func (w *Worker) submit(task func()) {
 	}
 }
 
-func (it *item) sendToken(tok string) {
-	res, ok := it.w.sendWithRetries(it.msg, tok)
+func (it *item) sendToken(p *platform, tok string) {
+	res, ok := it.w.sendWithRetries(p, it.msg, tok)
+	res.Platform = p.name
 	it.mu.Lock()
 	switch {
 	case !ok:
 		it.aborted = true
 	case res.Class == push.Delivered:
-		it.w.m.delivered.Add(1)
+		p.delivered.Add(1)
 		if it.msg.EnqueuedAt > 0 {
-			it.w.m.latency.Observe(time.Since(time.UnixMilli(it.msg.EnqueuedAt)).Seconds())
+			p.latency.Observe(time.Since(time.UnixMilli(it.msg.EnqueuedAt)).Seconds())
 		}
 	case res.Class == push.DeadToken:
 		it.dead = append(it.dead, res)
@@ -138,9 +188,9 @@ func (it *item) sendToken(tok string) {
 // process with a short full-jitter backoff. ok is false when the worker is
 // stopping hard or the credentials are bad: the item must go back to the
 // server unconfirmed.
-func (w *Worker) sendWithRetries(msg *push.Message, tok string) (res push.Result, ok bool) {
+func (w *Worker) sendWithRetries(p *platform, msg *push.Message, tok string) (res push.Result, ok bool) {
 	for attempt := 0; ; attempt++ {
-		res = w.pusher.Send(w.sendCtx, msg, tok)
+		res = p.pusher.Send(w.sendCtx, msg, tok)
 		if w.sendCtx.Err() != nil {
 			return res, false
 		}
@@ -148,24 +198,30 @@ func (w *Worker) sendWithRetries(msg *push.Message, tok string) (res push.Result
 		case push.Delivered, push.DeadToken, push.BadMessage:
 			return res, true
 		case push.BadCredentials:
-			w.m.failed(push.BadCredentials, res.Reason)
-			w.fail(fmt.Errorf("%w: APNs answered %d %s (topic %q, err %v): fix --auth-key/--key-id/--team-id or --cert and the topic, then restart",
-				ErrBadCredentials, res.Status, res.Reason, msg.Topic, res.Err))
+			w.m.failed(p.name, push.BadCredentials, res.Reason)
+			if p.name == push.PlatformFCM {
+				w.fail(fmt.Errorf("%w: FCM answered %d %s (err %v): fix --fcm-credentials (the service account and its project), then restart",
+					ErrBadCredentials, res.Status, res.Reason, res.Err))
+			} else {
+				w.fail(fmt.Errorf("%w: APNs answered %d %s (topic %q, err %v): fix --auth-key/--key-id/--team-id or --cert and the topic, then restart",
+					ErrBadCredentials, res.Status, res.Reason, msg.Topic, res.Err))
+			}
 			return res, false
 		}
 		// Retry (or an unknown class, treated as retry: never lose).
 		// TooManyRequests is about this device token and lasts seconds
-		// (APNS.md §3): an in-process retry would only hit it again, so
-		// it goes straight to the delay queue.
-		if attempt+1 >= w.cfg.Attempts || !w.fetching() || res.Reason == apns2.ReasonTooManyRequests {
+		// (docs/apns.md): an in-process retry would only hit it again, so
+		// it goes straight to the delay queue, as does any answer whose
+		// Retry-After is longer than the in-process backoff allows.
+		if attempt+1 >= w.cfg.Attempts || !w.fetching() || res.Reason == apns2.ReasonTooManyRequests || res.ServerRetryAfter > w.cfg.RetryMax {
 			return res, true
 		}
-		w.m.retries.Add(1)
+		p.retries.Add(1)
 		ceiling := w.cfg.RetryMax
 		if c := w.cfg.RetryBase << attempt; c > 0 && c < ceiling {
 			ceiling = c
 		}
-		t := time.NewTimer(rand.N(ceiling + 1))
+		t := time.NewTimer(max(rand.N(ceiling+1), res.ServerRetryAfter))
 		select {
 		case <-t.C:
 		case <-w.sendCtx.Done():
@@ -191,25 +247,26 @@ func (it *item) settle() {
 		if ts.IsZero() {
 			ts = now
 		}
-		rec := InvalidTokenRecord{Token: r.Token, Reason: r.Reason, Timestamp: ts.UnixMilli(), MessageID: it.msg.ID, Status: r.Status, Topic: it.msg.Topic}
+		rec := InvalidTokenRecord{Token: r.Token, Platform: r.Platform, Reason: r.Reason, Timestamp: ts.UnixMilli(), MessageID: it.msg.ID, Status: r.Status}
+		if r.Platform == push.PlatformAPNs {
+			rec.Topic = it.msg.Topic
+		}
 		if !w.storeJSON(q+"_invalid_tokens", rec, 0) {
 			w.m.inFlight.Add(-1)
 			return
 		}
-		w.m.failed(push.DeadToken, r.Reason)
+		w.m.failed(r.Platform, push.DeadToken, r.Reason)
 	}
 	bad := it.bad
 	if len(it.retry) > 0 {
 		var delay time.Duration
-		tokens := make([]string, len(it.retry))
-		for i, r := range it.retry {
-			tokens[i] = r.Token
+		for _, r := range it.retry {
 			delay = max(delay, r.RetryAfter)
 		}
 		delay = max(delay, w.cfg.MinRequeueDelay)
 		last := it.retry[len(it.retry)-1]
 		next := *it.msg
-		next.Tokens = tokens
+		next.Tokens, next.FCMTokens = splitTokens(it.retry)
 		next.Attempt++
 		switch {
 		case next.Attempt > w.cfg.MaxRequeues:
@@ -239,8 +296,9 @@ func (it *item) settle() {
 				w.m.inFlight.Add(-1)
 				return
 			}
-			w.m.requeued.Add(uint64(len(tokens)))
-			w.log.Debug("re-queued for a later retry", "message_id", it.msg.ID, "tokens", len(tokens), "attempt", next.Attempt, "delay", delay, "reason", reasonOf(last))
+			w.m.apns.requeued.Add(uint64(len(next.Tokens)))
+			w.m.fcm.requeued.Add(uint64(len(next.FCMTokens)))
+			w.log.Debug("re-queued for a later retry", "message_id", it.msg.ID, "tokens", len(next.Tokens), "fcm_tokens", len(next.FCMTokens), "attempt", next.Attempt, "delay", delay, "reason", reasonOf(last))
 		}
 	}
 	if len(bad) > 0 && !it.storeFailed(bad, now) {
@@ -250,6 +308,18 @@ func (it *item) settle() {
 	w.m.inFlight.Add(-1)
 	w.m.items.Add(1)
 	it.win.finish(it.seq)
+}
+
+// splitTokens returns the tokens of rs by platform, in order.
+func splitTokens(rs []push.Result) (apns, fcm []string) {
+	for _, r := range rs {
+		if r.Platform == push.PlatformFCM {
+			fcm = append(fcm, r.Token)
+		} else {
+			apns = append(apns, r.Token)
+		}
+	}
+	return apns, fcm
 }
 
 func reasonOf(r push.Result) string {
@@ -279,18 +349,16 @@ func (it *item) storeFailed(bad []push.Result, now time.Time) bool {
 	for _, reason := range reasons {
 		rs := groups[reason]
 		msg := *it.msg
-		msg.Tokens = nil
-		for _, r := range rs {
-			msg.Tokens = append(msg.Tokens, r.Token)
-		}
-		rec := FailedRecord{Reason: reason, Status: rs[0].Status, Tokens: msg.Tokens, Attempt: it.msg.Attempt, FailedAt: now.UnixMilli(), Message: &msg}
+		msg.Tokens, msg.FCMTokens = splitTokens(rs)
+		rec := FailedRecord{Reason: reason, Status: rs[0].Status, Tokens: msg.Tokens, FCMTokens: msg.FCMTokens, Attempt: it.msg.Attempt, FailedAt: now.UnixMilli(), Message: &msg}
 		if rs[0].Err != nil {
 			rec.Error = rs[0].Err.Error()
 		}
 		if !it.w.storeJSON(it.w.cfg.Queue+"_failed", rec, 0) {
 			return false
 		}
-		it.w.m.failedN(push.BadMessage, failedMetricReason(reason), len(rs))
+		it.w.m.failedN(push.PlatformAPNs, push.BadMessage, failedMetricReason(reason), len(msg.Tokens))
+		it.w.m.failedN(push.PlatformFCM, push.BadMessage, failedMetricReason(reason), len(msg.FCMTokens))
 	}
 	return true
 }
@@ -315,7 +383,7 @@ func (it *item) settleInvalid(perr error) {
 		w.m.inFlight.Add(-1)
 		return
 	}
-	w.m.failed(push.BadMessage, ReasonInvalidMessage)
+	w.m.failed(platformNone, push.BadMessage, ReasonInvalidMessage)
 	w.m.inFlight.Add(-1)
 	w.m.items.Add(1)
 	it.win.finish(it.seq)

@@ -15,16 +15,33 @@ import (
 )
 
 // Stats are the worker's counters since start. Token counts are per device
-// token; item counts per queue item.
+// or registration token; item counts per queue item.
 type Stats struct {
-	Delivered  uint64 // tokens APNs accepted
-	DeadTokens uint64 // tokens recorded in <queue>_invalid_tokens
-	Failed     uint64 // tokens dead-lettered to <queue>_failed (or stopped by bad credentials)
-	Retries    uint64 // in-process retry attempts
-	Requeued   uint64 // tokens sent to the delay queue <queue>_retry
-	Items      uint64 // queue items finished (confirmed, or about to be)
-	InFlight   int64  // queue items being worked on
-	Held       int64  // open reads held on the servers
+	Delivered    uint64 // tokens APNs or FCM accepted
+	FCMDelivered uint64 // of Delivered, the FCM registration tokens
+	DeadTokens   uint64 // tokens recorded in <queue>_invalid_tokens
+	Failed       uint64 // tokens dead-lettered to <queue>_failed (or stopped by bad credentials)
+	Retries      uint64 // in-process retry attempts
+	Requeued     uint64 // tokens sent to the delay queue <queue>_retry, both platforms
+	Items        uint64 // queue items finished (confirmed, or about to be)
+	InFlight     int64  // queue items being worked on
+	Held         int64  // open reads held on the servers
+}
+
+// platformNone labels the failures of items that are not messages, which
+// belong to no platform.
+const platformNone push.Platform = "none"
+
+// platform is one push service as the worker uses it: its sender and the
+// counters of its tokens. A token's task holds its platform, so counting
+// costs what it did with one platform: an atomic add, no lookup.
+type platform struct {
+	name      push.Platform
+	pusher    Pusher // nil: no credentials for this platform
+	delivered atomic.Uint64
+	retries   atomic.Uint64
+	requeued  atomic.Uint64
+	latency   prometheus.Observer
 }
 
 // metrics owns the worker's counters and its Prometheus registry (never
@@ -33,18 +50,18 @@ type metrics struct {
 	w   *Worker
 	reg *prometheus.Registry
 
-	delivered atomic.Uint64
+	// apns and fcm are never nil: a platform without credentials still
+	// has its (zero) series.
+	apns, fcm *platform
 	dead      atomic.Uint64
 	failedTot atomic.Uint64
-	retries   atomic.Uint64
-	requeued  atomic.Uint64
 	items     atomic.Uint64
 	inFlight  atomic.Int64
 	held      atomic.Int64
 	healthy   atomic.Bool
 
 	failedVec *prometheus.CounterVec
-	latency   prometheus.Histogram
+	latency   *prometheus.HistogramVec
 	serversUp *prometheus.GaugeVec
 
 	mu          sync.Mutex
@@ -52,27 +69,32 @@ type metrics struct {
 	lastDeliv   uint64
 }
 
-func newMetrics(w *Worker) *metrics {
-	m := &metrics{w: w, reg: prometheus.NewRegistry(), lastSummary: time.Now()}
+func newMetrics(w *Worker, apns, fcm Pusher) *metrics {
+	m := &metrics{w: w, reg: prometheus.NewRegistry(), lastSummary: time.Now(),
+		apns: &platform{name: push.PlatformAPNs, pusher: apns},
+		fcm:  &platform{name: push.PlatformFCM, pusher: fcm},
+	}
 	m.healthy.Store(true)
 	m.failedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kpush_worker_failed_total",
-		Help: "Tokens that were not delivered, by class (dead-token, bad-message, bad-credentials) and APNs or worker reason.",
-	}, []string{"class", "reason"})
+		Help: "Tokens that were not delivered, by platform (apns, fcm; none for items that are not messages), class (dead-token, bad-message, bad-credentials) and APNs, FCM or worker reason.",
+	}, []string{"platform", "class", "reason"})
 	// Pre-create the common series so dashboards and alerts see zeros
 	// instead of absent series.
-	for _, cr := range [][2]string{
-		{push.DeadToken.String(), "Unregistered"}, {push.DeadToken.String(), "BadDeviceToken"},
-		{push.BadMessage.String(), ReasonInvalidMessage}, {push.BadMessage.String(), ReasonExpired},
-		{push.BadMessage.String(), ReasonMaxAttempts},
+	for _, pcr := range [][3]push.Platform{
+		{push.PlatformAPNs, "dead-token", "Unregistered"}, {push.PlatformAPNs, "dead-token", "BadDeviceToken"},
+		{push.PlatformFCM, "dead-token", push.FCMUnregistered}, {push.PlatformFCM, "dead-token", push.FCMSenderIDMismatch},
+		{platformNone, "bad-message", ReasonInvalidMessage},
+		{push.PlatformAPNs, "bad-message", ReasonExpired}, {push.PlatformFCM, "bad-message", ReasonExpired},
+		{push.PlatformAPNs, "bad-message", ReasonMaxAttempts}, {push.PlatformFCM, "bad-message", ReasonMaxAttempts},
 	} {
-		m.failedVec.WithLabelValues(cr[0], cr[1])
+		m.failedVec.WithLabelValues(string(pcr[0]), string(pcr[1]), string(pcr[2]))
 	}
-	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "kpush_worker_delivery_latency_seconds",
-		Help:    "Time from the producer's enqueue (message enqueued_at) to APNs accepting the push.",
+		Help:    "Time from the producer's enqueue (message enqueued_at) to APNs or FCM accepting the push, by platform.",
 		Buckets: prometheus.ExponentialBucketsRange(0.001, 900, 24),
-	})
+	}, []string{"platform"})
 	m.serversUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kpush_worker_server_up",
 		Help: "1 while the worker's fetch connection to the queued server works.",
@@ -80,13 +102,22 @@ func newMetrics(w *Worker) *metrics {
 	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
+	for _, p := range []*platform{m.apns, m.fcm} {
+		p.latency = m.latency.WithLabelValues(string(p.name))
+		labels := prometheus.Labels{"platform": string(p.name)}
+		perPlatform := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v.Load()) })
+		}
+		m.reg.MustRegister(
+			perPlatform("kpush_worker_delivered_total", "Tokens APNs or FCM accepted, by platform.", &p.delivered),
+			perPlatform("kpush_worker_retries_total", "In-process retry attempts after a transient failure, by platform.", &p.retries),
+			perPlatform("kpush_worker_requeued_total", "Tokens re-queued through the delay queue <queue>_retry, by platform.", &p.requeued),
+		)
+	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.reg.MustRegister(
-		counter("kpush_worker_delivered_total", "Tokens APNs accepted.", &m.delivered),
-		counter("kpush_worker_retries_total", "In-process retry attempts after a transient failure.", &m.retries),
-		counter("kpush_worker_requeued_total", "Tokens re-queued through the delay queue <queue>_retry.", &m.requeued),
 		counter("kpush_worker_items_total", "Queue items finished.", &m.items),
 		gauge("kpush_worker_in_flight", "Queue items being worked on.", func() float64 { return float64(m.inFlight.Load()) }),
 		gauge("kpush_worker_open_reads", "Open (unconfirmed) reads held on the queued servers.", func() float64 { return float64(m.held.Load()) }),
@@ -105,13 +136,18 @@ func newMetrics(w *Worker) *metrics {
 	return m
 }
 
-func (m *metrics) failed(class push.Class, reason string) { m.failedN(class, reason, 1) }
+func (m *metrics) failed(p push.Platform, class push.Class, reason string) {
+	m.failedN(p, class, reason, 1)
+}
 
-func (m *metrics) failedN(class push.Class, reason string, n int) {
+func (m *metrics) failedN(p push.Platform, class push.Class, reason string, n int) {
+	if n == 0 {
+		return
+	}
 	if reason == "" {
 		reason = "unknown"
 	}
-	m.failedVec.WithLabelValues(class.String(), reason).Add(float64(n))
+	m.failedVec.WithLabelValues(string(p), class.String(), reason).Add(float64(n))
 	if class == push.DeadToken {
 		m.dead.Add(uint64(n))
 	} else {
@@ -132,14 +168,15 @@ func (m *metrics) serverGone(addr string) { m.serversUp.DeleteLabelValues(addr) 
 
 func (m *metrics) stats() Stats {
 	return Stats{
-		Delivered:  m.delivered.Load(),
-		DeadTokens: m.dead.Load(),
-		Failed:     m.failedTot.Load(),
-		Retries:    m.retries.Load(),
-		Requeued:   m.requeued.Load(),
-		Items:      m.items.Load(),
-		InFlight:   m.inFlight.Load(),
-		Held:       m.held.Load(),
+		Delivered:    m.apns.delivered.Load() + m.fcm.delivered.Load(),
+		FCMDelivered: m.fcm.delivered.Load(),
+		DeadTokens:   m.dead.Load(),
+		Failed:       m.failedTot.Load(),
+		Retries:      m.apns.retries.Load() + m.fcm.retries.Load(),
+		Requeued:     m.apns.requeued.Load() + m.fcm.requeued.Load(),
+		Items:        m.items.Load(),
+		InFlight:     m.inFlight.Load(),
+		Held:         m.held.Load(),
 	}
 }
 
@@ -195,7 +232,7 @@ func (w *Worker) logSummary() {
 	}
 	m.lastSummary, m.lastDeliv = now, s.Delivered
 	m.mu.Unlock()
-	w.log.Info("summary", "delivered", s.Delivered, "failed", s.Failed, "dead_tokens", s.DeadTokens,
+	w.log.Info("summary", "delivered", s.Delivered, "fcm_delivered", s.FCMDelivered, "failed", s.Failed, "dead_tokens", s.DeadTokens,
 		"retried", s.Retries, "requeued", s.Requeued, "in_flight", s.InFlight, "open_reads", s.Held,
 		"rate", fmt.Sprintf("%.0f/s", rate))
 }

@@ -23,7 +23,8 @@ import (
 	"github.com/kpush/kpush/push"
 )
 
-// Pusher sends one message to one device token. *push.Sender implements it.
+// Pusher sends one message to one device token. *push.Sender (APNs) and
+// *push.FCMSender implement it.
 type Pusher interface {
 	Send(ctx context.Context, msg *push.Message, token string) push.Result
 }
@@ -39,10 +40,11 @@ type Enqueuer interface {
 
 // Sentinels for errors.Is on what Run returns.
 var (
-	// ErrBadCredentials: APNs rejected the credentials or configuration
-	// (403 and friends). The worker stopped taking work and returned
+	// ErrBadCredentials: APNs or FCM rejected the credentials or
+	// configuration (APNs 403 and friends, FCM 401/403/404 or a refused
+	// access token). The worker stopped taking work and returned
 	// everything it held to the servers.
-	ErrBadCredentials = errors.New("APNs rejected the credentials or configuration")
+	ErrBadCredentials = errors.New("the push service rejected the credentials or configuration")
 	// ErrRetryQueueNotConfigured: a server has no `<queue>_retry` delay
 	// queue expiring into `<queue>`, so retried messages would never come
 	// back.
@@ -133,6 +135,10 @@ type Config struct {
 	SummaryInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// FCM delivers the messages' fcm_tokens (a *push.FCMSender); nil
+	// means this worker has no FCM credentials and dead-letters such
+	// tokens to Queue+"_failed" (ReasonNoFCMCredentials).
+	FCM Pusher
 }
 
 // Validate reports what is wrong with c (an error wrapping ErrBadConfig),
@@ -198,13 +204,15 @@ func (c *Config) setDefaults() error {
 // Worker consumes push messages from the queued servers and delivers them.
 // Create it with New and run it with Run, once.
 type Worker struct {
-	cfg    Config
-	pusher Pusher
-	enq    Enqueuer
-	log    *slog.Logger
-	pool   pond.Pool
-	m      *metrics
-	budget *budget // open reads allowed, shared by the fetch loops
+	cfg Config
+	// apns and fcm send each platform's tokens; nil without that
+	// platform's credentials.
+	apns, fcm *platform
+	enq       Enqueuer
+	log       *slog.Logger
+	pool      pond.Pool
+	m         *metrics
+	budget    *budget // open reads allowed, shared by the fetch loops
 	// servers finds the servers to read from (Config.Servers).
 	servers *discovery.Watcher
 	live    atomic.Int64 // servers read from now
@@ -231,19 +239,20 @@ type Worker struct {
 	noDelayQueue atomic.Bool
 }
 
-// New checks cfg and returns a Worker that pushes through pusher and writes
-// outcome records and retries through enq.
-func New(cfg Config, pusher Pusher, enq Enqueuer) (*Worker, error) {
+// New checks cfg and returns a Worker that pushes APNs tokens through
+// apns, FCM tokens through cfg.FCM, and writes outcome records and
+// retries through enq. Either pusher may be nil (that platform's tokens
+// are dead-lettered), not both.
+func New(cfg Config, apns Pusher, enq Enqueuer) (*Worker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if pusher == nil || enq == nil {
-		return nil, fmt.Errorf("%w: a Pusher and an Enqueuer are required", ErrBadConfig)
+	if (apns == nil && cfg.FCM == nil) || enq == nil {
+		return nil, fmt.Errorf("%w: a Pusher (APNs, FCM or both) and an Enqueuer are required", ErrBadConfig)
 	}
 	list, _ := discovery.Parse(cfg.Servers) // checked by setDefaults
 	w := &Worker{
 		cfg:       cfg,
-		pusher:    pusher,
 		enq:       enq,
 		log:       cfg.Logger,
 		budget:    newBudget(cfg.Concurrency, len(cfg.Servers)*cfg.LoopsPerServer),
@@ -254,7 +263,13 @@ func New(cfg Config, pusher Pusher, enq Enqueuer) (*Worker, error) {
 	// blocks the fetch loop that submits, so fetching waits for capacity.
 	w.pool = pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency))
 	w.sendCtx, w.cancelSend = context.WithCancel(context.Background())
-	w.m = newMetrics(w)
+	w.m = newMetrics(w, apns, cfg.FCM)
+	if apns != nil {
+		w.apns = w.m.apns
+	}
+	if cfg.FCM != nil {
+		w.fcm = w.m.fcm
+	}
 	return w, nil
 }
 
@@ -324,7 +339,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.fatal(); err != nil {
 		return err
 	}
-	w.log.Info("worker stopped", "delivered", w.m.delivered.Load())
+	w.log.Info("worker stopped", "delivered", w.m.stats().Delivered)
 	return nil
 }
 

@@ -136,8 +136,8 @@ func TestFaultsAndDeadTokens(t *testing.T) {
 		if !ok {
 			t.Fatalf("no invalid-token record for dead token %s", tok)
 		}
-		if rec.Reason != "Unregistered" || rec.Timestamp == 0 || !strings.HasPrefix(rec.MessageID, "m") {
-			t.Errorf("record %+v: want reason Unregistered, a timestamp and the message id", rec)
+		if rec.Reason != "Unregistered" || rec.Platform != push.PlatformAPNs || rec.Timestamp == 0 || !strings.HasPrefix(rec.MessageID, "m") || rec.Topic != "com.example.app" {
+			t.Errorf("record %+v: want reason Unregistered, platform apns, a timestamp, the message id and topic", rec)
 		}
 	}
 	for _, addr := range []string{a, b} {
@@ -338,8 +338,9 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	body := httptestBody(t, w.Handler(), "/metrics")
 	for _, want := range []string{
-		"kpush_worker_delivered_total 10", "kpush_worker_failed_total", "kpush_worker_retries_total",
-		"kpush_worker_in_flight", "kpush_worker_pool_saturation", "kpush_worker_delivery_latency_seconds_count 10",
+		`kpush_worker_delivered_total{platform="apns"} 10`, `kpush_worker_delivered_total{platform="fcm"} 0`,
+		"kpush_worker_failed_total", `kpush_worker_retries_total{platform="apns"}`,
+		"kpush_worker_in_flight", "kpush_worker_pool_saturation", `kpush_worker_delivery_latency_seconds_count{platform="apns"} 10`,
 	} {
 		if want == "kpush_worker_failed_total" {
 			want = "# TYPE kpush_worker_failed_total counter"
