@@ -118,6 +118,35 @@ func TestEnqueueFindsServersThroughDNS(t *testing.T) {
 	}
 }
 
+// TestEnqueueFCMFromFlags: --fcm-token and the --android-* flags build the
+// message's fcm_tokens and android object; no topic is needed without APNs
+// tokens.
+func TestEnqueueFCMFromFlags(t *testing.T) {
+	addr := enqueueStartQueued(t)
+	fcmToken := "e1:APA91b" + strings.Repeat("q", 140)
+	stdout, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", addr, "--queue", "fcmflags",
+		"--fcm-token", fcmToken, "--title", "Hi", "--body", "there", "--data", "kind=greeting",
+		"--android-priority", "high", "--android-ttl", "90m", "--android-collapse-key", "c", "--android-channel-id", "news",
+		"--android-sound", "default", "--android-tag", "t", "--android-image", "https://example.com/i.png")
+	if err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, stderr)
+	}
+	enqueueCheckSummary(t, stdout, 1, 0, 0)
+	msgs := enqueueDrain(t, addr, "fcmflags")
+	if len(msgs) != 1 {
+		t.Fatalf("queue holds %d messages, want 1", len(msgs))
+	}
+	body, err := msgs[0].FCMRequest(fcmToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"message":{"token":"` + fcmToken + `","notification":{"title":"Hi","body":"there"},"data":{"kind":"greeting"},` +
+		`"android":{"priority":"HIGH","ttl":"5400s","collapse_key":"c","notification":{"channel_id":"news","sound":"default","tag":"t","image":"https://example.com/i.png"}}}}`
+	if string(body) != want {
+		t.Errorf("FCM request of the stored message\n got %s\nwant %s", body, want)
+	}
+}
+
 // TestEnqueueInvalidFlagsSendNothing: every mistake a command line can
 // hold is reported on one line before anything is sent, with no summary.
 func TestEnqueueInvalidFlagsSendNothing(t *testing.T) {
@@ -144,6 +173,9 @@ func TestEnqueueInvalidFlagsSendNothing(t *testing.T) {
 		{"bad data json, old spelling", []string{"--token", tok, "--topic", "t", "--data-json", "k={"}, "one JSON value", 2},
 		{"alert and body", []string{"--token", tok, "--topic", "t", "--alert", "a", "--body", "b"}, "give one", 1},
 		{"unknown flag", []string{"--token", tok, "--topc", "t"}, "did you mean --topic?", 2},
+		{"short FCM token", []string{"--fcm-token", "abc", "--alert", "a"}, "fcm_tokens[0]: 3 characters", 1},
+		{"reserved FCM data key", []string{"--fcm-token", strings.Repeat("f", 120), "--alert", "a", "--data", "from=x"}, "data.from: reserved", 1},
+		{"bad android priority", []string{"--fcm-token", strings.Repeat("f", 120), "--alert", "a", "--android-priority", "max"}, "android.priority", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
+	"github.com/kpush/kpush/push/fcmsim"
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/queued/config"
 	"github.com/kpush/kpush/worker"
@@ -23,22 +24,24 @@ import (
 
 // upOptions are the flags of kpush up.
 type upOptions struct {
-	listen      string
-	dataDir     string
-	simListen   string
-	adminListen string
-	queue       string
-	concurrency int
-	syncFlag    string
-	interval    time.Duration
-	apns        push.Config
+	listen       string
+	dataDir      string
+	simListen    string
+	fcmSimListen string
+	adminListen  string
+	queue        string
+	concurrency  int
+	syncFlag     string
+	interval     time.Duration
+	apns         push.Config
+	fcm          push.FCMConfig
 }
 
 func init() {
 	var o upOptions
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Run the whole pipeline in one process: queued, a worker and (without Apple credentials) the APNs simulator",
+		Short: "Run the whole pipeline in one process: queued, a worker and (without credentials) the APNs and FCM simulators",
 		Long: `up runs the whole pipeline on embedded defaults, for development and trying
 kpush out:
 
@@ -46,11 +49,15 @@ kpush out:
   worker     consuming queue "push" from that queued
   apns-sim   on --sim-listen (127.0.0.1:2197) when no Apple credentials are
              given: nothing reaches Apple, and up says so
+  fcm-sim    on --fcm-sim-listen (127.0.0.1:4004) when no --fcm-credentials
+             are given: nothing reaches Google, and up says so
 
-Give --auth-key/--key-id/--team-id or --cert to deliver to Apple instead.
+Give --auth-key/--key-id/--team-id or --cert to deliver to Apple, and
+--fcm-credentials to deliver to Android phones through FCM, instead.
 Then enqueue from another terminal:
 
   kpush enqueue --token <64 hex digits> --topic com.example.app --alert hi
+  kpush enqueue --fcm-token <registration token> --alert hi
 
 or with any memcache client (set push 0 0 <bytes>). SIGINT/SIGTERM shut it
 down in order: the worker gives back what it holds, queued syncs its
@@ -64,14 +71,16 @@ journals.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:22133", "queued listen address")
-	f.StringVar(&o.dataDir, "data-dir", "data", "data directory: journals in DIR/queued, simulator TLS files in DIR/apns-sim")
+	f.StringVar(&o.dataDir, "data-dir", "data", "data directory: journals in DIR/queued, simulator files in DIR/apns-sim and DIR/fcm-sim")
 	f.StringVar(&o.simListen, "sim-listen", apnssim.DefaultAddr, "APNs simulator listen address (used only without Apple credentials)")
+	f.StringVar(&o.fcmSimListen, "fcm-sim-listen", fcmsim.DefaultAddr, "FCM simulator listen address (used only without --fcm-credentials)")
 	f.StringVar(&o.adminListen, "admin-listen", "", "serve the worker's /metrics and /healthz here (empty: off)")
 	f.StringVar(&o.queue, "queue", "push", "queue the worker consumes")
 	f.IntVar(&o.concurrency, "concurrency", 1000, "most pushes in flight")
 	f.StringVar(&o.syncFlag, "sync", "always", "journal sync policy: always, never or an interval such as 10ms")
 	f.DurationVar(&o.interval, "status-interval", time.Second, "period of the live status line (0: off)")
 	o.apns.RegisterFlags(f)
+	o.fcm.RegisterFlags(f)
 	rootCmd.AddCommand(cmd)
 }
 
@@ -140,6 +149,29 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	}
 	defer sender.Close()
 
+	// The FCM simulator, unless FCM credentials were given.
+	fcm := o.fcm
+	fcm.Logger = log
+	var fsim *fcmsim.Server
+	if fcm.CredentialsFile == "" {
+		fsim, err = fcmsim.New(fcmsim.Config{TLSDir: filepath.Join(o.dataDir, "fcm-sim"), Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := fsim.Start(o.fcmSimListen); err != nil {
+			return fmt.Errorf("%w (choose another --fcm-sim-listen)", err)
+		}
+		defer fsim.Close()
+		// The simulator's development service account: the whole OAuth2
+		// flow (signed assertion, access tokens, renewal) runs.
+		fcm.CredentialsFile, fcm.Endpoint, fcm.CAFile = fsim.ServiceAccountFile(), fsim.URL(), fsim.CAFile()
+	}
+	fcmSender, err := push.NewFCMSender(fcm)
+	if err != nil {
+		return err
+	}
+	defer fcmSender.Close()
+
 	servers := []string{ln.Addr().String()}
 	prod, err := producer.New(servers, producer.WithAtLeastOnce(), producer.WithLogger(log))
 	if err != nil {
@@ -153,12 +185,13 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 		AdminListen:     o.adminListen,
 		SummaryInterval: -1, // the live line below replaces the log summary
 		Logger:          log,
+		FCM:             fcmSender,
 	}, sender, prod)
 	if err != nil {
 		return err
 	}
 
-	printUpBanner(out, o, ln.Addr().String(), qcfg, sim, apns)
+	printUpBanner(out, o, ln.Addr().String(), qcfg, sim, apns, fsim, fcmSender)
 
 	workerErr := make(chan error, 1)
 	go func() { workerErr <- w.Run(ctx) }()
@@ -189,7 +222,7 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	}
 }
 
-func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, sim *apnssim.Server, apns push.Config) {
+func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, sim *apnssim.Server, apns push.Config, fsim *fcmsim.Server, fcm *push.FCMSender) {
 	fmt.Fprintf(out, "kpush %s: the whole pipeline in one process\n", versionString())
 	fmt.Fprintf(out, "  queued    %s  (journals in %s, sync %s)\n", addr, qcfg.DataDir, o.syncFlag)
 	fmt.Fprintf(out, "  worker    queue %q from %s, concurrency %d\n", o.queue, addr, o.concurrency)
@@ -211,8 +244,17 @@ func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, 
 		}
 		fmt.Fprintf(out, "  apns      %s\n", host)
 	}
+	if fsim != nil {
+		fmt.Fprintf(out, "  fcm-sim   %s  (stats: %s/sim/stats)\n", fsim.URL(), fsim.URL())
+		fmt.Fprintln(out, "")
+		fmt.Fprintln(out, "  *** No FCM credentials given: Android pushes go to the local FCM SIMULATOR, not to Google. ***")
+		fmt.Fprintln(out, "  *** Pass --fcm-credentials service-account.json to deliver to real Android devices.       ***")
+	} else {
+		fmt.Fprintf(out, "  fcm       project %s\n", fcm.Project())
+	}
 	fmt.Fprintln(out, "")
 	fmt.Fprintf(out, "Enqueue from another terminal:\n  kpush enqueue --servers %s --queue %s --token <64 hex digits> --topic com.example.app --alert hi\n", addr, o.queue)
+	fmt.Fprintf(out, "  kpush enqueue --servers %s --queue %s --fcm-token <FCM registration token> --alert hi\n", addr, o.queue)
 	fmt.Fprintf(out, "or with any memcache client:  printf 'set %s 0 0 N\\r\\n<N bytes of JSON>\\r\\n' | nc %s\n\n", o.queue, addrHostPort(addr))
 }
 
@@ -255,14 +297,14 @@ func (s *upStatus) update(st worker.Stats, backlog int64) {
 	now := time.Now()
 	rate := float64(st.Delivered-s.last.Delivered) / now.Sub(s.lastAt).Seconds()
 	s.last, s.lastAt = st, now
-	line := fmt.Sprintf("delivered=%d dead_tokens=%d failed=%d requeued=%d in_flight=%d backlog=%d rate=%.0f/s",
-		st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog, rate)
+	line := fmt.Sprintf("delivered=%d dead_tokens=%d failed=%d requeued=%d in_flight=%d backlog=%d rate=%.0f/s fcm_delivered=%d",
+		st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog, rate, st.FCMDelivered)
 	if s.tty {
 		fmt.Fprintf(s.out, "\r\033[K%s", line)
 		return
 	}
 	// Off a terminal, print only when something changed.
-	key := fmt.Sprintf("%d %d %d %d %d %d", st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog)
+	key := fmt.Sprintf("%d %d %d %d %d %d %d", st.Delivered, st.DeadTokens, st.Failed, st.Requeued, st.InFlight, backlog, st.FCMDelivered)
 	if key != s.lastKey {
 		s.lastKey = key
 		fmt.Fprintln(s.out, line)

@@ -16,11 +16,13 @@ import (
 // a raw memcache set, and waits for the live line to show both delivered.
 func TestUpDeliversThroughSimulator(t *testing.T) {
 	dir := t.TempDir()
-	up := testproc.Start(t, "up", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0",
+	up := testproc.Start(t, "up", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--fcm-sim-listen", "127.0.0.1:0",
 		"--data-dir", dir, "--status-interval", "20ms")
 	addr := up.Addr("queued")
 	up.Addr("apns-sim")
+	up.Addr("fcm-sim")
 	up.WaitLog(regexp.MustCompile(`No Apple credentials given: pushes go to the local APNs SIMULATOR`), time.Minute)
+	up.WaitLog(regexp.MustCompile(`No FCM credentials given: Android pushes go to the local FCM SIMULATOR`), time.Minute)
 
 	token := strings.Repeat("ab", 32)
 	out, stderr, err := testproc.Run(t, nil, "enqueue", "--servers", addr, "--token", token,
@@ -44,7 +46,15 @@ func TestUpDeliversThroughSimulator(t *testing.T) {
 		t.Fatalf("set reply %q, %v", reply, err)
 	}
 
-	up.WaitLog(regexp.MustCompile(`delivered=2 dead_tokens=0 failed=0 .*backlog=0`), time.Minute)
+	// One message to an iPhone and an Android phone at once.
+	fcmToken := "up1:APA91b" + strings.Repeat("f", 140)
+	out, stderr, err = testproc.Run(t, nil, "enqueue", "--servers", addr, "--token", strings.Repeat("ef", 32),
+		"--topic", "com.example.app", "--fcm-token", fcmToken, "--alert", "both", "--android-channel-id", "news")
+	if err != nil || !strings.Contains(out, "sent=1 ") {
+		t.Fatalf("kpush enqueue of a mixed message: %v\n%s%s", err, out, stderr)
+	}
+
+	up.WaitLog(regexp.MustCompile(`delivered=4 dead_tokens=0 failed=0 .*backlog=0 .*fcm_delivered=1`), time.Minute)
 	if err := up.Stop(time.Minute); err != nil {
 		t.Fatalf("kpush up did not exit cleanly on SIGTERM: %v", err)
 	}

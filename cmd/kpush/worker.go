@@ -19,15 +19,16 @@ func init() {
 		dnsServer string
 		cfg       worker.Config
 		apns      push.Config
+		fcm       push.FCMConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Reliably fetch push messages from queued servers and deliver them to APNs",
+		Short: "Reliably fetch push messages from queued servers and deliver them to APNs and FCM",
 		Long: `worker consumes push messages from every queued server in --servers (a fair
-share from each), delivers them to APNs through a bounded pool of
---concurrency pushes, and confirms each queue item only after all its tokens
-reached an outcome. A worker killed at any moment loses nothing: the servers
-give back whatever it held (see docs/worker.md for the duplicates this can
+share from each), delivers them to APNs (tokens) and FCM (fcm_tokens) through
+one bounded pool of --concurrency pushes, and confirms each queue item only
+after all its tokens reached an outcome. A worker killed at any moment loses
+nothing: the servers give back whatever it held (see docs/worker.md for the duplicates this can
 cause).
 
 --servers may name DNS records instead of servers: dns:NAME:PORT (every A
@@ -38,7 +39,13 @@ more, and what was fetched from it is finished and confirmed. A failing
 lookup keeps the servers last found (logged; kpush_worker_discovery_* in
 /metrics). See docs/operations.md.
 
-Outcomes: dead tokens go to <queue>_invalid_tokens, transient failures are
+Give APNs credentials (--auth-key/--key-id/--team-id or --cert), FCM
+credentials (--fcm-credentials), or both. A worker without one platform's
+credentials dead-letters that platform's tokens to <queue>_failed, naming the
+missing credentials, and goes on with the other platform.
+
+Outcomes: dead tokens of both platforms go to <queue>_invalid_tokens (with
+"platform": "apns" or "fcm"), transient failures are
 retried and then re-queued with a delay through <queue>_retry (each server
 needs  queues { <queue>_retry { expire_to_queue = "<queue>" } }  in its
 config; without it, retries go straight back onto <queue>, with a warning),
@@ -52,7 +59,8 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
   kpush worker --servers dns:queued.default.svc.cluster.local:22133 \
     --auth-key /run/secrets/apns/auth-key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ
   kpush worker --servers 127.0.0.1:22133 --apns-host https://127.0.0.1:2197 --apns-ca apns-sim-tls/ca.pem \
-    --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ`,
+    --auth-key key.p8 --key-id ABC123DEFG --team-id DEF123GHIJ \
+    --fcm-credentials fcm-sim-tls/service-account.json --fcm-endpoint https://127.0.0.1:4004 --fcm-ca fcm-sim-tls/ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -82,12 +90,20 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 				return err
 			}
 			defer prod.Close()
-			sender, err := push.NewSender(apns)
+			apnsSender, fcmSender, err := newSenders(apns, fcm, log)
 			if err != nil {
 				return err
 			}
-			defer sender.Close()
-			w, err := worker.New(cfg, sender, prod)
+			var pusher worker.Pusher
+			if apnsSender != nil {
+				defer apnsSender.Close()
+				pusher = apnsSender
+			}
+			if fcmSender != nil {
+				defer fcmSender.Close()
+				cfg.FCM = fcmSender
+			}
+			w, err := worker.New(cfg, pusher, prod)
 			if err != nil {
 				return err
 			}
@@ -117,6 +133,42 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
 	f.DurationVar(&apns.Backoff.TokenBase, "requeue-backoff-token", push.DefaultTokenBackoff, "base delay of a re-queue after 429 TooManyRequests")
 	apns.RegisterFlags(f)
+	fcm.RegisterFlags(f)
 	aliasFlags(cmd, map[string]string{"summary-interval": "status-interval"})
 	rootCmd.AddCommand(cmd)
+}
+
+// newSenders builds the sender of each platform whose credentials were
+// given; at least one is required. A platform left out is logged, since
+// its tokens will be dead-lettered.
+func newSenders(apns push.Config, fcm push.FCMConfig, log *slog.Logger) (*push.Sender, *push.FCMSender, error) {
+	apns.Logger, fcm.Logger = log, log
+	hasAPNs := apns.AuthKeyFile != "" || apns.KeyID != "" || apns.TeamID != "" || apns.CertFile != ""
+	hasFCM := fcm.CredentialsFile != ""
+	if !hasAPNs && !hasFCM {
+		return nil, nil, fmt.Errorf("%w\n%w", push.ErrNoCredentials, push.ErrNoFCMCredentials)
+	}
+	var (
+		apnsSender *push.Sender
+		fcmSender  *push.FCMSender
+		err        error
+	)
+	if hasAPNs {
+		if apnsSender, err = push.NewSender(apns); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		log.Warn("no APNs credentials: APNs tokens will be dead-lettered to <queue>_failed (reason NoAPNsCredentials)")
+	}
+	if hasFCM {
+		if fcmSender, err = push.NewFCMSender(fcm); err != nil {
+			if apnsSender != nil {
+				apnsSender.Close()
+			}
+			return nil, nil, err
+		}
+	} else {
+		log.Warn("no FCM credentials: FCM tokens will be dead-lettered to <queue>_failed (reason NoFCMCredentials)")
+	}
+	return apnsSender, fcmSender, nil
 }
