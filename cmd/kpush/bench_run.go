@@ -306,14 +306,8 @@ func prepareBench(ctx context.Context, cfg *benchConfig, conns int) error {
 		return nil
 	}
 	if cfg.BigConns > 0 && cfg.Flush {
-		c, err := dialBench(ctx, cfg, 0, true)
-		if err != nil {
+		if err := flushBenchQueue(ctx, cfg, 0, true); err != nil {
 			return err
-		}
-		reply, err := c.simple("flush " + c.key)
-		c.conn.Close()
-		if err != nil || reply != "END" {
-			return fmt.Errorf("flush %s: reply %q, %v", c.key, reply, err)
 		}
 	}
 	queues := min(cfg.Queues, conns)
@@ -334,19 +328,26 @@ func prepareBench(ctx context.Context, cfg *benchConfig, conns int) error {
 	}
 	if cfg.Flush {
 		for q := range queues {
-			c, err := dialBench(ctx, cfg, q, false)
-			if err != nil {
+			if err := flushBenchQueue(ctx, cfg, q, false); err != nil {
 				return err
-			}
-			reply, err := c.simple("flush " + c.key)
-			c.conn.Close()
-			if err != nil || reply != "END" {
-				return fmt.Errorf("flush %s: reply %q, %v", c.key, reply, err)
 			}
 		}
 	}
 	if cfg.Mode == "get" || cfg.Mode == "reliable" {
 		return fillQueues(ctx, cfg, perQueue)
+	}
+	return nil
+}
+
+// flushBenchQueue empties the queue of connection i (the big queue if big).
+func flushBenchQueue(ctx context.Context, cfg *benchConfig, i int, big bool) error {
+	c, err := dialBench(ctx, cfg, i, big)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if reply, err := c.simple("flush " + c.key); err != nil || reply != "END" {
+		return fmt.Errorf("flush %s: reply %q, %v", c.key, reply, err)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -13,41 +12,18 @@ import (
 	"time"
 
 	"github.com/kpush/kpush/internal/kestrel"
+	"github.com/kpush/kpush/internal/testqueued"
 	"github.com/kpush/kpush/queued"
-	"github.com/kpush/kpush/queued/journal"
 )
 
-// startQueued runs a real queued server on 127.0.0.1:0 (sync never; the
-// queue "small" holds one item) and returns its address.
+// startQueued runs a real queued server (the queue "small" holds one
+// item) and returns its address.
 func startQueued(t *testing.T) string {
-	t.Helper()
-	cfg := queued.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Defaults.Sync = queued.SyncPolicy{Mode: journal.SyncNever}
-	small := cfg.Defaults
-	small.MaxItems = 1
-	cfg.Queues = map[string]queued.QueueConfig{"small": small}
-	s, err := queued.NewServer(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-errc; !errors.Is(err, queued.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
+	return testqueued.Start(t, func(cfg *queued.Config) {
+		small := cfg.Defaults
+		small.MaxItems = 1
+		cfg.Queues = map[string]queued.QueueConfig{"small": small}
 	})
-	return ln.Addr().String()
 }
 
 func dial(t *testing.T, addr string, opts kestrel.Options) *kestrel.Conn {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
+	"github.com/kpush/kpush/internal/testqueued"
 	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/queued/journal"
@@ -107,7 +108,7 @@ func TestUsersAgree(t *testing.T) {
 	})
 
 	t.Run("queued protocol", func(t *testing.T) {
-		addr := startQueued(t)
+		addr := testqueued.Start(t, nil)
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -170,32 +171,4 @@ func TestUsersAgree(t *testing.T) {
 			}
 		}
 	})
-}
-
-func startQueued(t *testing.T) string {
-	t.Helper()
-	cfg := queued.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Defaults.Sync = queued.SyncPolicy{Mode: journal.SyncNever}
-	s, err := queued.NewServer(cfg, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-errc; !errors.Is(err, queued.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
 }
