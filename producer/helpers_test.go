@@ -15,6 +15,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
+	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/queued/journal"
 )
@@ -206,15 +207,9 @@ func newTestProducer(t testing.TB, servers []string, opts ...Option) *Producer {
 	return p
 }
 
-// freeAddr returns a loopback address nothing listens on (it was free a
-// moment ago).
+// freeAddr returns a loopback address nothing listens on, kept from
+// other processes until the test ends (startQueuedAt may listen there).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testproc.ReserveAddr(t)
 }

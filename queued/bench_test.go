@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -95,38 +94,13 @@ func startQueued(b *testing.B, sync string) string {
 	return p.Addr("queued")
 }
 
-// startMemcached runs memcached on a free loopback port, or returns "" if
-// it is not installed.
+// startMemcached runs memcached on a loopback port it picks, or returns ""
+// if it is not installed.
 func startMemcached(b *testing.B) string {
-	path, err := exec.LookPath("memcached")
-	if err != nil {
+	if _, err := exec.LookPath("memcached"); err != nil {
 		return ""
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(path, "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-t", "2", "-u", "root", "-m", "256")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("memcached did not start on %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a process we cannot otherwise observe
-	}
+	return testproc.Memcached(b, "-t", "2", "-m", "256")
 }
 
 // alternate runs the flood against a and b in turns (rounds of each), so

@@ -88,7 +88,9 @@ func TestWorkerKilledMidRun(t *testing.T) {
 // message is delivered at least once.
 func TestQueuedKilledMidRun(t *testing.T) {
 	dirA := t.TempDir()
-	qa, a := startQueuedProc(t, dirA, "127.0.0.1:0")
+	// a is restarted on the same address: reserved, so nobody takes the
+	// port while its server is down.
+	qa, a := startQueuedProc(t, dirA, testproc.ReserveAddr(t))
 	_, b := startQueuedProc(t, t.TempDir(), "127.0.0.1:0")
 	sim := startSim(t, apnssim.Config{Latency: 5 * time.Millisecond})
 	prod := newProducer(t, a, b)

@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
 	"github.com/kpush/kpush/worker"
@@ -499,12 +498,7 @@ func checkExactlyOnce(t *testing.T, sim *apnssim.Server, tokens []string) {
 // worker from delivering everything from the others.
 func TestOneServerDown(t *testing.T) {
 	a := startQueued(t, true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := ln.Addr().String()
-	ln.Close() // nothing listens there any more
+	down := testproc.ReserveAddr(t) // nothing listens there
 	sim := startSim(t, apnssim.Config{})
 	prod := newProducer(t, a)
 	const n = 300
@@ -676,29 +670,7 @@ func TestIdleServerLendsItsShare(t *testing.T) {
 // dump_config and monitor (Kestrel 1.x has neither): the worker says so
 // and stops, rather than reconnecting forever.
 func TestServerWithoutMonitor(t *testing.T) {
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		t.Fatal("memcached not installed: run the tests with scripts/test, which installs it (or apt-get install memcached); it stands for a server without monitor")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_, port, _ := net.SplitHostPort(addr)
-	ln.Close()
-	cmd := exec.Command(bin, "-l", "127.0.0.1", "-p", port, "-U", "0", "-u", "nobody")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 10*time.Second, "memcached accepting connections", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	addr := testproc.Memcached(t) // a server without monitor
 	sim := startSim(t, apnssim.Config{})
 	sender := newSender(t, apnsConfig(t, sim))
 	prod := newProducer(t, addr)

@@ -108,15 +108,10 @@ func TestBenchConfigErrors(t *testing.T) {
 }
 
 func TestBenchUnreachableServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testproc.ReserveAddr(t) // nothing listens there
 	cfg := benchConfig{Addr: addr, Target: "kestrel", Mode: "set", Conns: []int{2}, Ops: 10,
 		Size: 10, Queue: "q", Queues: 1, Pipeline: 1, Timeout: time.Second}
-	_, err = runBench(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	_, err := runBench(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "connect to "+addr) {
 		t.Errorf("err = %v, want a connect error naming %s", err, addr)
 	}

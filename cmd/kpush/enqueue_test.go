@@ -332,12 +332,7 @@ func TestEnqueueFile(t *testing.T) {
 // line saying so and what to check, whether one message or a file; a
 // missing --file is reported before any connection is tried.
 func TestEnqueueUnreachableServerOneLine(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testproc.ReserveAddr(t) // nothing listens there
 	for _, tc := range []struct {
 		name string
 		args []string

@@ -69,12 +69,7 @@ func TestPing(t *testing.T) {
 	}
 
 	// A port nobody listens on: a non-zero exit that names the address.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testproc.ReserveAddr(t)
 	_, stderr, err = testproc.Run(t, nil, "ping", "--timeout", "2s", dead)
 	if err == nil || !strings.Contains(stderr, dead) {
 		t.Fatalf("kpush ping %s: err=%v stderr=%q, want a failure naming the address", dead, err, stderr)
