@@ -50,10 +50,30 @@ func TestCommandQueued(t *testing.T) {
 	p2 := testproc.Start(t, args...)
 	c2 := dial(t, p2.Addr("queued"))
 	c2.do("get small\r\nget small\r\nget small\r\n", "VALUE small 0 1\r\na\r\nEND\r\nVALUE small 0 1\r\nb\r\nEND\r\nEND\r\n")
-	c2.send("shutdown\r\n")
-	c2.expectClosed()
-	if err := p2.Wait(20 * time.Second); err != nil {
-		t.Fatalf("shutdown command: exit %v, want 0", err)
+	// shutdown is refused by default; the server and the connection go on.
+	c2.do("shutdown\r\n", "SERVER_ERROR shutdown command disabled (enable it with enable_shutdown_command = true or kpush queued --enable-shutdown)\r\n")
+	c2.do("version\r\n", "VERSION "+Version+"\r\n")
+	if err := p2.Stop(20 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: exit %v, want 0", err)
+	}
+
+	// Enabled by the config file or by the flag, it stops the daemon.
+	for _, tc := range []struct {
+		name string
+		conf string
+		args []string
+	}{
+		{"enable_shutdown_command = true", "enable_shutdown_command = true\n", nil},
+		{"--enable-shutdown", "", []string{"--enable-shutdown"}},
+	} {
+		write(tc.conf)
+		p := testproc.Start(t, append(append([]string{}, args...), tc.args...)...)
+		c := dial(t, p.Addr("queued"))
+		c.send("shutdown\r\n")
+		c.expectClosed()
+		if err := p.Wait(20 * time.Second); err != nil {
+			t.Fatalf("shutdown command with %s: exit %v, want 0", tc.name, err)
+		}
 	}
 
 	t.Run("bad flags and files", func(t *testing.T) {

@@ -61,7 +61,7 @@ type Config struct {
 	MaxConnections           int           // max_connections; 0 = unlimited
 	ExpirationTimerFrequency time.Duration // expiration_timer_frequency (ms in the file)
 	TotalMemorySize          int64         // total_memory_size: server-wide cap on items held in memory
-	EnableShutdown           bool          // enable_shutdown_command: whether `shutdown` is honoured
+	EnableShutdown           bool          // enable_shutdown_command: whether `shutdown` is honoured (off by default: anyone who reaches the port could stop the daemon)
 	LogFile                  string        // log { filename }
 	LogLevel                 string        // log { level }
 
@@ -77,7 +77,6 @@ func DefaultConfig() Config {
 		MaxOpenTransactions:      1,
 		ExpirationTimerFrequency: time.Second,
 		TotalMemorySize:          1 << 30,
-		EnableShutdown:           true,
 		LogLevel:                 "info",
 		Defaults: QueueConfig{
 			MaxMemorySize: 128 << 20,

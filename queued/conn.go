@@ -335,7 +335,7 @@ func (c *conn) exec(cmd *Command) bool {
 		c.status(cmd)
 	case "shutdown":
 		if !c.s.config().EnableShutdown {
-			c.writeString("SERVER_ERROR shutdown command disabled (enable_shutdown_command)\r\n")
+			c.writeString("SERVER_ERROR shutdown command disabled (enable it with enable_shutdown_command = true or kpush queued --enable-shutdown)\r\n")
 			return true
 		}
 		c.s.log.Info("shutdown requested by a client", "conn", c.id, "remote", c.nc.RemoteAddr().String())

@@ -20,6 +20,7 @@ func init() {
 		syncFlag    string
 		adminListen string
 		pprofOn     bool
+		shutdownOn  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "queued",
@@ -57,6 +58,9 @@ reads to their queues, sync and close the journals, exit 0.`,
 					c.AdminListen = adminListen
 				}
 				c.Pprof = pprofOn
+				if flags.Changed("enable-shutdown") {
+					c.EnableShutdown = shutdownOn
+				}
 				if syncPolicy != nil {
 					c.Defaults.Sync = *syncPolicy
 					qs := make(map[string]queued.QueueConfig, len(c.Queues))
@@ -110,6 +114,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 	f.StringVar(&syncFlag, "sync", "always", "journal sync policy for every queue: always, never or an interval like 10ms")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin HTTP endpoints (/metrics, /healthz, /stats.json); empty = off")
 	f.BoolVar(&pprofOn, "pprof", false, "also serve Go profiles at /debug/pprof/ on the admin address (keep that address private)")
+	f.BoolVar(&shutdownOn, "enable-shutdown", false, "honour the protocol's shutdown command (enable_shutdown_command); off by default, since anyone who reaches the port could stop the daemon")
 	rootCmd.AddCommand(cmd)
 }
 
