@@ -58,8 +58,14 @@ func rssKiB(t *testing.T, pid int) int64 {
 }
 
 // The daemon runs as its own process (each side needs 10,000 descriptors)
-// and its RSS is measured before and after.
+// and its RSS is measured before and after. The figure in docs/protocol.md
+// is for a build without -race (the race detector shadows every stack and
+// heap byte): under -race the test is skipped, and .ci/run's figures step
+// runs it without.
 func TestTenThousandIdleConnections(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the per-connection memory figure is for a build without -race; .ci/run checks it in a run without")
+	}
 	const n = 10000
 	raiseNoFile(t, n+500)
 	p := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
@@ -84,10 +90,7 @@ func TestTenThousandIdleConnections(t *testing.T) {
 	rss1 := rssKiB(t, p.PID())
 	perConn := (rss1 - rss0) * 1024 / n
 	t.Logf("%d idle connections: daemon RSS %d -> %d KiB, %d bytes per connection (race=%v)", n, rss0, rss1, perConn, raceEnabled)
-	limit := int64(24 << 10)
-	if raceEnabled {
-		limit = 96 << 10 // the race detector shadows every stack and heap byte
-	}
+	const limit = 8 << 10 // docs/protocol.md: about 6.5 KiB
 	if perConn > limit {
 		t.Errorf("an idle connection costs %d bytes of RSS, want < %d", perConn, limit)
 	}

@@ -317,8 +317,15 @@ func TestStatusPersists(t *testing.T) {
 }
 
 // Pipelined sets on one connection are appended before any is waited for,
-// so under sync always they share fsyncs instead of paying one each.
+// so under sync always they share fsyncs instead of paying one each: one,
+// or two when the writer takes the first set before the others are
+// parsed (docs/protocol.md). Under -race parsing is slow enough for the
+// writer to take many partial batches, so the figure is checked only
+// without it (.ci/run's figures step).
 func TestPipelinedSetsShareCommits(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the fsyncs-per-batch figure is for a build without -race; .ci/run checks it in a run without")
+	}
 	s, addr := startServer(t, nil) // sync always
 	c := dial(t, addr)
 	c.do("set gc 0 0 1\r\n0\r\n", "STORED\r\n")
@@ -328,8 +335,8 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 	c.do(strings.Repeat("set gc 0 0 1\r\nx\r\n", n), strings.Repeat("STORED\r\n", n))
 	syncs := q.j.Stats().Syncs - before
 	t.Logf("%d pipelined sets, %d fsyncs", n, syncs)
-	if syncs <= 0 || syncs > n/4 {
-		t.Fatalf("%d pipelined sets took %d fsyncs, want a few", n, syncs)
+	if syncs < 1 || syncs > 2 {
+		t.Fatalf("%d pipelined sets took %d fsyncs, want 1 (2 if the writer took the first set alone)", n, syncs)
 	}
 }
 

@@ -411,7 +411,9 @@ func (s *Server) parseJWT(bearer string) (jwtClaims, bool) {
 	if err != nil {
 		return jwtClaims{}, false
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	// Strict: the last character's unused bits must be zero, or 16
+	// spellings of one signature would all verify.
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(parts[2])
 	if err != nil || len(sig) != 64 {
 		return jwtClaims{}, false
 	}
