@@ -56,6 +56,12 @@ func (w *tlogWriter) Write(b []byte) (int, error) {
 // retry delay queue configured (unless withRetry is false).
 func startQueued(t testing.TB, withRetry bool) string {
 	t.Helper()
+	return startQueuedWith(t, withRetry, nil)
+}
+
+// startQueuedWith is startQueued with the config changed by mutate first.
+func startQueuedWith(t testing.TB, withRetry bool, mutate func(*queued.Config)) string {
+	t.Helper()
 	cfg := queued.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -64,6 +70,9 @@ func startQueued(t testing.TB, withRetry bool) string {
 		q := cfg.Defaults
 		q.ExpireToQueue = testQueue
 		cfg.Queues = map[string]queued.QueueConfig{testQueue + "_retry": q}
+	}
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	srv, err := queued.NewServer(cfg, testLogger(t))
 	if err != nil {

@@ -2,11 +2,14 @@ package worker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
+	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/worker"
 )
 
@@ -724,4 +728,108 @@ func TestConcurrencyOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, sim, tokens)
+}
+
+// TestOutcomeRecordStoreFailures: a dead-letter record that no server
+// stores yet (its queue is full) holds its item unconfirmed while the
+// worker retries, and the item is confirmed only once a server took the
+// record; a record every server refuses outright (larger than their
+// max_item_size) is logged with its content and its item confirmed, so
+// one unstorable record cannot stall a connection forever.
+func TestOutcomeRecordStoreFailures(t *testing.T) {
+	sim := startSim(t, apnssim.Config{})
+	sender := newSender(t, apnsConfig(t, sim))
+	failedQueue := testQueue + "_failed"
+
+	t.Run("full until drained", func(t *testing.T) {
+		a := startQueuedWith(t, true, func(c *queued.Config) {
+			q := c.Defaults
+			q.MaxItems = 1
+			c.Queues[failedQueue] = q
+		})
+		prod := newProducer(t, a)
+		if err := prod.EnqueueRaw(t.Context(), failedQueue, []byte("blocker")); err != nil {
+			t.Fatal(err)
+		}
+		if err := prod.EnqueueRaw(t.Context(), testQueue, []byte("not json")); err != nil {
+			t.Fatal(err)
+		}
+		w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 4, Logger: testLogger(t)}, sender, prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runWorker(t, w)
+		k := dialKestrel(t, a)
+		waitFor(t, 30*time.Second, "the record refused as NOT_STORED three times", func() bool { return prod.Stats()[a].NotStored >= 3 })
+		if open, items := k.queueStat(testQueue, "open_transactions"), w.Stats().Items; open != 1 || items != 0 {
+			t.Fatalf("while its record cannot be stored: %d open reads, %d items finished; want the item held open, unfinished", open, items)
+		}
+		k.cmd("get " + failedQueue)
+		if l := k.line(); l != "VALUE "+failedQueue+" 0 7" {
+			t.Fatalf("draining the blocker: %q", l)
+		}
+		k.line()
+		k.line()
+		waitFor(t, 30*time.Second, "the item finished once its record was stored", func() bool { return w.Stats().Items == 1 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		recs := k.drain(failedQueue)
+		var rec worker.FailedRecord
+		if len(recs) != 1 || json.Unmarshal(recs[0], &rec) != nil || string(rec.Raw) != "not json" {
+			t.Fatalf("%s holds %q, want the invalid item's record", failedQueue, recs)
+		}
+		if items, open := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"); items != 0 || open != 0 {
+			t.Fatalf("%s: %d items, %d open after the record was stored; want the item confirmed", testQueue, items, open)
+		}
+	})
+
+	t.Run("refused by every server", func(t *testing.T) {
+		a := startQueuedWith(t, true, func(c *queued.Config) {
+			q := c.Defaults
+			q.MaxItemSize = 16
+			c.Queues[failedQueue] = q
+		})
+		prod := newProducer(t, a)
+		if err := prod.EnqueueRaw(t.Context(), testQueue, []byte("not json")); err != nil {
+			t.Fatal(err)
+		}
+		var logs lockedLog
+		w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 4,
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sender, prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runWorker(t, w)
+		waitFor(t, 30*time.Second, "the item finished although its record was refused", func() bool { return w.Stats().Items == 1 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		k := dialKestrel(t, a)
+		if items, open, failed := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"), k.queueStat(failedQueue, "items"); items != 0 || open != 0 || failed != 0 {
+			t.Fatalf("%d items, %d open, %d records stored; want the item confirmed and no record", items, open, failed)
+		}
+		out := logs.String()
+		if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "refused an outcome record") || !strings.Contains(out, base64.StdEncoding.EncodeToString([]byte("not json"))) {
+			t.Fatalf("no ERROR line carrying the refused record:\n%s", out)
+		}
+	})
+}
+
+// lockedLog is a log destination several goroutines write to.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
