@@ -1,8 +1,13 @@
 package main
 
 import (
+	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -73,5 +78,57 @@ func TestPing(t *testing.T) {
 	_, stderr, err = testproc.Run(t, nil, "ping", "--timeout", "2s", dead)
 	if err == nil || !strings.Contains(stderr, dead) {
 		t.Fatalf("kpush ping %s: err=%v stderr=%q, want a failure naming the address", dead, err, stderr)
+	}
+}
+
+// TestPingHTTP: the compose health checks call `kpush ping URL`. A 2xx is
+// success, anything else or a certificate that is not trusted is a
+// failure naming the URL; --tls-ca trusts a private CA.
+func TestPingHTTP(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sick" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	plain := httptest.NewServer(handler)
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(handler)
+	defer tlsSrv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		ok      bool
+		wantOut string // stdout on success, stderr on failure
+	}{
+		{"http 200", []string{plain.URL + "/healthz"}, true, "200 OK"},
+		{"http 503", []string{plain.URL + "/sick"}, false, plain.URL + "/sick: 503 Service Unavailable"},
+		{"https with --tls-ca", []string{"--tls-ca", ca, tlsSrv.URL + "/healthz"}, true, "200 OK"},
+		{"https with an untrusted certificate", []string{tlsSrv.URL + "/healthz"}, false, "certificate signed by unknown authority"},
+		{"https with a --tls-ca that holds no certificate", []string{"--tls-ca", notPEM, tlsSrv.URL}, false, "no PEM certificate"},
+		{"https with a missing --tls-ca", []string{"--tls-ca", filepath.Join(dir, "missing.pem"), tlsSrv.URL}, false, "missing.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, err := testproc.Run(t, nil, append([]string{"ping", "--timeout", "10s"}, tc.args...)...)
+			if tc.ok {
+				if err != nil || !strings.Contains(stdout, tc.wantOut) {
+					t.Fatalf("kpush ping %v: %v, stdout %q stderr %q; want success printing %q", tc.args, err, stdout, stderr, tc.wantOut)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(stderr, tc.wantOut) {
+				t.Fatalf("kpush ping %v: %v, stderr %q; want a failure saying %q", tc.args, err, stderr, tc.wantOut)
+			}
+		})
 	}
 }
