@@ -418,3 +418,44 @@ func TestTornWhileCreated(t *testing.T) {
 		})
 	}
 }
+
+// TestNameFileBoundary: names up to maxPlainBase bytes are their own file
+// base; one byte more gets a shortened base and a .name file, which is
+// rewritten if it no longer holds the name.
+func TestNameFileBoundary(t *testing.T) {
+	dir := t.TempDir()
+	plain := strings.Repeat("p", maxPlainBase)
+	long := strings.Repeat("l", maxPlainBase+1)
+	for _, name := range []string{plain, long} {
+		j, err := Open(dir, name, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatalf("Open(%d bytes): %v", len(name), err)
+		}
+		appendT(t, j, "x")
+		j.Close()
+	}
+	if fs, err := listSegments(dir, plain); err != nil || len(fs) != 1 {
+		t.Fatalf("a %d-byte name is not its own file base: %v %v", len(plain), fs, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, plain+nameExt)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a .name file for a plain base: %v", err)
+	}
+	nameFile := filepath.Join(dir, fileBase(long)+nameExt)
+	if b, err := os.ReadFile(nameFile); err != nil || string(b) != long {
+		t.Fatalf("%d-byte name: .name holds %q, %v", len(long), b, err)
+	}
+	if err := os.WriteFile(nameFile, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(dir, long, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if b, err := os.ReadFile(nameFile); err != nil || string(b) != long {
+		t.Fatalf("a damaged .name file was not rewritten: %q, %v", b, err)
+	}
+	if names, err := Names(dir); err != nil || len(names) != 2 {
+		t.Fatalf("Names = %d names, %v", len(names), err)
+	}
+}

@@ -325,3 +325,51 @@ func TestConcurrentAppendRemoveCursor(t *testing.T) {
 		t.Fatalf("final cursor: %d items, sorted=%v", len(live), sort.SliceIsSorted(gotIDs, func(a, b int) bool { return gotIDs[a] < gotIDs[b] }))
 	}
 }
+
+// TestCompactionWithOneRolledSegment: a single rolled segment pinned by one
+// live item is compacted too, without waiting for another roll: once
+// compactCheckEvery has passed since the last look, the next batch looks
+// again.
+func TestCompactionWithOneRolledSegment(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 64 << 10
+	j := openT(t, dir, Options{SegmentSize: seg})
+	defer j.Close()
+	head := appendT(t, j, "stuck-head")
+	var rest []uint64
+	for i := 0; len(segFiles(t, dir)) < 2; i++ {
+		rest = append(rest, appendT(t, j, payload(i))...)
+	}
+	// The roll looked a moment ago (its look is over once a later batch
+	// is through the writer); as if the removes came a while later.
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	j.lastCompactChk = time.Now().Add(-compactCheckEvery)
+	j.mu.Unlock()
+	removeT(t, j, rest...)
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for j.Stats().Rewrites == 0 {
+		if n := len(segFiles(t, dir)); n != 2 {
+			t.Fatalf("%d segments and no compaction yet: the one rolled segment was not compacted (%+v)", n, j.Stats())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no compaction of the one rolled segment within 20s: %+v", j.Stats())
+		}
+		removeT(t, j, appendT(t, j, "traffic")...)
+		<-tick.C
+	}
+	if st := j.Stats(); st.DiskBytes >= seg {
+		t.Fatalf("disk %d bytes for one live item after compaction: %+v", st.DiskBytes, st)
+	}
+	j.Close()
+	j2 := openT(t, dir, Options{SegmentSize: seg})
+	defer j2.Close()
+	items := readAll(t, j2)
+	if len(items) != 1 || items[0].ID != head[0] || string(items[0].Data) != "stuck-head" {
+		t.Fatalf("after compaction and reopen: %+v", items)
+	}
+}
