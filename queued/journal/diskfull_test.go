@@ -197,41 +197,27 @@ func TestFullDiskRemovesStillFit(t *testing.T) {
 	t.Logf("%d items journaled before the disk filled: %v", len(ids), fullErr)
 }
 
-const removeFailChildEnv = "KPUSH_JOURNAL_REMOVE_FAIL_CHILD"
-
 // TestFailedRemovesAreRetried: items confirmed (removed, cleared) while
 // every journal write fails are already gone from memory, so their
 // REMOVE/CLEAR records must be written once the disk takes writes again
-// and nothing confirmed may come back when the journal is reopened. A
-// re-executed copy of the test binary sets RLIMIT_FSIZE to the end of the
-// segment, so the kernel refuses every write past it (EFBIG), removes
-// included, and raises it again later.
+// and nothing confirmed may come back when the journal is reopened. The
+// test sets RLIMIT_FSIZE to the end of the segment, so the kernel refuses
+// every write past it (EFBIG; Go ignores SIGXFSZ), removes included, and
+// raises it again later. It runs in this process (no test here runs in
+// parallel), so coverage and mutation testing see the writer's failure
+// path.
 //
 // Cases: the sync mode (always: the writer's batches; never: inline
 // writes and the lazy remove write), and how the records get out once
 // space returns: the next append carries them, Close's last attempt
 // writes them, or they are written before a crash (no Close).
 func TestFailedRemovesAreRetried(t *testing.T) {
-	if dir := os.Getenv(removeFailChildEnv); dir != "" {
-		removeFailChild(t, dir, os.Getenv(fsizeCaseEnv))
-		return
-	}
 	for _, tc := range []string{"always/append", "always/close", "always/crash", "never/append", "never/close", "never/crash"} {
-		t.Run(tc, func(t *testing.T) {
-			dir := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestFailedRemovesAreRetried$", "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), removeFailChildEnv+"="+dir, fsizeCaseEnv+"="+tc)
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "remove-fail-child: ok") {
-				t.Fatalf("child failed: %v\n%s", err, out)
-			}
-			t.Logf("%s", grepLine(string(out), "remove-fail-child"))
-		})
+		t.Run(tc, func(t *testing.T) { testFailedRemoves(t, t.TempDir(), tc) })
 	}
 }
 
-func removeFailChild(t *testing.T, dir, tc string) {
-	signal.Ignore(syscall.SIGXFSZ)
+func testFailedRemoves(t *testing.T, dir, tc string) {
 	mode, after, _ := strings.Cut(tc, "/")
 	opts := Options{SegmentSize: 1 << 30}
 	if mode == "never" {
@@ -256,6 +242,12 @@ func removeFailChild(t *testing.T, dir, tc string) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(end), Max: old.Max}); err != nil {
 		t.Fatal(err)
 	}
+	restored := false
+	defer func() {
+		if !restored {
+			syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+		}
+	}()
 	// Confirm 0-14 while no write can succeed: one at a time, a batch,
 	// and a flush that keeps 15-19 (open reads).
 	failed := 0
@@ -285,6 +277,7 @@ func removeFailChild(t *testing.T, dir, tc string) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
+	restored = true
 	var want []string
 	for i := 15; i < 20; i++ {
 		want = append(want, data[i])
@@ -315,5 +308,5 @@ func removeFailChild(t *testing.T, dir, tc string) {
 	if got := datas(readAll(t, j2)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("reopened: %d items %v\nwant %d items %v (items confirmed while writes failed came back)", len(got), got, len(want), want)
 	}
-	fmt.Printf("remove-fail-child: ok %d confirms failed, none came back\n", failed)
+	t.Logf("%d confirms failed, none came back", failed)
 }
