@@ -20,14 +20,26 @@ func TestRotationDropsDeadPrefix(t *testing.T) {
 	// A FIFO with a short backlog: disk must follow the backlog, not the
 	// traffic.
 	var backlog []uint64
+	over := 0
 	for i := 0; i < 400; i++ {
 		backlog = append(backlog, appendT(t, j, payload(i))...)
 		if len(backlog) > 5 {
 			removeT(t, j, backlog[0])
 			backlog = backlog[1:]
 		}
-		if st := j.Stats(); st.DiskBytes > 5*seg {
-			t.Fatalf("after %d items disk = %d bytes, live = %d items", i, st.DiskBytes, st.Items)
+		// Dead segments are dropped after the writer's next batch, and
+		// not while a compaction runs in the background (slow on a loaded
+		// machine): over the bound for a batch or two is fine, staying
+		// there is not.
+		j.mu.Lock()
+		compacting := j.compacting
+		j.mu.Unlock()
+		if st := j.Stats(); st.DiskBytes > 5*seg && !compacting {
+			if over++; over > 2 {
+				t.Fatalf("after %d items disk = %d bytes, live = %d items", i, st.DiskBytes, st.Items)
+			}
+		} else {
+			over = 0
 		}
 	}
 	st := j.Stats()
