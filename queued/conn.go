@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 const (
@@ -38,11 +39,12 @@ type conn struct {
 
 	touched  []*queue // queues this connection has opened reads on
 	scratch  []byte
-	peerGone bool      // the client closed its side while we waited
-	mute     bool      // the command had noreply: replies are dropped
-	inflight []storing // sets waiting for their commits, in request order
-	skip     int       // bytes of a refused set's data still to drop
-	skipEOL  bool      // then its line ending
+	peerGone bool              // the client closed its side while we waited
+	mute     bool              // the command had noreply: replies are dropped
+	inflight []storing         // sets waiting for their commits, in request order
+	removals []*journal.Commit // removes the unsent replies wait for (awaitBeforeReply)
+	skip     int               // bytes of a refused set's data still to drop
+	skipEOL  bool              // then its line ending
 
 	writeDeadline time.Time // armed on the socket; see connWriter
 }

@@ -107,15 +107,21 @@
 //
 // # Durability
 //
-// STORED is sent only after the item's journal commit has completed under
-// the queue's sync policy (always: fsynced; interval/never: written to the
-// OS). Removes (plain get, close, confirm) are appended to the journal
-// before the reply but their commit is not waited for: they ride in the
-// next group commit. A crash in that window (milliseconds) can deliver a
-// consumed item again, never lose one — the at-least-once contract that
-// reliable reads have anyway. Waiting for them would make a
-// request/response consumer pay a full fsync per get (docs/protocol.md,
-// "Durability and acknowledgements", has the measurement).
+// Every acknowledgement waits for its journal record under the queue's
+// sync policy (always: fsynced; interval/never: written to the OS):
+// STORED for a set (settle), and the reply to a removal — a plain get,
+// close, confirm — for its REMOVE. A removal does not wait where it
+// happens: take and closeOpen return the REMOVE's commit, the connection
+// notes it (awaitBeforeReply) and goes on running its pipelined batch, and
+// connWriter waits for the noted commits before any reply byte reaches
+// the socket. So the removes of a batch, and of every connection pending
+// at that moment, share one write (journal: the first waiter writes what
+// is pending) or one group commit. A process crash then never re-delivers
+// an acknowledged removal, and under always neither does a power cut
+// (docs/protocol.md, Durability; TestCrashKeepsAcknowledgedItems,
+// TestPowerLossKeepsAcknowledgedRemovals). The price is that a plain get
+// whose reply a crash cuts off has consumed its item unseen; reliable
+// reads never lose one.
 //
 // A failed journal write answers SERVER_ERROR and takes the item back
 // out; reads and removes keep working (the journal reserves room for

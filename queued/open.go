@@ -4,6 +4,8 @@
 
 package queued
 
+import "github.com/kpush/kpush/queued/journal"
+
 // openRead is an item handed out by an open read, waiting for close or
 // abort.
 type openRead struct {
@@ -22,17 +24,18 @@ func (q *queue) open(owner uint64, e entry, now int64) {
 }
 
 // closeOpen confirms the n oldest open reads of owner: they are gone for
-// good. It reports false, changing nothing, if owner holds fewer than n. The remove
-// is not waited for (see doc.go, Durability).
-func (q *queue) closeOpen(owner uint64, n int) bool {
+// good. It reports false, changing nothing, if owner holds fewer than n. It
+// returns the commit of their REMOVE, which the reply must wait for (see
+// doc.go, Durability).
+func (q *queue) closeOpen(owner uint64, n int) (*journal.Commit, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	list := q.opens[owner]
 	if len(list) < n {
-		return false
+		return nil, false
 	}
 	if n == 0 {
-		return true
+		return nil, true
 	}
 	var one [1]uint64
 	ids := one[:]
@@ -43,10 +46,10 @@ func (q *queue) closeOpen(owner uint64, n int) bool {
 		ids[i] = list[i].e.id
 	}
 	q.dropOpens(owner, list, n)
-	if !q.deleted {
-		q.journalRemove(ids)
+	if q.deleted {
+		return nil, true
 	}
-	return true
+	return q.journalRemove(ids), true
 }
 
 func (q *queue) dropOpens(owner uint64, list []openRead, n int) {

@@ -39,7 +39,8 @@ func (c *conn) get(cmd *Command) bool {
 		return true
 	}
 	if o.close {
-		q.closeOpen(c.id, 1)
+		removed, _ := q.closeOpen(c.id, 1)
+		c.awaitBeforeReply(removed)
 		if !o.open {
 			c.write(rEnd)
 			return true
@@ -116,7 +117,8 @@ func (c *conn) takeWait(q *queue, mode takeMode, wait bool, deadline time.Time) 
 		}
 	}()
 	for {
-		e, ok, expired, err := q.take(c.id, mode, w, front)
+		e, ok, expired, removed, err := q.take(c.id, mode, w, front)
+		c.awaitBeforeReply(removed)
 		if len(expired) > 0 {
 			c.s.expire(q, expired)
 		}
@@ -272,10 +274,12 @@ func (c *conn) confirm(cmd *Command) bool {
 		c.serverError(err)
 		return true
 	}
-	if !q.closeOpen(c.id, int(n)) {
+	removed, ok := q.closeOpen(c.id, int(n))
+	if !ok {
 		c.write(rError)
 		return true
 	}
+	c.awaitBeforeReply(removed)
 	c.write(rEnd)
 	return true
 }

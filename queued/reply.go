@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 // Replies.
@@ -50,9 +51,44 @@ func (w connWriter) Write(p []byte) (int, error) {
 			_ = w.c.nc.SetWriteDeadline(w.c.writeDeadline)
 		}
 	}
+	if len(w.c.removals) > 0 {
+		w.c.awaitRemovals()
+	}
 	n, err := w.c.nc.Write(p)
 	w.c.s.bytesWritten.Add(int64(n))
 	return n, err
+}
+
+// awaitBeforeReply holds every reply byte that has not reached the socket
+// yet until cm, the commit of a REMOVE (a plain get, close, confirm), has
+// finished: an acknowledged removal must be in the journal under the
+// queue's sync policy (see doc.go, Durability). Nothing waits here: the
+// connection goes on running the rest of a pipelined batch, whose removes
+// join the same journal write, and the wait happens once, in connWriter,
+// when the batch's replies go out.
+func (c *conn) awaitBeforeReply(cm *journal.Commit) {
+	if cm == nil || cm.Done() {
+		return
+	}
+	if n := len(c.removals); n > 0 && c.removals[n-1] == cm {
+		return // same batch of the same journal
+	}
+	c.removals = append(c.removals, cm)
+}
+
+// awaitRemovals waits for the commits awaitBeforeReply recorded. A failed
+// journal write does not hold the reply back: the item is consumed in
+// memory, the journal writes the REMOVE again with its next write (and
+// logged the failure), and answering an error instead could only lose a
+// plain get's item.
+func (c *conn) awaitRemovals() {
+	for i, cm := range c.removals {
+		if err := cm.Wait(); err != nil {
+			c.s.log.Warn("reply sent before its removal reached the journal; a crash could deliver the item again", "conn", c.id, "err", err)
+		}
+		c.removals[i] = nil
+	}
+	c.removals = c.removals[:0]
 }
 
 func (c *conn) writer() *bufio.Writer {

@@ -3,18 +3,22 @@
 
 package queued
 
+import "github.com/kpush/kpush/queued/journal"
+
 // takeMode is what a read does with the head item.
 type takeMode uint8
 
 // take hands out the head item. Expired (or too old) items met at the head
 // are taken out and returned in expired for the caller to move or drop
 // outside the lock. If the queue is empty and w is non-nil, w is queued to
-// be woken by the next item (at the front of the waiters if front).
-func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entry, ok bool, expired []entry, err error) {
+// be woken by the next item (at the front of the waiters if front). A
+// plain get (takeRemove) also returns the commit of the item's REMOVE,
+// which its reply must wait for.
+func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entry, ok bool, expired []entry, removed *journal.Commit, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.unusableLocked(); err != nil {
-		return entry{}, false, nil, err
+		return entry{}, false, nil, nil, err
 	}
 	now := nowMS()
 	for {
@@ -30,7 +34,7 @@ func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entr
 					q.waiters = append(q.waiters, w)
 				}
 			}
-			return entry{}, false, expired, nil
+			return entry{}, false, expired, nil, nil
 		}
 		h := q.mem.front()
 		if q.isExpired(h, now) {
@@ -43,17 +47,16 @@ func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entr
 	}
 	switch mode {
 	case takePeek:
-		return *q.mem.front(), true, expired, nil
+		return *q.mem.front(), true, expired, nil, nil
 	case takeRemove:
 		e = q.popHead()
 		q.lastAge = now - e.addTime
-		q.journalRemove([]uint64{e.id})
-		return e, true, expired, nil
+		return e, true, expired, q.journalRemove([]uint64{e.id}), nil
 	default:
 		e = q.popHead()
 		q.open(owner, e, now)
 		q.lastAge = now - e.addTime
-		return e, true, expired, nil
+		return e, true, expired, nil, nil
 	}
 }
 

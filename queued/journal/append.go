@@ -90,11 +90,13 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 	j.pendingRetry = append(j.pendingRetry, rec)
 	j.pendingRecs++
 	if j.inlineAllowedLocked() {
-		// Nobody waits for a remove (see package queued, Durability):
-		// it rides in the next inline write, at the latest lazyDelay
-		// from now, instead of costing a write(2) of its own.
+		// The remove waits in the buffer: for the next inline write, for
+		// a Wait on its Commit (the caller is about to reply and needs it
+		// in the kernel; several removes waiting by then share that
+		// write), or for the lazy write lazyDelay from now (removes that
+		// no one waits for: expiry, discards).
 		if j.pendingCommit == nil {
-			j.pendingCommit = &Commit{done: make(chan struct{})}
+			j.pendingCommit = &Commit{done: make(chan struct{}), lazy: j}
 		}
 		if !j.lazyArmed {
 			j.lazyArmed = true
@@ -180,6 +182,11 @@ func (j *Journal) Sync() error {
 func (j *Journal) commitLocked() *Commit {
 	if j.pendingCommit == nil {
 		j.pendingCommit = &Commit{done: make(chan struct{})}
+		if j.opts.Sync != SyncAlways {
+			// The writer is kicked, but a Wait that finds it idle
+			// by then writes the records itself.
+			j.pendingCommit.lazy = j
+		}
 	}
 	select {
 	case j.kick <- struct{}{}:

@@ -134,6 +134,7 @@ func (j *Journal) rewrite(segs []*segment) error {
 	if err := fsync.Dir(j.dir); err != nil {
 		return err
 	}
+	noteSynced(last.path, size)
 	if j.step("compact:dir-synced") {
 		return errCrashed
 	}

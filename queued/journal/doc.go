@@ -40,10 +40,14 @@
 // (docs/benchmarks.md has what writing inline gained): so while the
 // writer is idle (writerBusy false), Append and ClearExcept write the
 // pending buffer themselves, with one pwrite under mu, and return a
-// finished Commit. Nobody waits for a Remove (package queued acknowledges
-// reads before their REMOVE is durable), so it stays pending and rides in
-// the next inline write, or in a lazy write lazyDelay (1 ms) later from a
-// timer. The writer, while busy, keeps the files to itself; after inline
+// finished Commit. A Remove is not written at once: its caller (package
+// queued, answering a get, close or confirm) waits for it only when the
+// reply goes out, after running the rest of a pipelined batch. It stays
+// pending with a lazy Commit, and rides in the next inline write, in the
+// write a Wait on that Commit makes (writeFor: everything pending, other
+// callers' removes included), or in a lazy write lazyDelay (1 ms) later
+// from a timer (removes nobody waits for). The writer, while busy, keeps
+// the files to itself; after inline
 // writes it is kicked only when a roll, a segment deletion or a compaction
 // check is due. A failed inline write leaves the records pending for the
 // writer, which retries at the same offset and undoes them if that fails

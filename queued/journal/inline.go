@@ -144,6 +144,23 @@ func (j *Journal) lazyWrite() {
 	}
 }
 
+// writeFor writes the pending records c stands for now, for a caller about
+// to wait on c (Commit.Wait of a lazy commit): inline if the writer is
+// idle, otherwise by kicking the writer. Whatever else is pending (other
+// connections' removes and appends) goes in the same write. If c is no
+// longer the pending commit, its records are written or in the writer's
+// batch already, and c finishes without help.
+func (j *Journal) writeFor(c *Commit) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.pendingCommit != c || j.closing || j.dead {
+		return
+	}
+	if !j.writeInlineLocked() {
+		j.commitLocked()
+	}
+}
+
 // needsMaintenanceLocked tells whether the writer has a roll, a segment
 // deletion or a compaction check to do (what it does after every batch).
 func (j *Journal) needsMaintenanceLocked() bool {

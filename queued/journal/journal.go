@@ -77,13 +77,36 @@ type Stats struct {
 type Commit struct {
 	done chan struct{}
 	err  error
+	// lazy is set when the records may wait in the pending buffer for a
+	// later write (removes under SyncNever and SyncInterval, see
+	// Remove): Wait then writes them at once instead of waiting for it.
+	lazy *Journal
 }
 
-// Wait blocks until the records are durable under the sync policy, and
-// returns the write or fsync error if that failed.
+// Wait blocks until the records are durable under the sync policy (in
+// the kernel after a write(2), and fsynced under SyncAlways), and returns
+// the write or fsync error if that failed. Commits of removes that no
+// one waits for are written within lazyDelay anyway.
 func (c *Commit) Wait() error {
+	if c.lazy != nil {
+		select {
+		case <-c.done:
+		default:
+			c.lazy.writeFor(c)
+		}
+	}
 	<-c.done
 	return c.err
+}
+
+// Done reports whether the commit has finished (Wait would not block).
+func (c *Commit) Done() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Commit) finish(err error) {
@@ -289,6 +312,7 @@ func (j *Journal) createSegment(seq, firstID uint64, flags uint64) (*segment, er
 	if err := f.Sync(); err != nil {
 		return fail(diskErr("fsync journal segment", path, err))
 	}
+	noteSynced(path, int64(len(buf)))
 	if j.step("segment:created") {
 		return nil, errCrashed
 	}

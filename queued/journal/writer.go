@@ -214,6 +214,14 @@ func (j *Journal) failBatch(b *batch, err error) {
 
 func (j *Journal) fsyncActive() error {
 	seg := j.active
+	var written int64
+	if syncedLog != nil {
+		// Bytes in the file now: the writer's batch (inflight) is written
+		// before its fsync and counted in seg.size only after.
+		j.mu.Lock()
+		written = seg.size + j.inflight
+		j.mu.Unlock()
+	}
 	start := time.Now()
 	err := fdatasync(seg.f)
 	took := time.Since(start)
@@ -224,6 +232,7 @@ func (j *Journal) fsyncActive() error {
 		return diskErr("fsync journal", seg.path, err)
 	}
 	j.dirty = false
+	noteSynced(seg.path, written)
 	j.mu.Lock()
 	j.st.Syncs++
 	j.mu.Unlock()
