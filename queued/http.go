@@ -122,6 +122,7 @@ func statsJSON(st ServerStats) map[string]any {
 		"uptime":            st.Uptime,
 		"time":              st.Time,
 		"version":           st.Version,
+		"build":             st.Build,
 		"status":            st.Status,
 		"curr_items":        st.CurrItems,
 		"total_items":       st.TotalItems,
@@ -172,7 +173,7 @@ func newStatsCollector(src adminSource) *statsCollector {
 	c := &statsCollector{
 		src:          src,
 		uptime:       d("uptime_seconds", "Seconds since the server started."),
-		info:         d("info", "Always 1; the version label says which queued this is.", "version"),
+		info:         d("info", "Always 1; the version and build labels say which queued this is.", "version", "build"),
 		status:       d("status", "1 for the server's current status (UP, READONLY or QUIESCENT), 0 for the others.", "status"),
 		items:        d("items", "Items waiting in all queues (stats curr_items)."),
 		itemsTotal:   d("items_added_total", "Items ever added to any queue (stats total_items)."),
@@ -238,7 +239,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(c.uptime, float64(st.Uptime))
-	gauge(c.info, 1, st.Version)
+	gauge(c.info, 1, st.Version, st.Build)
 	for _, s := range []Status{StatusUp, StatusReadOnly, StatusQuiescent} {
 		v := 0.0
 		if s.String() == st.Status {

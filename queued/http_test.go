@@ -271,7 +271,7 @@ func TestAdminMetrics(t *testing.T) {
 		{"kpush_queued_connections", nil, 1},
 		{"kpush_queued_status", map[string]string{"status": "UP"}, 1},
 		{"kpush_queued_status", map[string]string{"status": "QUIESCENT"}, 0},
-		{"kpush_queued_info", map[string]string{"version": Version}, 1},
+		{"kpush_queued_info", map[string]string{"version": Version, "build": Build}, 1},
 	}
 	for _, tt := range tests {
 		got, ok := metricValue(fams, tt.name, tt.labels)
@@ -398,9 +398,9 @@ func TestAdminStatsJSONMatchesStats(t *testing.T) {
 			t.Errorf("stats.json lacks %s", name)
 			continue
 		}
-		if name == "version" {
+		if name == "version" || name == "build" {
 			if b != sv {
-				t.Errorf("version: json %v, stats %v", b, sv)
+				t.Errorf("%s: json %v, stats %v", name, b, sv)
 			}
 			continue
 		}

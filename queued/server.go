@@ -17,9 +17,17 @@ import (
 	"github.com/kpush/kpush/queued/journal"
 )
 
-// Version is reported by `version` and `stats`; cmd/kpush sets it from the
-// build.
-var Version = "devel"
+// Version is the numeric version `version` answers ("VERSION 1.2.3") and
+// `stats` reports: always major.minor.micro in digits, as memcached and
+// Kestrel send it, because clients parse it as numbers (libmemcached, and
+// so PHP's memcached extension, fail on anything else, and on a major
+// version of 0). Build is the build
+// itself ("devel", "v1.2.3", a pseudo-version), reported by `stats` as
+// build. cmd/kpush sets both from the binary's build information.
+var (
+	Version = "1.0.0"
+	Build   = "devel"
+)
 
 const (
 	StatusUp        Status = iota // every command allowed
@@ -34,6 +42,8 @@ var ErrServerClosed = errors.New("queued: server closed")
 type Server struct {
 	log     *slog.Logger
 	started time.Time
+	// unlockDir gives up the data directory (journal.LockDir).
+	unlockDir func() error
 
 	// cfg's server settings (listen addresses, data dir, limits) are fixed
 	// by NewServer and read without a lock; Reload replaces Defaults,
@@ -115,11 +125,20 @@ func NewServer(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
+	// One server per data directory: a second one stops here rather than
+	// starting and failing every set on the queues' locks.
+	unlock, err := journal.LockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.unlockDir = unlock
 	if err := s.loadStatus(); err != nil {
+		unlock()
 		return nil, err
 	}
 	names, err := journal.Names(cfg.DataDir)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("list journals in %s: %w", cfg.DataDir, err)
 	}
 	start := time.Now()
@@ -489,5 +508,8 @@ func (s *Server) closeJournals() error {
 		q.mu.Unlock()
 	}
 	s.log.Info("journals closed", "queues", len(s.queueList()))
+	if err := s.unlockDir(); err != nil {
+		errs = append(errs, fmt.Errorf("unlock data dir: %w", err))
+	}
 	return errors.Join(errs...)
 }

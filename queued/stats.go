@@ -34,9 +34,10 @@ type QueueStats struct {
 
 // ServerStats are the server-wide statistics of `stats`.
 type ServerStats struct {
-	Uptime           int64 // seconds
-	Time             int64 // unix seconds
-	Version          string
+	Uptime           int64  // seconds
+	Time             int64  // unix seconds
+	Version          string // numeric: major.minor.micro
+	Build            string // the build, e.g. "devel" or "v1.2.3"
 	CurrItems        int64
 	TotalItems       int64
 	Bytes            int64
@@ -64,6 +65,7 @@ func (s *Server) Stats() ServerStats {
 		Uptime:           int64(now.Sub(s.started).Seconds()),
 		Time:             now.Unix(),
 		Version:          Version,
+		Build:            Build,
 		TotalItems:       s.totalItems.Load(),
 		CurrConnections:  s.currConns.Load(),
 		TotalConnections: s.totalConns.Load(),
@@ -173,6 +175,7 @@ func (c *conn) stats() {
 	stat("uptime", st.Uptime)
 	stat("time", st.Time)
 	w.WriteString("STAT version " + st.Version + "\r\n")
+	w.WriteString("STAT build " + st.Build + "\r\n")
 	stat("curr_items", st.CurrItems)
 	stat("total_items", st.TotalItems)
 	stat("bytes", st.Bytes)

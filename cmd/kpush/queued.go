@@ -1,15 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/queued/config"
+	"github.com/kpush/kpush/queued/journal"
 )
 
 func init() {
@@ -80,7 +83,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 				}
 				defer closeLog()
 			}
-			queued.Version = versionString()
+			setQueuedVersion()
 			if os.Getenv("GOGC") == "" {
 				// The heap is mostly long-lived item data, already bounded
 				// by max_memory_size; the default GOGC=100 would let the
@@ -89,7 +92,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 			}
 			srv, err := queued.NewServer(cfg, slog.Default())
 			if err != nil {
-				return err
+				return explainStartError(err, "kpush queued")
 			}
 			srv.SetReloader(func() (queued.Config, error) {
 				c, err := config.Reload(cfg, configPath)
@@ -101,7 +104,7 @@ reads to their queues, sync and close the journals, exit 0.`,
 			ctx, stop := signalContext()
 			defer stop()
 			if err := srv.ListenAndServe(ctx); err != nil {
-				return err
+				return explainStartError(err, "kpush queued")
 			}
 			slog.Info("stopped", "service", "queued")
 			return nil
@@ -116,6 +119,20 @@ reads to their queues, sync and close the journals, exit 0.`,
 	f.BoolVar(&pprofOn, "pprof", false, "also serve Go profiles at /debug/pprof/ on the admin address (keep that address private)")
 	f.BoolVar(&shutdownOn, "enable-shutdown", false, "honour the protocol's shutdown command (enable_shutdown_command); off by default, since anyone who reaches the port could stop the daemon")
 	rootCmd.AddCommand(cmd)
+}
+
+// explainStartError adds what to do to the two ways a second server on one
+// machine fails at start: its data directory is another server's, or its
+// port is taken.
+func explainStartError(err error, command string) error {
+	var locked *journal.DirLockedError
+	switch {
+	case errors.As(err, &locked):
+		return fmt.Errorf("%w: stop that kpush up or kpush queued, or give this %s another --data-dir", err, command)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w (is another kpush up or kpush queued running?): stop it, or give this %s another --listen, and another --data-dir too if the other uses this one", err, command)
+	}
+	return err
 }
 
 // applyConfigLog honours the config file's log { level filename } block:

@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,4 +38,42 @@ func TestQueuedConfigLogBlock(t *testing.T) {
 		t.Fatalf("log file lacks the listening line:\n%s", b)
 	}
 
+}
+
+func TestNumericVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3": "1.2.3", "1.2.3": "1.2.3", "v1.2.3-rc.1": "1.2.3", "v2.10.0+incompatible": "2.10.0", "v1.0.0": "1.0.0",
+		"v1.4.1-0.20261204231725-abcdef123456": "1.4.1",
+		// libmemcached refuses a major version of 0 and numbers over 255.
+		"v0.0.0-20261204231725-abcdef123456": "1.0.0", "v0.3.1": "1.0.0", "v1.256.0": "1.0.0",
+		"devel": "1.0.0", "": "1.0.0", "v1.2": "1.0.0", "v1.2.x": "1.0.0", "v01.2.3": "1.0.0", "(devel)": "1.0.0",
+	} {
+		if got := numericVersion(in); got != want {
+			t.Errorf("numericVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestLibmemcachedClients: clients built on the C libmemcached parse the
+// version reply as numbers; memcping and memcstat (libmemcached-tools,
+// which scripts/test installs) must work against a development build, and
+// stats keeps the build.
+func TestLibmemcachedClients(t *testing.T) {
+	for _, tool := range []string{"memcping", "memcstat"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install libmemcached-tools (scripts/test does)", tool)
+		}
+	}
+	addr := testproc.Start(t, "queued", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()).Addr("queued")
+	if out, err := exec.Command("memcping", "--servers="+addr).CombinedOutput(); err != nil {
+		t.Errorf("memcping: %v\n%s", err, out)
+	}
+	out, err := exec.Command("memcstat", "--servers="+addr, "--server-version").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`^\S+ \d+\.\d+\.\d+\n$`).Match(out) {
+		t.Errorf("memcstat --server-version: %v\n%s", err, out)
+	}
+	out, err = exec.Command("memcstat", "--servers="+addr).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^\s*version: \d+\.\d+\.\d+$`).Match(out) || !regexp.MustCompile(`(?m)^\s*build: devel$`).Match(out) {
+		t.Errorf("memcstat: %v, want a numeric version and the build:\n%s", err, out)
+	}
 }

@@ -101,14 +101,15 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	retry := qcfg.Defaults
 	retry.ExpireToQueue = o.queue
 	qcfg.Queues[o.queue+"_retry"] = retry
-	queued.Version = versionString()
+	setQueuedVersion()
 	srv, err := queued.NewServer(qcfg, log)
 	if err != nil {
-		return err
+		return explainStartError(err, "kpush up")
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return fmt.Errorf("queued: listen on %s: %w (is another queued running? choose another --listen)", o.listen, err)
+		_ = srv.Shutdown(ctx)
+		return explainStartError(fmt.Errorf("queued: %w", err), "kpush up")
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

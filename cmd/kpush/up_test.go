@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -130,5 +131,61 @@ func TestPingHTTP(t *testing.T) {
 				t.Fatalf("kpush ping %v: %v, stderr %q; want a failure saying %q", tc.args, err, stderr, tc.wantOut)
 			}
 		})
+	}
+}
+
+// TestSecondServerOnOneDataDir: a second kpush up (or queued) on a data
+// directory in use stops at once with one line naming the holder and
+// --data-dir, even on another port; one on a taken port names --listen and
+// --data-dir.
+func TestSecondServerOnOneDataDir(t *testing.T) {
+	dir := t.TempDir()
+	first := testproc.Start(t, "up", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--data-dir", dir, "--status-interval", "0")
+	addr := first.Addr("queued")
+	first.Addr("apns-sim")
+	holder := fmt.Sprintf("is in use by another process (pid %d)", first.PID())
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"up on the same data dir", []string{"up", "--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0", "--data-dir", dir},
+			[]string{holder, "give this kpush up another --data-dir"}},
+		{"queued on the same data dir", []string{"queued", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "queued")},
+			[]string{holder, "give this kpush queued another --data-dir"}},
+		{"up on the same port", []string{"up", "--listen", addr, "--sim-listen", "127.0.0.1:0", "--data-dir", t.TempDir()},
+			[]string{"address already in use", "another --listen", "--data-dir"}},
+		{"queued on the same port", []string{"queued", "--listen", addr, "--data-dir", t.TempDir()},
+			[]string{"address already in use", "another --listen", "--data-dir"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			second := testproc.Start(t, tc.args...)
+			if err := second.Wait(time.Minute); err == nil {
+				t.Fatalf("exit status 0, want a failure")
+			}
+			out := second.Output()
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "kpush up:") || strings.Contains(out, "the whole pipeline in one process") {
+				t.Errorf("the second server printed its banner before failing:\n%s", out)
+			}
+		})
+	}
+
+	// The first one is unharmed: it still stores.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := fmt.Sprintf(`{"tokens":["%s"],"topic":"com.example.app","alert":"hi"}`, strings.Repeat("ab", 32))
+	fmt.Fprintf(conn, "set push 0 0 %d\r\n%s\r\n", len(msg), msg)
+	reply := make([]byte, 8)
+	if _, err := io.ReadFull(conn, reply); err != nil || string(reply) != "STORED\r\n" {
+		t.Fatalf("the first server answered %q, %v to a set", reply, err)
 	}
 }

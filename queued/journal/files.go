@@ -24,6 +24,7 @@ import (
 //	<queue>.<seq:016x>.kj.tmp  a compaction in progress; deleted at open
 //	<queue>.<seq:016x>.kj.broken  a copy of a segment taken before its torn tail was cut
 //	<queue>.lock               flock(2)ed while a Journal has the queue open
+//	kpush.pid                  flock(2)ed by the process serving the directory (LockDir); holds its PID
 const (
 	segExt   = ".kj"
 	tmpExt   = ".tmp"
@@ -170,6 +171,58 @@ func lockQueue(dir, name string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// dirLockName is the file LockDir locks. Its name is no queue's file name
+// (a queue's lock ends in .lock, its segments in .kj).
+const dirLockName = "kpush.pid"
+
+// DirLockedError: another process serves the data directory. PID is the
+// holder's process id as it wrote it, 0 when unknown.
+type DirLockedError struct {
+	Dir string
+	PID int
+}
+
+func (e *DirLockedError) Error() string {
+	holder := "another process"
+	if e.PID > 0 {
+		holder = fmt.Sprintf("another process (pid %d)", e.PID)
+	}
+	return fmt.Sprintf("data directory %s is in use by %s", e.Dir, holder)
+}
+
+func (e *DirLockedError) Unwrap() error { return ErrLocked }
+
+// LockDir takes the data directory dir for this process: an exclusive,
+// non-blocking flock(2) on dir/kpush.pid, which then holds this process's
+// PID. A second server on the same directory fails here, at its start,
+// with a *DirLockedError naming the holder, instead of failing every write
+// later. release gives the directory up (the lock also ends with the
+// process).
+func LockDir(dir string) (release func() error, err error) {
+	path := filepath.Join(dir, dirLockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			b, _ := io.ReadAll(io.LimitReader(f, 32))
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			return nil, &DirLockedError{Dir: dir, PID: pid}
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close, nil
 }
 
 // copyFile copies src to dst and fsyncs dst.

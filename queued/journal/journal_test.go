@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -325,4 +326,33 @@ func TestBigAppendWrittenFromItem(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLockDir: one holder per data directory; the second is told who holds
+// it; once released, the directory can be taken again.
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	release, err := LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LockDir(dir)
+	var locked *DirLockedError
+	if !errors.As(err, &locked) || !errors.Is(err, ErrLocked) || locked.PID != os.Getpid() || locked.Dir != dir {
+		t.Fatalf("second LockDir: %v, want a DirLockedError naming pid %d", err, os.Getpid())
+	}
+	if want := fmt.Sprintf("data directory %s is in use by another process (pid %d)", dir, os.Getpid()); err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if names, err := Names(dir); err != nil || len(names) != 0 {
+		t.Errorf("the lock file shows as queues %v (%v)", names, err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	release, err = LockDir(dir)
+	if err != nil {
+		t.Fatalf("LockDir after release: %v", err)
+	}
+	release()
 }
