@@ -6,6 +6,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The variables the script was given in its environment, before it sets
+# its defaults (for command_line).
+ENV_GIVEN=" $(compgen -e | tr '\n' ' ') "
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 STARTED_PIDS=()
 WORK=""
@@ -150,7 +153,7 @@ command_line() {
 	local script=$1 v out=""
 	shift
 	for v in "$@"; do
-		[[ -n "${!v+x}" ]] && out+="$v=${!v} "
+		[[ "$ENV_GIVEN" == *" $v "* ]] && out+="$v=${!v} "
 	done
 	printf '%sbash bench/%s' "$out" "$script"
 }
@@ -173,7 +176,7 @@ results_open() {
 result() {
 	jq -cn --arg b "$RESULTS_BENCH" --arg s "$1" --argjson x "$2" --argjson y "$3" \
 		--arg r "$RESULTS_RUN" --arg m "$RESULTS_MACHINE" --arg c "$RESULTS_COMMAND" \
-		'{bench: $b, series: $s, x: $x, y: $y, run: $r, machine: $m, command: $c}' >>"$RESULTS_TMP"
+		'{bench: $b, series: $s, x: $x, y: ($y * 10 | round / 10), run: $r, machine: $m, command: $c}' >>"$RESULTS_TMP"
 }
 
 # results_close: the run finished; its records replace the results file.
