@@ -9,7 +9,7 @@ import (
 	"github.com/sideshow/apns2"
 )
 
-// Reasons apns2 v0.25.0 has no constant for (APNS.md §3).
+// Reasons apns2 v0.25.0 has no constant for (docs/apns.md §3).
 const (
 	ReasonUnrelatedKeyIDInToken      = "UnrelatedKeyIdInToken"
 	ReasonBadEnvironmentKeyIDInToken = "BadEnvironmentKeyIdInToken"
@@ -71,7 +71,7 @@ type Result struct {
 	// Timestamp is set on 410: when APNs learnt the token was invalid.
 	Timestamp time.Time
 	// RetryAfter is the backoff before the next attempt when Class is
-	// Retry: full jitter over the message's attempt count (APNS.md §3).
+	// Retry: full jitter over the message's attempt count (docs/apns.md §3).
 	RetryAfter time.Duration
 	// ServerRetryAfter is the server's own Retry-After, 0 when it sent
 	// none; RetryAfter is never shorter.
@@ -83,7 +83,7 @@ type Result struct {
 // OK reports whether the push was delivered.
 func (r Result) OK() bool { return r.Class == Delivered }
 
-// reasonClass maps every reason in Apple's table to a class (APNS.md §3).
+// reasonClass maps every reason in Apple's table to a class (docs/apns.md §3).
 var reasonClass = map[string]Class{
 	apns2.ReasonBadCollapseID:               BadMessage,
 	apns2.ReasonBadDeviceToken:              DeadToken,
@@ -155,7 +155,7 @@ func Classify(status int, reason string) Class {
 
 // Backoff computes retry delays: full jitter, rand(0, min(Max,
 // base·2^attempt)), with base ServerBase for 5xx and network errors and
-// TokenBase for TooManyRequests (APNS.md §3). The zero value uses the
+// TokenBase for TooManyRequests (docs/apns.md §3). The zero value uses the
 // defaults.
 type Backoff struct {
 	ServerBase time.Duration // default 1 min

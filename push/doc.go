@@ -40,7 +40,7 @@
 //
 // # Outcomes
 //
-// Send returns a Result with a Class, per /work/shared/APNS.md §3:
+// Send returns a Result with a Class, per docs/apns.md §3:
 //
 //	Delivered       200
 //	DeadToken       410 Unregistered/ExpiredToken, BadDeviceToken,

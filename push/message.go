@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Push types Apple defines for the apns-push-type header (APNS.md §1).
+// Push types Apple defines for the apns-push-type header (docs/apns.md §1).
 const (
 	PushTypeAlert        = "alert"
 	PushTypeBackground   = "background"
@@ -44,7 +44,7 @@ const (
 	MaxTokenLen = 200
 )
 
-// topicSuffix is the apns-topic suffix each push type requires (APNS.md §5).
+// topicSuffix is the apns-topic suffix each push type requires (docs/apns.md §5).
 var topicSuffix = map[string]string{
 	PushTypeAlert:        "",
 	PushTypeBackground:   "",

@@ -34,7 +34,7 @@ const (
 	HostDevelopment = apns2.HostDevelopment
 )
 
-// Provider-token refresh bounds (APNS.md §4): Apple rejects a token older
+// Provider-token refresh bounds (docs/apns.md §4): Apple rejects a token older
 // than an hour and a token changed more often than every 20 minutes. The
 // upper bound stays below apns2's own 3000 s regeneration so apns2 never
 // refreshes behind our back.
@@ -125,7 +125,7 @@ type Sender struct {
 // Thresholds of the wrong-environment guard: among the last
 // badTokenWindowSize APNs answers, at least badTokenMinSamples seen, a
 // BadDeviceToken share of badTokenShare or more means misconfiguration,
-// not dead tokens (APNS.md §3: "T, S if most tokens fail").
+// not dead tokens (docs/apns.md §3, "Most tokens failing").
 const (
 	badTokenWindowSize = 100
 	badTokenMinSamples = 50

@@ -183,7 +183,7 @@ func deliverAll(t *testing.T, s *push.Sender, m *push.Message) []string {
 	return dead
 }
 
-// TestDeliveryAccounting is the sender test of APNS.md §8: N pushes, one to
+// TestDeliveryAccounting is the sender test of docs/apns.md §8: N pushes, one to
 // a dead token, with and without injected 503s; every live token ends at
 // exactly one delivery.
 func TestDeliveryAccounting(t *testing.T) {

@@ -3,7 +3,7 @@
 // tests and load runs (kpush apns-sim wraps it).
 //
 // It answers POST /3/device/<token> with Apple's status codes and JSON
-// reasons, applying the checks of /work/shared/APNS.md §7 in order (the
+// reasons, applying the checks of docs/apns.md §7 in order (the
 // first failing check answers): method, path, repeated headers, token form,
 // the apns-* headers, the provider token (form always; signature with
 // Config.TrustKeys; team, key and update rate per connection), payload

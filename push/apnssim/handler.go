@@ -18,7 +18,7 @@ import (
 )
 
 // Apple's reasons the simulator can answer, with their HTTP status
-// (APNS.md §3).
+// (docs/apns.md §3).
 const (
 	reasonBadCertificate = "BadCertificate"
 )
@@ -88,7 +88,7 @@ const (
 	maxCollapseID     = 64
 )
 
-// handle answers one stream, applying APNS.md §7's checks in order; the
+// handle answers one stream, applying docs/apns.md §7's checks in order; the
 // first failing check answers.
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	cs, _ := r.Context().Value(connStateKey{}).(*connState)

@@ -27,7 +27,7 @@ import (
 const DefaultAddr = "127.0.0.1:2197"
 
 // MaxConcurrentStreams is the stream limit the simulator advertises once a
-// connection has presented a valid provider token (APNS.md §6).
+// connection has presented a valid provider token (docs/apns.md §6).
 const MaxConcurrentStreams = 1000
 
 // Config configures a simulator. The zero value plus TLSDir is a faithful,

@@ -195,7 +195,7 @@ func h(kv ...string) [][2]string {
 
 // TestCheckOrder sends one request per row; each row's request fails
 // several checks at once where useful, so the reason proves the order of
-// APNS.md §7.
+// docs/apns.md §7.
 func TestCheckOrder(t *testing.T) {
 	deadTok := strings.Repeat("de", 32)
 	sim := start(t, apnssim.Config{DeadTokens: []string{deadTok}, Topics: []string{"com.example.app"}, Development: true})
