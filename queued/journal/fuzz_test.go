@@ -138,8 +138,8 @@ func FuzzJournalRoundTrip(f *testing.F) {
 	f.Add([]byte{0, 3, 200, 0, 3, 200, 0, 3, 200, 1, 0, 1, 0, 5, 0, 3, 1, 4, 2, 7, 5})
 	f.Add(bytes.Repeat([]byte{0, 2, 50, 1, 1}, 40))
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		if len(ops) > 400 {
-			ops = ops[:400]
+		if len(ops) > 120 {
+			ops = ops[:120]
 		}
 		dir := t.TempDir()
 		opts := Options{SegmentSize: 512, Sync: SyncNever}
