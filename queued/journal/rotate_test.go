@@ -341,47 +341,91 @@ func TestConcurrentAppendRemoveCursor(t *testing.T) {
 // TestCompactionWithOneRolledSegment: a single rolled segment pinned by one
 // live item is compacted too, without waiting for another roll: once
 // compactCheckEvery has passed since the last look, the next batch looks
-// again.
+// again. "exact" makes the rolled segment exactly SegmentSize bytes (a
+// 40-byte START and header, 40-byte ADDs), the least that is compacted.
 func TestCompactionWithOneRolledSegment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seg  int64
+		data func(i int) string
+	}{
+		{"large", 64 << 10, payload},
+		{"exact", 40 + 10*40, func(i int) string { return fmt.Sprintf("item-%02d", i)[:7] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openT(t, dir, Options{SegmentSize: tc.seg})
+			defer j.Close()
+			head := appendT(t, j, tc.data(0))
+			var rest []uint64
+			for i := 1; len(segFiles(t, dir)) < 2; i++ {
+				rest = append(rest, appendT(t, j, tc.data(i))...)
+			}
+			agePastCompactCheck(t, j)
+			removeT(t, j, rest...)
+			// The batch of the removes looks, and compacts in the background.
+			waitFor(t, "a compaction", func() bool { return j.Stats().Rewrites > 0 })
+			if n := len(segFiles(t, dir)); n != 2 {
+				t.Fatalf("%d segments after the compaction, want 2", n)
+			}
+			if st := j.Stats(); st.DiskBytes >= tc.seg+int64(len(rest))*removeReserve {
+				t.Fatalf("disk %d bytes for one live item after compaction: %+v", st.DiskBytes, st)
+			}
+			j.Close()
+			j2 := openT(t, dir, Options{SegmentSize: tc.seg})
+			defer j2.Close()
+			items := readAll(t, j2)
+			if len(items) != 1 || items[0].ID != head[0] || string(items[0].Data) != tc.data(0) {
+				t.Fatalf("after compaction and reopen: %+v", items)
+			}
+		})
+	}
+}
+
+// TestNoCompactionWhileMostlyLive: rolled segments of which more than half
+// is live are left alone; rewriting them would copy most of the file to
+// reclaim little.
+func TestNoCompactionWhileMostlyLive(t *testing.T) {
 	dir := t.TempDir()
-	const seg = 64 << 10
+	const seg = 4096
 	j := openT(t, dir, Options{SegmentSize: seg})
 	defer j.Close()
-	head := appendT(t, j, "stuck-head")
-	var rest []uint64
-	for i := 0; len(segFiles(t, dir)) < 2; i++ {
-		rest = append(rest, appendT(t, j, payload(i))...)
+	var ids []uint64
+	for i := 0; len(segFiles(t, dir)) < 3; i++ {
+		ids = append(ids, appendT(t, j, payload(i))...)
 	}
-	// The roll looked a moment ago (its look is over once a later batch
-	// is through the writer); as if the removes came a while later.
+	// A third of the items go: two thirds of the rolled bytes stay live.
+	var gone []uint64
+	for i, id := range ids {
+		if i%3 == 1 {
+			gone = append(gone, id)
+		}
+	}
+	agePastCompactCheck(t, j)
+	removeT(t, j, gone...)
+	// The removes' batch looked; a later batch is through the writer only
+	// after that look, and a compaction it started is marked at once.
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	compacting := j.compacting
+	j.mu.Unlock()
+	if compacting || j.Stats().Rewrites != 0 {
+		t.Fatalf("segments two-thirds live were compacted: %+v", j.Stats())
+	}
+}
+
+// agePastCompactCheck makes the writer's last compaction check look
+// compactCheckEvery old, as if the next batch came a while later. The
+// check of a batch already written (a roll's) is over once a later batch
+// is through the writer, hence the Sync first.
+func agePastCompactCheck(t *testing.T, j *Journal) {
+	t.Helper()
 	if err := j.Sync(); err != nil {
 		t.Fatal(err)
 	}
 	j.mu.Lock()
 	j.lastCompactChk = time.Now().Add(-compactCheckEvery)
 	j.mu.Unlock()
-	removeT(t, j, rest...)
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for j.Stats().Rewrites == 0 {
-		if n := len(segFiles(t, dir)); n != 2 {
-			t.Fatalf("%d segments and no compaction yet: the one rolled segment was not compacted (%+v)", n, j.Stats())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no compaction of the one rolled segment within 20s: %+v", j.Stats())
-		}
-		removeT(t, j, appendT(t, j, "traffic")...)
-		<-tick.C
-	}
-	if st := j.Stats(); st.DiskBytes >= seg {
-		t.Fatalf("disk %d bytes for one live item after compaction: %+v", st.DiskBytes, st)
-	}
-	j.Close()
-	j2 := openT(t, dir, Options{SegmentSize: seg})
-	defer j2.Close()
-	items := readAll(t, j2)
-	if len(items) != 1 || items[0].ID != head[0] || string(items[0].Data) != "stuck-head" {
-		t.Fatalf("after compaction and reopen: %+v", items)
-	}
 }
