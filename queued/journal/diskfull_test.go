@@ -3,13 +3,16 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const (
@@ -309,4 +312,95 @@ func testFailedRemoves(t *testing.T, dir, tc string) {
 		t.Fatalf("reopened: %d items %v\nwant %d items %v (items confirmed while writes failed came back)", len(got), got, len(want), want)
 	}
 	t.Logf("%d confirms failed, none came back", failed)
+}
+
+// TestCompactionWriteFailure: a compaction whose file cannot be written
+// (RLIMIT_FSIZE below its size, set in this process; no test here runs in
+// parallel) gives up without touching the segments, leaves no temp file,
+// and succeeds on a later check once writes work again.
+func TestCompactionWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 16 << 10
+	var logs lockedLog
+	j := openT(t, dir, Options{SegmentSize: seg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer j.Close()
+	head := appendT(t, j, payload(0))
+	var rest []uint64
+	for i := 1; len(segFiles(t, dir)) < 2; i++ {
+		rest = append(rest, appendT(t, j, payload(i))...)
+	}
+	// No look at compaction until the limit is in place.
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	j.lastCompactChk = time.Now().Add(time.Hour)
+	j.mu.Unlock()
+	removeT(t, j, rest...)
+	before := segFiles(t, dir)
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Less than header, START and the head's ADD: the compaction file
+	// cannot be written. The segments need no write for the check (Sync
+	// only fsyncs).
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 64, Max: old.Max}); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+		}
+	}()
+	agePastCompactCheck(t, j)
+	if err := j.Sync(); err != nil { // this batch looks, and compacts in the background
+		t.Fatal(err)
+	}
+	waitFor(t, "the compaction to fail", func() bool { return strings.Contains(logs.String(), "journal compaction failed") })
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	if st := j.Stats(); st.Rewrites != 0 {
+		t.Fatalf("a failed compaction counted: %+v", st)
+	}
+	if got := segFiles(t, dir); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("segments after a failed compaction: %v, want %v", got, before)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*"+tmpExt)); len(tmps) != 0 {
+		t.Fatalf("temp files left: %v", tmps)
+	}
+	// A later check compacts.
+	agePastCompactCheck(t, j)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a compaction once writes work", func() bool { return j.Stats().Rewrites == 1 })
+	j.Close()
+	j2 := openT(t, dir, Options{SegmentSize: seg})
+	defer j2.Close()
+	if items := readAll(t, j2); len(items) != 1 || items[0].ID != head[0] || string(items[0].Data) != payload(0) {
+		t.Fatalf("after the failed and the good compaction: %+v", items)
+	}
+}
+
+// lockedLog collects log output written from several goroutines.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
