@@ -459,3 +459,23 @@ func TestNameFileBoundary(t *testing.T) {
 		t.Fatalf("Names = %d names, %v", len(names), err)
 	}
 }
+
+// TestReplayRejectsRepeatedAddID: ids only grow; an ADD repeating the id
+// before it, with whole records after it, is corruption, not a second item.
+func TestReplayRejectsRepeatedAddID(t *testing.T) {
+	dir := t.TempDir()
+	b := EncodeRecord(fileHeader(), &Record{Type: RecStart, ID: 1})
+	b = EncodeRecord(b, &Record{Type: RecAdd, ID: 1, Data: []byte("one")})
+	at := int64(len(b))
+	b = EncodeRecord(b, &Record{Type: RecAdd, ID: 1, Data: []byte("one again")})
+	b = EncodeRecord(b, &Record{Type: RecAdd, ID: 2, Data: []byte("two")})
+	path := filepath.Join(dir, segName("q", 1))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, "q", Options{Logger: quietLogger()})
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.File != path || ce.Offset != at {
+		t.Fatalf("Open: %v, want CorruptError at %s:%d", err, path, at)
+	}
+}

@@ -378,7 +378,43 @@ func TestCompactionWithOneRolledSegment(t *testing.T) {
 			if len(items) != 1 || items[0].ID != head[0] || string(items[0].Data) != tc.data(0) {
 				t.Fatalf("after compaction and reopen: %+v", items)
 			}
+			// Replay knows the file is compacted: as small as it gets, it
+			// is not rewritten again.
+			agePastCompactCheck(t, j2)
+			if err := j2.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			j2.mu.Lock()
+			compacting := j2.compacting
+			j2.mu.Unlock()
+			if compacting || j2.Stats().Rewrites != 0 {
+				t.Fatalf("the compacted file was compacted again after reopen: %+v", j2.Stats())
+			}
 		})
+	}
+}
+
+// TestCompactionAfterReopen: a rolled segment replayed at open (not
+// written by compaction) is compacted once it is mostly dead.
+func TestCompactionAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	const seg = 8 << 10
+	j := openT(t, dir, Options{SegmentSize: seg})
+	head := appendT(t, j, payload(0))
+	var rest []uint64
+	for i := 1; len(segFiles(t, dir)) < 2; i++ {
+		rest = append(rest, appendT(t, j, payload(i))...)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, Options{SegmentSize: seg})
+	defer j.Close()
+	agePastCompactCheck(t, j)
+	removeT(t, j, rest...)
+	waitFor(t, "a compaction of the replayed segment", func() bool { return j.Stats().Rewrites > 0 })
+	if items := readAll(t, j); len(items) != 1 || items[0].ID != head[0] {
+		t.Fatalf("after compaction: %+v", items)
 	}
 }
 
