@@ -349,7 +349,7 @@ func TestCompactionWithOneRolledSegment(t *testing.T) {
 		seg  int64
 		data func(i int) string
 	}{
-		{"large", 64 << 10, payload},
+		{"large", 16 << 10, payload},
 		{"exact", 40 + 10*40, func(i int) string { return fmt.Sprintf("item-%02d", i)[:7] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
