@@ -381,9 +381,7 @@ func TestCompactionWithOneRolledSegment(t *testing.T) {
 			// Replay knows the file is compacted: as small as it gets, it
 			// is not rewritten again.
 			agePastCompactCheck(t, j2)
-			if err := j2.Sync(); err != nil {
-				t.Fatal(err)
-			}
+			syncAndSettle(t, j2)
 			j2.mu.Lock()
 			compacting := j2.compacting
 			j2.mu.Unlock()
@@ -439,11 +437,8 @@ func TestNoCompactionWhileMostlyLive(t *testing.T) {
 	}
 	agePastCompactCheck(t, j)
 	removeT(t, j, gone...)
-	// The removes' batch looked; a later batch is through the writer only
-	// after that look, and a compaction it started is marked at once.
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	// The removes' batch looked; a compaction it started is marked at once.
+	syncAndSettle(t, j)
 	j.mu.Lock()
 	compacting := j.compacting
 	j.mu.Unlock()
@@ -453,15 +448,27 @@ func TestNoCompactionWhileMostlyLive(t *testing.T) {
 }
 
 // agePastCompactCheck makes the writer's last compaction check look
-// compactCheckEvery old, as if the next batch came a while later. The
-// check of a batch already written (a roll's) is over once a later batch
-// is through the writer, hence the Sync first.
+// compactCheckEvery old, as if the next batch came a while later. A
+// batch's check runs after its commit is answered, so the writer must be
+// idle first: then every check of the batches so far is over.
 func agePastCompactCheck(t *testing.T, j *Journal) {
+	t.Helper()
+	syncAndSettle(t, j)
+	j.mu.Lock()
+	j.lastCompactChk = time.Now().Add(-compactCheckEvery)
+	j.mu.Unlock()
+}
+
+// syncAndSettle writes and fsyncs everything, then waits for the writer
+// to finish what it does after the batch (roll, drop, compaction check).
+func syncAndSettle(t *testing.T, j *Journal) {
 	t.Helper()
 	if err := j.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	j.mu.Lock()
-	j.lastCompactChk = time.Now().Add(-compactCheckEvery)
-	j.mu.Unlock()
+	waitFor(t, "the writer idle", func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return !j.writerBusy
+	})
 }
