@@ -46,7 +46,7 @@ const (
 
 // Sentinels for configuration errors, for errors.Is.
 var (
-	ErrNoCredentials = errors.New("no APNs credentials: give --auth-key, --key-id and --team-id (token auth) or --cert (certificate auth); for the local simulator use the development key kpush apns-sim prints (--auth-key DIR/dev-key.p8 --key-id KPUSHSIM01 --team-id KPUSHDEV01), or run kpush up")
+	ErrNoCredentials = errors.New("no APNs credentials: give --auth-key, --key-id and --team-id (token auth) or --cert (certificate auth); for a local simulator, kpush up prints a kpush push command signed with its development key, and kpush apns-sim prints its key (--auth-key DIR/dev-key.p8 --key-id KPUSHSIM01 --team-id KPUSHDEV01)")
 	ErrBadConfig     = errors.New("bad APNs sender configuration")
 	ErrClosed        = errors.New("push: sender closed")
 	// ErrLikelyWrongEnvironment marks a BadDeviceToken turned into

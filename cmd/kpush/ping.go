@@ -17,7 +17,7 @@ import (
 // ping is a health check that needs no shell or extra tools, so it works in
 // the distroless image: docker-compose and systemd call it.
 func init() {
-	var timeout time.Duration
+	var timeout, wait time.Duration
 	var caFile string
 	cmd := &cobra.Command{
 		Use:   "ping HOST[:PORT]|URL",
@@ -27,7 +27,10 @@ func init() {
   kpush ping 127.0.0.1:22133                  queued: sends "version", expects "VERSION ..."
   kpush ping localhost                        the same on port 22133
   kpush ping http://127.0.0.1:22134/healthz   HTTP: expects a 2xx status
-  kpush ping --tls-ca ca.pem https://127.0.0.1:2197/sim/stats`,
+  kpush ping --tls-ca ca.pem https://127.0.0.1:2197/sim/stats
+
+With --wait D it tries again (every 100 ms) until the target answers or D
+has passed: for a script that starts a server and then uses it.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch len(args) {
 			case 0:
@@ -39,18 +42,30 @@ func init() {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
-			if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
-				return pingHTTP(cmd, target, caFile, timeout)
+			ping := func() error { return pingHTTP(cmd, target, caFile, timeout) }
+			if !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://") {
+				addrs, err := serverAddrs([]string{target})
+				if err != nil {
+					return err
+				}
+				ping = func() error { return pingQueued(cmd, addrs[0], timeout) }
 			}
-			addrs, err := serverAddrs([]string{target})
-			if err != nil {
-				return err
+			deadline := time.Now().Add(wait)
+			for {
+				err := ping()
+				if err == nil || !time.Now().Before(deadline) {
+					if err != nil && wait > 0 {
+						err = fmt.Errorf("%w (still failing after --wait %v)", err, wait)
+					}
+					return err
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			return pingQueued(cmd, addrs[0], timeout)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	cmd.Flags().StringVar(&caFile, "tls-ca", "", "PEM file of the CA to trust for https URLs")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "keep trying until the target answers or this long has passed (0: one try)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -59,7 +74,7 @@ func pingQueued(cmd *cobra.Command, addr string, timeout time.Duration) error {
 	defer cancel()
 	c, err := kestrel.Dial(ctx, addr, kestrel.Options{Timeout: timeout})
 	if err != nil {
-		return fmt.Errorf("ping %s: %w (is kpush queued running there?)", addr, err)
+		return fmt.Errorf("ping %s: %w (is kpush up or kpush queued running there?)", addr, err)
 	}
 	defer c.Close()
 	v, err := c.Version()

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -223,6 +227,10 @@ func runUp(ctx context.Context, out io.Writer, o upOptions) error {
 	}
 }
 
+// printUpBanner prints what runs where and, for a newcomer, commands to try
+// from another terminal. Every line indented by four spaces is one command
+// that runs as printed (TestDocCommandsRun runs them); nothing else is
+// indented that far.
 func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, sim *apnssim.Server, apns push.Config, fsim *fcmsim.Server, fcm *push.FCMSender) {
 	fmt.Fprintf(out, "kpush %s: the whole pipeline in one process\n", versionString())
 	fmt.Fprintf(out, "  queued    %s  (journals in %s, sync %s)\n", addr, qcfg.DataDir, o.syncFlag)
@@ -231,10 +239,7 @@ func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, 
 		fmt.Fprintf(out, "  metrics   http://%s/metrics\n", o.adminListen)
 	}
 	if sim != nil {
-		fmt.Fprintf(out, "  apns-sim  %s  (stats: %s/sim/stats)\n", sim.URL(), sim.URL())
-		fmt.Fprintln(out, "")
-		fmt.Fprintln(out, "  *** No Apple credentials given: pushes go to the local APNs SIMULATOR, not to Apple. ***")
-		fmt.Fprintln(out, "  *** Pass --auth-key/--key-id/--team-id (or --cert) to deliver to real devices.      ***")
+		fmt.Fprintf(out, "  apns-sim  %s  (TLS files and development key in %s)\n", sim.URL(), absPath(filepath.Dir(sim.CAFile())))
 	} else {
 		host := apns.Host
 		if host == "" {
@@ -246,25 +251,87 @@ func printUpBanner(out io.Writer, o upOptions, addr string, qcfg queued.Config, 
 		fmt.Fprintf(out, "  apns      %s\n", host)
 	}
 	if fsim != nil {
-		fmt.Fprintf(out, "  fcm-sim   %s  (stats: %s/sim/stats)\n", fsim.URL(), fsim.URL())
-		fmt.Fprintln(out, "")
-		fmt.Fprintln(out, "  *** No FCM credentials given: Android pushes go to the local FCM SIMULATOR, not to Google. ***")
-		fmt.Fprintln(out, "  *** Pass --fcm-credentials service-account.json to deliver to real Android devices.       ***")
+		fmt.Fprintf(out, "  fcm-sim   %s  (TLS files and service account in %s)\n", fsim.URL(), absPath(filepath.Dir(fsim.CAFile())))
 	} else {
 		fmt.Fprintf(out, "  fcm       project %s\n", fcm.Project())
 	}
+	if sim != nil {
+		fmt.Fprintln(out, "")
+		fmt.Fprintln(out, "  *** No Apple credentials given: pushes go to the local APNs SIMULATOR, not to Apple. ***")
+		fmt.Fprintln(out, "  *** Pass --auth-key/--key-id/--team-id (or --cert) to deliver to real devices.      ***")
+	}
+	if fsim != nil {
+		fmt.Fprintln(out, "")
+		fmt.Fprintln(out, "  *** No FCM credentials given: Android pushes go to the local FCM SIMULATOR, not to Google. ***")
+		fmt.Fprintln(out, "  *** Pass --fcm-credentials service-account.json to deliver to real Android devices.       ***")
+	}
+
+	// Example tokens the simulators accept; with real credentials, the
+	// user's own.
+	token, fcmToken := "<your device token, hex>", "<your FCM registration token>"
+	if sim != nil {
+		token = randomHex(32)
+	}
+	if fsim != nil {
+		fcmToken = "dev:APA91b" + randomHex(70)
+	}
+	kpush := selfCommand()
+	host, port, _ := net.SplitHostPort(addr)
 	fmt.Fprintln(out, "")
-	fmt.Fprintf(out, "Enqueue from another terminal:\n  kpush enqueue --servers %s --queue %s --token <64 hex digits> --topic com.example.app --alert hi\n", addr, o.queue)
-	fmt.Fprintf(out, "  kpush enqueue --servers %s --queue %s --fcm-token <FCM registration token> --alert hi\n", addr, o.queue)
-	fmt.Fprintf(out, "or with any memcache client:  printf 'set %s 0 0 N\\r\\n<N bytes of JSON>\\r\\n' | nc %s\n\n", o.queue, addrHostPort(addr))
+	fmt.Fprintln(out, "From another terminal, each indented line being one command:")
+	fmt.Fprintln(out, "  enqueue a notification for an iPhone and one for an Android phone (the status line below counts them):")
+	fmt.Fprintf(out, "    %s enqueue --servers %s --queue %s --token %s --topic com.example.app --alert hi\n", kpush, addr, o.queue, token)
+	fmt.Fprintf(out, "    %s enqueue --servers %s --queue %s --fcm-token %s --alert hi\n", kpush, addr, o.queue, fcmToken)
+	fmt.Fprintln(out, "  the same with any memcache client; here with bash alone:")
+	msg := fmt.Sprintf(`{"tokens":["%s"],"topic":"com.example.app","alert":"hi"}`, token)
+	fmt.Fprintf(out, "    (msg='%s'; exec 3<>/dev/tcp/%s/%s; printf 'set %s 0 0 %%d\\r\\n%%s\\r\\nquit\\r\\n' \"${#msg}\" \"$msg\" >&3; cat <&3)\n", msg, host, port, o.queue)
+	if sim != nil {
+		ca, key := absPath(sim.CAFile()), absPath(apns.AuthKeyFile)
+		fmt.Fprintln(out, "  send one push straight to the APNs simulator, past the queue:")
+		fmt.Fprintf(out, "    %s push --apns-host %s --apns-ca %s --auth-key %s --key-id %s --team-id %s --token %s --topic com.example.app --alert hi\n",
+			kpush, sim.URL(), ca, key, apns.KeyID, apns.TeamID, token)
+		fmt.Fprintln(out, "  what the APNs simulator accepted (with curl):")
+		fmt.Fprintf(out, "    curl -sS -w '\\n' --cacert %s '%s/sim/stats?tokens=0'\n", ca, sim.URL())
+	}
+	fmt.Fprintln(out, "")
 }
 
-func addrHostPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
+// selfCommand is how to run this kpush again from a shell: "kpush" when
+// that is it on PATH, "go run ./cmd/kpush" when go run started it (the
+// binary then lives in Go's temporary build directory, gone afterwards),
+// else its path.
+func selfCommand() string {
+	exe, err := os.Executable()
 	if err != nil {
-		return addr
+		return "kpush"
 	}
-	return host + " " + port
+	if p, err := exec.LookPath("kpush"); err == nil {
+		a, aerr := os.Stat(p)
+		b, berr := os.Stat(exe)
+		if aerr == nil && berr == nil && os.SameFile(a, b) {
+			return "kpush"
+		}
+	}
+	sep := string(filepath.Separator)
+	if strings.Contains(exe, sep+"go-build") && strings.Contains(exe, sep+"exe"+sep) {
+		return "go run ./cmd/kpush"
+	}
+	return exe
+}
+
+// absPath is path made absolute, so a printed command works from any
+// directory.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 func backlog(st queued.ServerStats, queue string) int64 {

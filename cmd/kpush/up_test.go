@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,5 +188,27 @@ func TestSecondServerOnOneDataDir(t *testing.T) {
 	reply := make([]byte, 8)
 	if _, err := io.ReadFull(conn, reply); err != nil || string(reply) != "STORED\r\n" {
 		t.Fatalf("the first server answered %q, %v to a set", reply, err)
+	}
+}
+
+// TestPingWait: with --wait, ping tries again until the target answers (a
+// server still starting), and gives up with the last error after --wait.
+func TestPingWait(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/never" || calls.Add(1) <= 3 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	defer srv.Close()
+	stdout, stderr, err := testproc.Run(t, nil, "ping", "--wait", "30s", srv.URL)
+	if err != nil || !strings.Contains(stdout, "200 OK") || calls.Load() != 4 {
+		t.Fatalf("ping --wait: %v, stdout %q, stderr %q, %d requests; want success on the 4th", err, stdout, stderr, calls.Load())
+	}
+	_, stderr, err = testproc.Run(t, nil, "ping", "--wait", "300ms", srv.URL+"/never", "--timeout", "1s")
+	if err == nil || !strings.Contains(stderr, "still failing after --wait 300ms") {
+		t.Fatalf("ping --wait against a failing target: %v, stderr %q", err, stderr)
 	}
 }
