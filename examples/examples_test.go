@@ -88,7 +88,7 @@ func TestExamples(t *testing.T) {
 	}{
 		{"gomemcache", []string{filepath.Join(bin, "gomemcache"), "-queue", "ex_gomemcache"}, "ex_gomemcache", 1, "example-gomemcache-"},
 		{"producer", []string{filepath.Join(bin, "producer"), "-queue", "ex_producer", "-n", "5"}, "ex_producer", 5, "example-producer-"},
-		{"shell", []string{"sh", filepath.Join(root, "examples/shell/enqueue.sh")}, "ex_shell", 1, "example-shell-"},
+		{"shell", []string{"bash", filepath.Join(root, "examples/shell/enqueue.sh")}, "ex_shell", 1, "example-shell-"},
 		{"python", []string{pythonWithPymemcache(t), filepath.Join(root, "examples/python/enqueue.py"), "--queue", "ex_python"}, "ex_python", 1, "example-python-"},
 	}
 	for _, tt := range tests {
@@ -114,9 +114,33 @@ func TestExamples(t *testing.T) {
 		})
 	}
 
+	// The flags: --servers, as kpush's own commands spell it, and the old
+	// --server; the environment points nowhere, so the flag is what works.
+	for _, tc := range []struct {
+		name  string
+		cmd   []string
+		queue string
+	}{
+		{"gomemcache -servers", []string{filepath.Join(bin, "gomemcache"), "-servers", addr, "-queue", "ex_flag1"}, "ex_flag1"},
+		{"gomemcache -server", []string{filepath.Join(bin, "gomemcache"), "-server", addr, "-queue", "ex_flag2"}, "ex_flag2"},
+		{"python --servers", []string{pythonWithPymemcache(t), filepath.Join(root, "examples/python/enqueue.py"), "--servers", addr, "--queue", "ex_flag3"}, "ex_flag3"},
+		{"python --server", []string{pythonWithPymemcache(t), filepath.Join(root, "examples/python/enqueue.py"), "--server", addr, "--queue", "ex_flag4"}, "ex_flag4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.cmd[0], tc.cmd[1:]...)
+			cmd.Env = append(os.Environ(), "KPUSH_SERVER=127.0.0.1:1", "KPUSH_SERVERS=127.0.0.1:1")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", tc.cmd, err, out)
+			}
+			if n := len(drain(t, addr, tc.queue)); n != 1 {
+				t.Fatalf("queue %s holds %d messages, want 1", tc.queue, n)
+			}
+		})
+	}
+
 	// The shell example reports a refusal instead of claiming success.
 	t.Run("shell reports an error", func(t *testing.T) {
-		cmd := exec.Command("sh", filepath.Join(root, "examples/shell/enqueue.sh"))
+		cmd := exec.Command("bash", filepath.Join(root, "examples/shell/enqueue.sh"))
 		cmd.Env = append(os.Environ(), "KPUSH_SERVER="+addr, "KPUSH_QUEUE=bad/name")
 		out, err := cmd.CombinedOutput()
 		if err == nil || strings.Contains(string(out), "stored 1") || !strings.Contains(string(out), "CLIENT_ERROR") {

@@ -67,9 +67,19 @@ func main() {
 		fmt.Printf("refused before sending: %s: %s\n", ve.Field, ve.Reason)
 	}
 
+	// A server nothing was sent to is in rotation but was never reached:
+	// say "untried" rather than calling it healthy.
 	stats := p.Stats()
 	for _, addr := range p.Servers() {
-		fmt.Printf("%s: stored=%d healthy=%v\n", addr, stats[addr].Stored, stats[addr].Healthy)
+		st := stats[addr]
+		state := "up"
+		switch {
+		case !st.Healthy:
+			state = "down (" + st.LastError + ")"
+		case st.Stored+st.NotStored+st.Failed+st.Unknown+st.Rejected == 0:
+			state = "untried"
+		}
+		fmt.Printf("%s: stored=%d %s\n", addr, st.Stored, state)
 	}
 	fmt.Printf("stored %d messages on queue %s\n", *count, *queue)
 }

@@ -3,7 +3,11 @@
 client (pymemcache; Debian: python3-pymemcache). A queued `set` is an
 enqueue: the key is the queue name, the value the message JSON.
 
-    KPUSH_SERVER=127.0.0.1:22133 python3 examples/python/enqueue.py [--queue push]
+    python3 examples/python/enqueue.py [--servers 127.0.0.1:22133] [--queue push]
+
+The servers can also come from $KPUSH_SERVERS (comma-separated); with
+several, pymemcache's HashClient picks one by hashing the key, the queue
+name.
 """
 
 import argparse
@@ -11,16 +15,17 @@ import json
 import os
 import sys
 
-from pymemcache.client.base import Client
+from pymemcache.client.hash import HashClient
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--server", default=os.environ.get("KPUSH_SERVER", "127.0.0.1:22133"))
+    default = os.environ.get("KPUSH_SERVERS") or os.environ.get("KPUSH_SERVER") or "127.0.0.1:22133"
+    ap.add_argument("--servers", "--server", dest="servers", default=default,
+                    help="queued servers, host:port, comma-separated (--server is the old spelling)")
     ap.add_argument("--queue", default="push")
     args = ap.parse_args()
 
-    host, _, port = args.server.rpartition(":")
     msg = {
         "id": "example-python-1",
         "tokens": ["a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"],
@@ -28,7 +33,11 @@ def main():
         "alert": {"title": "Hello", "body": "from pymemcache"},
         "data": {"order": 1234},
     }
-    client = Client((host, int(port)), connect_timeout=2, timeout=2)
+    servers = []
+    for s in args.servers.split(","):
+        host, _, port = s.strip().rpartition(":")
+        servers.append((host, int(port)))
+    client = HashClient(servers, connect_timeout=2, timeout=2)
     try:
         # noreply=False waits for the answer: True on STORED, False on
         # NOT_STORED (the queue is full).
@@ -36,9 +45,9 @@ def main():
     finally:
         client.close()
     if not stored:
-        print(f"queue {args.queue} is full on {args.server} (NOT_STORED)", file=sys.stderr)
+        print(f"queue {args.queue} is full on {args.servers} (NOT_STORED)", file=sys.stderr)
         return 2
-    print(f"stored 1 message on queue {args.queue} at {args.server}")
+    print(f"stored 1 message on queue {args.queue} at {args.servers}")
     return 0
 
 

@@ -1,14 +1,17 @@
-#!/bin/sh
-# Enqueue one push message on a queued server from the shell: a memcache
+#!/usr/bin/env bash
+# Enqueue one push message on a queued server from the shell, with bash
+# alone (its /dev/tcp; no nc, no memcache client): a memcache
 # "set <queue> <flags> <exptime> <bytes>" followed by the data. queued
 # answers STORED once the item is journaled.
 #
-#   KPUSH_SERVER=127.0.0.1:22133 KPUSH_QUEUE=push examples/shell/enqueue.sh
+#   KPUSH_SERVERS=127.0.0.1:22133 KPUSH_QUEUE=push examples/shell/enqueue.sh
 #
-# Needs nc (netcat-openbsd). The message may be given as the first argument.
-set -eu
+# The first of $KPUSH_SERVERS is used. The message may be given as the
+# first argument.
+set -euo pipefail
 
-server=${KPUSH_SERVER:-127.0.0.1:22133}
+servers=${KPUSH_SERVERS:-${KPUSH_SERVER:-127.0.0.1:22133}}
+server=${servers%%,*}
 queue=${KPUSH_QUEUE:-push}
 host=${server%:*}
 port=${server##*:}
@@ -17,8 +20,13 @@ msg=${1:-'{"id":"example-shell-1","tokens":["a1b2c3d4e5f60718293a4b5c6d7e8f90a1b
 # The byte count, not the character count.
 len=$(printf '%s' "$msg" | LC_ALL=C wc -c | tr -d ' ')
 
-# "quit" makes the server close the connection, so nc exits after the reply.
-reply=$(printf 'set %s 0 0 %s\r\n%s\r\nquit\r\n' "$queue" "$len" "$msg" | nc -w 5 "$host" "$port" | tr -d '\r')
+# "quit" makes the server close the connection after the reply, so the read
+# ends; the timeout covers a server that never answers.
+reply=$(
+	exec 3<>"/dev/tcp/$host/$port" || exit 1
+	printf 'set %s 0 0 %s\r\n%s\r\nquit\r\n' "$queue" "$len" "$msg" >&3
+	timeout 5 cat <&3 | tr -d '\r'
+) || true
 
 case $reply in
 STORED) echo "stored 1 message on queue $queue at $server" ;;
