@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,6 +138,7 @@ func TestCorruption(t *testing.T) {
 			corruptAt: func(offs []int64) int64 { return 0 },
 		},
 	}
+	torn := map[string]TornTail{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -147,7 +149,15 @@ func TestCorruption(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			j, err := Open(dir, "q", Options{Logger: quietLogger()})
+			var logs lockedLog
+			if tc.corruptAt == nil {
+				res, err := Check(dir, "q")
+				if err != nil || res.Torn == nil {
+					t.Fatalf("Check: %+v, %v; want a torn tail", res, err)
+				}
+				torn[tc.name] = *res.Torn
+			}
+			j, err := Open(dir, "q", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if tc.corruptAt != nil {
 				if err == nil {
 					j.Close()
@@ -173,6 +183,13 @@ func TestCorruption(t *testing.T) {
 				t.Fatalf("Open after torn tail: %v", err)
 			}
 			defer j.Close()
+			// The operator is told where the file was cut and how much went.
+			j.Close()
+			res := torn[tc.name]
+			if !strings.Contains(logs.String(), fmt.Sprintf("offset=%d dropped=%d", res.Offset, res.Size-res.Offset)) {
+				t.Fatalf("no warning with offset=%d dropped=%d:\n%s", res.Offset, res.Size-res.Offset, logs.String())
+			}
+			j = openT(t, dir, Options{})
 			if got := fmt.Sprint(datas(readAll(t, j))); got != tc.wantLive {
 				t.Fatalf("live = %s, want %s", got, tc.wantLive)
 			}

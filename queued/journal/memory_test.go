@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // TestReplayDoesNotLoadData replays a 40 MB backlog and checks the heap
@@ -85,6 +86,31 @@ func TestSyncInterval(t *testing.T) {
 	waitFor(t, "the interval fsync", func() bool { return j.Stats().Syncs > 0 })
 	if st := j.Stats(); st.Syncs >= st.Writes {
 		t.Fatalf("interval mode fsynced per write: %+v", st)
+	}
+	// Idle, nothing is left to sync: the ticks cost no fsync. (Watching
+	// for something not to happen takes time: twenty intervals.)
+	time.Sleep(20 * 2 * time.Millisecond)
+	s1 := j.Stats().Syncs
+	time.Sleep(20 * 2 * time.Millisecond)
+	if s2 := j.Stats().Syncs; s2 != s1 {
+		t.Fatalf("an idle journal fsynced %d times in twenty intervals", s2-s1)
+	}
+}
+
+// TestSyncWithNothingNewCostsNoFsync: Sync when everything is already
+// fsynced writes and fsyncs nothing.
+func TestSyncWithNothingNewCostsNoFsync(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{})
+	defer j.Close()
+	appendT(t, j, "a") // sync always: fsynced before the commit is answered
+	before := j.Stats()
+	for i := 0; i < 3; i++ {
+		if err := j.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := j.Stats(); after.Syncs != before.Syncs || after.Writes != before.Writes {
+		t.Fatalf("Sync with nothing new: %+v, was %+v", after, before)
 	}
 }
 
