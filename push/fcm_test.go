@@ -303,16 +303,19 @@ func TestNewFCMSenderRejectsBadCredentials(t *testing.T) {
 	cases := []struct {
 		name, file, want string
 		is               error
+		refused          int64 // what the case adds to the token endpoint's refusals
 	}{
-		{"missing file", dir + "/absent.json", "no such file", nil},
-		{"not JSON", writeFile(t, dir, "garbage.json", "not json"), "not JSON", push.ErrBadConfig},
-		{"no project", write("noproject.json", noProject), "project_id", push.ErrBadConfig},
-		{"wrong type", write("type.json", wrongType), "service_account", push.ErrBadConfig},
-		{"damaged key", write("badkey.json", badKey), "private_key", push.ErrBadConfig},
-		{"key the token endpoint does not trust", write("untrusted.json", untrusted), "invalid JWT signature", push.ErrFCMAccessToken},
+		{"missing file", dir + "/absent.json", "no such file", nil, 0},
+		{"not JSON", writeFile(t, dir, "garbage.json", "not json"), "not JSON", push.ErrBadConfig, 0},
+		{"no project", write("noproject.json", noProject), "project_id", push.ErrBadConfig, 0},
+		{"wrong type", write("type.json", wrongType), "service_account", push.ErrBadConfig, 0},
+		{"damaged key", write("badkey.json", badKey), "private_key", push.ErrBadConfig, 0},
+		{"key the token endpoint does not trust", write("untrusted.json", untrusted), "invalid JWT signature", push.ErrFCMAccessToken, 1},
 	}
+	var refused int64 // counted as the cases run, so each can run alone
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			refused += tc.refused
 			cfg := fcmConfig(t, sim)
 			cfg.CredentialsFile = tc.file
 			_, err := push.NewFCMSender(cfg)
@@ -324,8 +327,8 @@ func TestNewFCMSenderRejectsBadCredentials(t *testing.T) {
 	if _, err := push.NewFCMSender(push.FCMConfig{}); !errors.Is(err, push.ErrNoFCMCredentials) {
 		t.Errorf("no credentials file: %v, want ErrNoFCMCredentials", err)
 	}
-	if st := sim.Stats(); st.AccessTokensRefused != 1 {
-		t.Errorf("token endpoint refused %d requests, want 1 (the untrusted key)", st.AccessTokensRefused)
+	if st := sim.Stats(); st.AccessTokensRefused != refused {
+		t.Errorf("token endpoint refused %d requests, want %d (the untrusted key)", st.AccessTokensRefused, refused)
 	}
 }
 
