@@ -179,7 +179,10 @@ func setUsageRules(cmd *cobra.Command) {
 				if isUsageError(err) {
 					return err
 				}
-				return usageErrorf("%v (see %s --help)", err, c.CommandPath())
+				if want := strings.TrimSpace(strings.TrimPrefix(c.Use, c.Name())); len(args) == 0 && want != "" {
+					return usageErrorf("%s: missing %s (usage: %s)", strings.TrimPrefix(c.CommandPath(), "kpush "), want, c.UseLine())
+				}
+				return usageErrorf("%s: %v (usage: %s)", strings.TrimPrefix(c.CommandPath(), "kpush "), err, c.UseLine())
 			}
 			return nil
 		}

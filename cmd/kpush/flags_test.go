@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/kpush/kpush/internal/testproc"
 )
 
 // walkCommands calls fn for cmd and every command below it.
@@ -134,5 +138,32 @@ func TestEditDistanceSuggestions(t *testing.T) {
 		if got := nearestFlag(cmd, tc.a); got != tc.b {
 			t.Errorf("nearestFlag(enqueue, %q) = %q, want %q", tc.a, got, tc.b)
 		}
+	}
+}
+
+// TestCommandLineMistakes: each mistake exits 2 with one line saying what
+// is wrong and what to type instead.
+func TestCommandLineMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frob"}, `unknown command "frob" for "kpush"`},
+		{[]string{"journal", "verify"}, `unknown command "verify" for "kpush journal"; did you mean "check"?`},
+		{[]string{"ping"}, "ping: what should answer?"},
+		{[]string{"drain"}, "drain: missing HOST:PORT (usage: kpush drain HOST:PORT [flags])"},
+		{[]string{"journal", "check", "a", "b"}, "journal check: accepts 1 arg(s), received 2 (usage: kpush journal check <data-dir> [flags])"},
+		{[]string{"up", "--statu-interval", "1s"}, "unknown flag: --statu-interval; did you mean --status-interval?"},
+		{[]string{"enqueue", "--concurrency", "many"}, `invalid argument "many" for "--concurrency"`},
+	} {
+		_, stderr, err := testproc.Run(t, nil, tc.args...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("kpush %v: %v, stderr %q; want exit status 2 and one line with %q", tc.args, err, stderr, tc.want)
+		}
+	}
+	// A command group without a subcommand shows its help and succeeds.
+	if stdout, _, err := testproc.Run(t, nil, "journal"); err != nil || !strings.Contains(stdout, "Available Commands") {
+		t.Errorf("kpush journal: %v, stdout %q; want its help", err, stdout)
 	}
 }
