@@ -61,9 +61,12 @@ type FCMConfig struct {
 	// token endpoint (the simulator's ca.pem); empty: the system roots.
 	CAFile string
 	// Connections is the number of HTTP/2 connections used round-robin;
-	// default 4. Each carries up to the server's stream limit at once;
-	// more requests wait for a free stream.
+	// default 4.
 	Connections int
+	// StreamsPerConnection bounds the sends in flight on one connection;
+	// default 100, the stream limit Google advertises. More sends wait
+	// for a free slot.
+	StreamsPerConnection int
 	// RequestTimeout bounds one send (and one access-token request);
 	// default 30 s.
 	RequestTimeout time.Duration
@@ -84,12 +87,27 @@ type FCMSender struct {
 	log     *slog.Logger
 	sendURL string
 	project string
-	clients []*http.Client
+	conns   []fcmConn
 	next    atomic.Uint64
 	token   *accessTokens
 	closed  atomic.Bool
 
 	credLog, unknownLog logLimiter
+}
+
+// fcmConn is one HTTP/2 connection's client and its free stream slots.
+//
+// The bound is the sender's own, not net/http's StrictMaxConcurrentRequests:
+// in strict mode every request queued for a connection holds a stream
+// reservation, and once more requests are queued than the server's stream
+// limit, the one about to write waits for a slot the queued reservations
+// never give back (all sends on that connection hang; seen with 256 sends
+// over a 100-stream connection). Holding at most StreamsPerConnection
+// requests in the transport avoids that; should a server advertise fewer
+// streams, net/http dials another connection rather than block.
+type fcmConn struct {
+	client *http.Client
+	slots  chan struct{}
 }
 
 // serviceAccount is what the sender reads from the credentials file
@@ -115,6 +133,9 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 	}
 	if cfg.Connections <= 0 {
 		cfg.Connections = 4
+	}
+	if cfg.StreamsPerConnection <= 0 {
+		cfg.StreamsPerConnection = 100
 	}
 	cfg.RequestTimeout = cmpOr(cfg.RequestTimeout, 30*time.Second)
 	cfg.ReadIdleTimeout = cmpOr(cfg.ReadIdleTimeout, 15*time.Second)
@@ -177,7 +198,12 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 	}
 	for range cfg.Connections {
 		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
-		s.clients = append(s.clients, &http.Client{Transport: tr, Timeout: cfg.RequestTimeout})
+		tr.MaxConnsPerHost = 0
+		tr.HTTP2.StrictMaxConcurrentRequests = false
+		s.conns = append(s.conns, fcmConn{
+			client: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
+			slots:  make(chan struct{}, cfg.StreamsPerConnection),
+		})
 	}
 	// Access tokens travel on their own client: the token endpoint is
 	// another host at Google, and HTTP/1.1 is fine for one request an hour.
@@ -217,7 +243,16 @@ func (s *FCMSender) Send(ctx context.Context, m *Message, regToken string) Resul
 		res.Class, res.Err = BadMessage, err
 		return res
 	}
-	client := s.clients[s.next.Add(1)%uint64(len(s.clients))]
+	conn := s.conns[s.next.Add(1)%uint64(len(s.conns))]
+	select {
+	case conn.slots <- struct{}{}:
+		defer func() { <-conn.slots }()
+	case <-ctx.Done():
+		res.Class, res.Err = Retry, fmt.Errorf("send to FCM: %w", ctx.Err())
+		res.RetryAfter = s.cfg.Backoff.Delay("", m.Attempt)
+		return res
+	}
+	client := conn.client
 	for refreshed := false; ; refreshed = true {
 		tok, err := s.token.get()
 		if err != nil {
@@ -323,8 +358,8 @@ func (s *FCMSender) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
-	for _, c := range s.clients {
-		c.CloseIdleConnections()
+	for _, c := range s.conns {
+		c.client.CloseIdleConnections()
 	}
 	s.token.client.CloseIdleConnections()
 }

@@ -375,3 +375,29 @@ func mustJSONField(t testing.TB, path, field string) string {
 	v, _ := f[field].(string)
 	return v
 }
+
+// TestFCMManySendsOnOneConnection: far more concurrent sends than the
+// simulator's 100 streams on one connection all complete (net/http's strict
+// stream limit alone deadlocks here, see fcmConn).
+func TestFCMManySendsOnOneConnection(t *testing.T) {
+	sim := startFCMSim(t, fcmsim.Config{Latency: 2 * time.Millisecond})
+	s := newFCMSender(t, sim, func(c *push.FCMConfig) { c.Connections = 1 })
+	m := fcmMessage(fcmToken(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 400
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for i := range n {
+		wg.Go(func() {
+			if res := s.Send(ctx, m, fcmToken(i)); !res.OK() {
+				failed.Store(i, fmt.Sprintf("%v %v", res.Class, res.Err))
+			}
+		})
+	}
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("send %v: %v", k, v); return false })
+	if got := sim.Stats().Accepted; got != n {
+		t.Errorf("accepted %d of %d", got, n)
+	}
+}

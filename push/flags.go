@@ -34,5 +34,5 @@ func (c *FCMConfig) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CredentialsFile, "fcm-credentials", c.CredentialsFile, "FCM: the service-account JSON file from the Firebase console (docs/fcm.md)")
 	fs.StringVar(&c.Endpoint, "fcm-endpoint", c.Endpoint, "FCM base URL (default https://fcm.googleapis.com), e.g. https://127.0.0.1:4004 for kpush fcm-sim")
 	fs.StringVar(&c.CAFile, "fcm-ca", c.CAFile, "extra CA certificate (PEM) to trust for --fcm-endpoint and the token endpoint, e.g. the simulator's ca.pem")
-	fs.IntVar(&c.Connections, "fcm-connections", c.Connections, "HTTP/2 connections to FCM, each with up to the server's stream limit in flight (0 means 4)")
+	fs.IntVar(&c.Connections, "fcm-connections", c.Connections, "HTTP/2 connections to FCM, each with up to 100 sends in flight (0 means 4)")
 }
