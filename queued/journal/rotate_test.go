@@ -43,7 +43,7 @@ func TestRotationDropsDeadPrefix(t *testing.T) {
 		}
 	}
 	st := j.Stats()
-	if st.Rotations == 0 {
+	if st.Rotations <= 0 {
 		t.Fatalf("no segment was dropped: %+v", st)
 	}
 	if got := len(segFiles(t, dir)); got > 4 {
@@ -361,6 +361,9 @@ func TestCompactionWithOneRolledSegment(t *testing.T) {
 			for i := 1; len(segFiles(t, dir)) < 2; i++ {
 				rest = append(rest, appendT(t, j, tc.data(i))...)
 			}
+			if fi, err := os.Stat(segFiles(t, dir)[0]); err != nil || (tc.name == "exact" && fi.Size() != tc.seg) {
+				t.Fatalf("rolled segment of %d bytes (%v), want a roll at exactly SegmentSize %d", fi.Size(), err, tc.seg)
+			}
 			agePastCompactCheck(t, j)
 			removeT(t, j, rest...)
 			// The batch of the removes looks, and compacts in the background.
@@ -471,4 +474,28 @@ func syncAndSettle(t *testing.T, j *Journal) {
 		defer j.mu.Unlock()
 		return !j.writerBusy
 	})
+}
+
+// TestDrainedEmptySegmentStays: a drained queue's segment is rolled once it
+// holds enough, but a fresh segment holding only its START is never rolled
+// into another, however small SegmentSize is.
+func TestDrainedEmptySegmentStays(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 64})
+	defer j.Close()
+	removeT(t, j, appendT(t, j, "x")...)
+	for i := 0; i < 3; i++ { // rolls and drops settle
+		syncAndSettle(t, j)
+	}
+	first := segFiles(t, dir)
+	last := first[len(first)-1]
+	if fi, err := os.Stat(last); err != nil || fi.Size() != int64(fileHeaderSize+frameHeaderSize+padded(1+startFixedSize)) {
+		t.Fatalf("the drained queue's active segment %s is not a fresh one (%v)", last, err)
+	}
+	for i := 0; i < 5; i++ {
+		syncAndSettle(t, j)
+	}
+	if again := segFiles(t, dir); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("an empty segment was rolled: %v, then %v", first, again)
+	}
 }
