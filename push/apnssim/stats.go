@@ -66,7 +66,11 @@ func (c *counters) reject(reason string) {
 }
 
 // Stats returns a copy of the counters.
-func (s *Server) Stats() Stats {
+func (s *Server) Stats() Stats { return s.snapshot(true) }
+
+// snapshot copies the counters, the per-token counts only when withTokens
+// (a load test polling the totals must not copy a map of every token).
+func (s *Server) snapshot(withTokens bool) Stats {
 	s.mu.Lock()
 	open := int64(len(s.conns))
 	s.mu.Unlock()
@@ -76,7 +80,6 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Accepted:              c.accepted,
 		Rejected:              make(map[string]int64, len(c.rejected)),
-		Tokens:                make(map[string]int64, len(c.tokens)),
 		Connections:           c.connections.Load(),
 		OpenConnections:       open,
 		TokenUpdates:          c.tokenUpdates.Load(),
@@ -87,8 +90,11 @@ func (s *Server) Stats() Stats {
 	for k, v := range c.rejected {
 		st.Rejected[k] = v
 	}
-	for k, v := range c.tokens {
-		st.Tokens[k] = v
+	if withTokens {
+		st.Tokens = make(map[string]int64, len(c.tokens))
+		for k, v := range c.tokens {
+			st.Tokens[k] = v
+		}
 	}
 	return st
 }
@@ -96,10 +102,7 @@ func (s *Server) Stats() Stats {
 // serveStats answers GET /sim/stats; ?tokens=0 leaves out the per-token
 // counts, which grow with every distinct token a load test sends.
 func (s *Server) serveStats(w http.ResponseWriter, withTokens bool) {
-	st := s.Stats()
-	if !withTokens {
-		st.Tokens = nil
-	}
+	st := s.snapshot(withTokens)
 	b, err := json.Marshal(st)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
