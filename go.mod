@@ -3,7 +3,6 @@ module github.com/kpush/kpush
 go 1.26.8
 
 require (
-	github.com/alitto/pond/v2 v2.7.1
 	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
 	github.com/golang-jwt/jwt/v4 v4.5.2
 	github.com/google/uuid v1.6.0

@@ -78,6 +78,13 @@ type item struct {
 	raw     []byte
 	msg     *push.Message
 	pending atomic.Int32
+	// The item's pool tasks: its first nAPNs tokens go to APNs, the next
+	// nFCM FCM tokens to FCM; or, when settleOnly is set, that one task
+	// settles an item nothing is sent for (invalid, oversize, expired,
+	// no credentials for any of its tokens).
+	nAPNs, nFCM int
+	settleOnly  func()
+	started     int // tasks handed out; guarded by the pool's mutex
 
 	mu      sync.Mutex
 	dead    []push.Result
@@ -86,61 +93,69 @@ type item struct {
 	aborted bool
 }
 
-// dispatch starts work on an item just read. It runs on the fetch loop's
-// goroutine and blocks while the pool's queue is full, which is what
-// makes fetching wait for capacity.
+// tasks is the number of pool tasks of the item: one per token sent.
+func (it *item) tasks() int {
+	if it.settleOnly != nil {
+		return 1
+	}
+	return it.nAPNs + it.nFCM
+}
+
+func (it *item) runTask(i int) {
+	switch {
+	case it.settleOnly != nil:
+		it.settleOnly()
+	case i < it.nAPNs:
+		it.sendToken(it.w.apns, it.msg.Tokens[i])
+	default:
+		it.sendToken(it.w.fcm, it.msg.FCMTokens[i-it.nAPNs])
+	}
+}
+
+// dispatch starts work on an item just read, on the fetch loop's
+// goroutine. It does not block: the pool takes the items in turn, and the
+// budget of open reads bounds how many there are.
 func (w *Worker) dispatch(win *window, seq uint64, raw []byte, oversize int64) {
 	w.m.inFlight.Add(1)
 	it := &item{w: w, win: win, seq: seq, raw: raw}
+	defer w.pool.add(it)
 	if oversize > 0 {
 		err := fmt.Errorf("%w: item of %d bytes, over the worker's %d-byte limit (split messages to that many devices)", push.ErrInvalidMessage, oversize, maxItemSize)
-		w.submit(func() { it.settleInvalid(err) })
+		it.settleOnly = func() { it.settleInvalid(err) }
 		return
 	}
 	msg, err := push.ParseMessage(raw)
 	if err != nil {
-		w.submit(func() { it.settleInvalid(err) })
+		it.settleOnly = func() { it.settleInvalid(err) }
 		return
 	}
 	it.msg = msg
 	if msg.Expiration > 0 && time.Now().Unix() > msg.Expiration {
-		w.submit(func() {
+		it.settleOnly = func() {
 			it.failAll(msg.Tokens, push.PlatformAPNs, ReasonExpired, nil)
 			it.failAll(msg.FCMTokens, push.PlatformFCM, ReasonExpired, nil)
 			it.settle()
-		})
+		}
 		return
 	}
 	// The platform is chosen once per message: each token's task knows
 	// its sender. Tokens of a platform without credentials are
 	// dead-lettered, never dropped.
-	apns, fcm := w.apns, w.fcm
-	pending := 0
-	if apns != nil {
-		pending += len(msg.Tokens)
+	if w.apns != nil {
+		it.nAPNs = len(msg.Tokens)
 	} else {
 		it.failAll(msg.Tokens, push.PlatformAPNs, ReasonNoAPNsCredentials, errNoAPNsCredentials)
 	}
-	if fcm != nil {
-		pending += len(msg.FCMTokens)
+	if w.fcm != nil {
+		it.nFCM = len(msg.FCMTokens)
 	} else {
 		it.failAll(msg.FCMTokens, push.PlatformFCM, ReasonNoFCMCredentials, errNoFCMCredentials)
 	}
-	if pending == 0 {
-		w.submit(it.settle)
+	if it.nAPNs+it.nFCM == 0 {
+		it.settleOnly = it.settle
 		return
 	}
-	it.pending.Store(int32(pending))
-	if apns != nil {
-		for _, tok := range msg.Tokens {
-			w.submit(func() { it.sendToken(apns, tok) })
-		}
-	}
-	if fcm != nil {
-		for _, tok := range msg.FCMTokens {
-			w.submit(func() { it.sendToken(fcm, tok) })
-		}
-	}
+	it.pending.Store(int32(it.nAPNs + it.nFCM))
 }
 
 // failAll records tokens of one platform as undeliverable for reason,
@@ -148,14 +163,6 @@ func (w *Worker) dispatch(win *window, seq uint64, raw []byte, oversize int64) {
 func (it *item) failAll(tokens []string, p push.Platform, reason string, err error) {
 	for _, tok := range tokens {
 		it.bad = append(it.bad, push.Result{Token: tok, Platform: p, Class: push.BadMessage, Reason: reason, Err: err})
-	}
-}
-
-func (w *Worker) submit(task func()) {
-	if err := w.pool.Go(task); err != nil {
-		// Only after the pool stopped, which follows the fetch loops'
-		// end; the item stays unconfirmed and returns to the server.
-		w.log.Error("pool refused a task; the item goes back to the queue", "err", err)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package worker is the consumer side of kpush: it reads push messages from
 // a cluster of queued (Kestrel-compatible) servers with reliable reads,
-// delivers them through a Pusher on a bounded pond pool, and confirms each
+// delivers them through a Pusher on a fixed pool of goroutines, and confirms each
 // queue item only after every one of its tokens reached an outcome.
 //
 // # Fetching
@@ -44,9 +44,11 @@
 // # Dispatch and outcomes
 //
 // A message with several tokens fans out: one pool task per token. The
-// pool's queue is bounded (Concurrency tasks); the fetch loop submits
-// tasks itself, so a full pool stops it reading from its connection, which
-// is the back-pressure. The last token task of an item settles it:
+// pool (pool.go) is Concurrency long-lived goroutines that take the items
+// in turn, one token from each, so a big message does not hold the pool
+// while small ones wait behind it. Handing an item to the pool never
+// blocks the fetch loop; the budget of open reads is the back-pressure.
+// The last token task of an item settles it:
 //
 //   - delivered tokens are counted;
 //   - dead tokens become InvalidTokenRecords in <queue>_invalid_tokens;
@@ -72,7 +74,7 @@
 // # Goroutines
 //
 // Run owns: one goroutine per fetch loop (owning its connection and
-// window), the pond pool's workers (token tasks and settling), a summary
+// window), the pool's goroutines (token tasks and settling), a summary
 // ticker, and the admin HTTP server when AdminListen is set. A hard stop
 // (shutdown timeout or fatal error) cancels sendCtx, which aborts pushes,
 // record writes and (through context.AfterFunc) closes every connection.
@@ -87,7 +89,7 @@
 //   - confirm k is sent only for k finished items at the head of the
 //     connection's window, so it settles exactly those.
 //   - Open reads plus outstanding monitor requests, over all connections,
-//     ≤ Concurrency; tasks queued in the pool ≤ Concurrency.
+//     ≤ Concurrency, so at most Concurrency items are in the pool.
 //
 // # Shutdown
 //

@@ -121,10 +121,8 @@ func newMetrics(w *Worker, apns, fcm Pusher) *metrics {
 		counter("kpush_worker_items_total", "Queue items finished.", &m.items),
 		gauge("kpush_worker_in_flight", "Queue items being worked on.", func() float64 { return float64(m.inFlight.Load()) }),
 		gauge("kpush_worker_open_reads", "Open (unconfirmed) reads held on the queued servers.", func() float64 { return float64(m.held.Load()) }),
-		gauge("kpush_worker_pool_saturation", "Running pool workers divided by the pool's size.", func() float64 {
-			return float64(w.pool.RunningWorkers()) / float64(w.pool.MaxConcurrency())
-		}),
-		gauge("kpush_worker_pool_waiting_tasks", "Tasks waiting in the pool's bounded queue.", func() float64 { return float64(w.pool.WaitingTasks()) }),
+		gauge("kpush_worker_pool_saturation", "Pool goroutines running a push divided by the pool's size.", w.pool.saturation),
+		gauge("kpush_worker_pool_waiting_tasks", "Pushes handed to the pool and not yet started.", func() float64 { return float64(w.pool.waiting()) }),
 		gauge("kpush_worker_servers", "Queued servers the worker reads from now (fixed and found through DNS).", func() float64 { return float64(w.live.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kpush_worker_discovery_failures_total",
 			Help: "Resolutions of a DNS server name (dns:, dns+srv:) that failed or found nothing; the servers it last found are kept."},

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alitto/pond/v2"
-
 	"github.com/kpush/kpush/discovery"
 	"github.com/kpush/kpush/internal/kestrel"
 	"github.com/kpush/kpush/internal/queuename"
@@ -87,7 +85,7 @@ type Config struct {
 	// Queue is the work queue. Outcomes go to Queue+"_invalid_tokens",
 	// Queue+"_failed" and the delay queue Queue+"_retry".
 	Queue string
-	// Concurrency is the most pushes in flight at once (the pond pool's
+	// Concurrency is the most pushes in flight at once (the pool's
 	// size) and also the most queue items held open across all servers;
 	// default 1000.
 	Concurrency int
@@ -210,7 +208,7 @@ type Worker struct {
 	apns, fcm *platform
 	enq       Enqueuer
 	log       *slog.Logger
-	pool      pond.Pool
+	pool      *pool
 	m         *metrics
 	budget    *budget // open reads allowed, shared by the fetch loops
 	// servers finds the servers to read from (Config.Servers).
@@ -259,9 +257,7 @@ func New(cfg Config, apns Pusher, enq Enqueuer) (*Worker, error) {
 		servers:   discovery.NewWatcher(list, discovery.Options{Resolver: cfg.Resolver, Interval: cfg.ResolveInterval, Logger: cfg.Logger}),
 		fetchStop: make(chan struct{}),
 	}
-	// The queue holds at most as many tasks as the pool runs: a full pool
-	// blocks the fetch loop that submits, so fetching waits for capacity.
-	w.pool = pond.NewPool(cfg.Concurrency, pond.WithQueueSize(cfg.Concurrency))
+	w.pool = newPool(cfg.Concurrency)
 	w.sendCtx, w.cancelSend = context.WithCancel(context.Background())
 	w.m = newMetrics(w, apns, cfg.FCM)
 	if apns != nil {
@@ -306,6 +302,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker starting", "servers", strings.Join(w.cfg.Servers, ","), "queue", w.cfg.Queue,
 		"concurrency", w.cfg.Concurrency, "loops_per_server", w.cfg.LoopsPerServer)
 
+	w.pool.start()
 	loopsDone := make(chan struct{})
 	go w.manageLoops(loopsDone)
 
@@ -329,7 +326,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	case <-loopsDone: // only after a fatal error
 	}
 	w.cancelSend()
-	w.pool.StopAndWait()
+	w.pool.stop()
 	close(summaryStop)
 	<-summaryDone
 	if w.cfg.SummaryInterval > 0 {

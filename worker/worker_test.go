@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -566,8 +567,8 @@ func TestMaxRequeuesDeadLetters(t *testing.T) {
 }
 
 // TestManyTokensFanOut: messages with many tokens fan out over a pool much
-// smaller than one message (the bounded pool queue makes fetching wait):
-// every token is delivered exactly once and every item confirmed.
+// smaller than one message: every token is delivered exactly once and every
+// item confirmed.
 func TestManyTokensFanOut(t *testing.T) {
 	a := startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
@@ -591,6 +592,76 @@ func TestManyTokensFanOut(t *testing.T) {
 	k := dialKestrel(t, a)
 	if items, open := k.queueStat(testQueue, "items"), k.queueStat(testQueue, "open_transactions"); items != 0 || open != 0 {
 		t.Fatalf("%d items and %d open reads left", items, open)
+	}
+}
+
+// orderPusher counts the pushes of the message with ID big and, for every
+// other message, how many of big's pushes had started before its own.
+type orderPusher struct {
+	worker.Pusher
+	big     string
+	bigSent atomic.Int64
+	mu      sync.Mutex
+	after   map[string]int64 // message ID -> pushes of big started before it
+}
+
+func (o *orderPusher) Send(ctx context.Context, msg *push.Message, tok string) push.Result {
+	if msg.ID == o.big {
+		o.bigSent.Add(1)
+	} else {
+		o.mu.Lock()
+		o.after[msg.ID] = o.bigSent.Load()
+		o.mu.Unlock()
+	}
+	return o.Pusher.Send(ctx, msg, tok)
+}
+
+// TestBigMessageDoesNotStarveSmallOnes: a message to 10,000 devices queued
+// before one-token messages does not hold the pool until its last push
+// started: the pool takes items in turn, so the small messages go out
+// among its first pushes, not after all of them.
+func TestBigMessageDoesNotStarveSmallOnes(t *testing.T) {
+	a := startQueued(t, true)
+	// A little latency, as from Apple, so the big message lasts.
+	sim := startSim(t, apnssim.Config{Latency: 2 * time.Millisecond})
+	prod := newProducer(t, a)
+	const bigTokens, small, concurrency = 10000, 20, 100
+	big := &push.Message{ID: "big", Topic: "com.example.app", Alert: &push.Alert{Text: "to everyone"}}
+	for i := range bigTokens {
+		big.Tokens = append(big.Tokens, token(i))
+	}
+	if err := prod.Enqueue(context.Background(), testQueue, big); err != nil {
+		t.Fatal(err)
+	}
+	for i := range small {
+		m := &push.Message{ID: "s" + strconv.Itoa(i), Tokens: []string{token(bigTokens + i)}, Topic: "com.example.app", Alert: &push.Alert{Text: "just you"}}
+		if err := prod.Enqueue(context.Background(), testQueue, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := &orderPusher{Pusher: newSender(t, apnsConfig(t, sim)), big: big.ID, after: map[string]int64{}}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: concurrency, ShutdownTimeout: 100 * time.Millisecond, Logger: testLogger(t)}, o, prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	waitFor(t, 5*time.Minute, "every small message pushed", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.after) == small
+	})
+	o.mu.Lock()
+	// In turn, every small message starts within the first round over
+	// the items; allow a few rounds of the pool for the fetch.
+	for id, n := range o.after {
+		if n > 3*concurrency {
+			t.Errorf("message %s started after %d of the big message's %d pushes, want within its first %d", id, n, bigTokens, 3*concurrency)
+		}
+	}
+	o.mu.Unlock()
+	// The rest of the big message is of no interest: give it back.
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

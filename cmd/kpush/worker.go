@@ -26,7 +26,7 @@ func init() {
 		Short: "Reliably fetch push messages from queued servers and deliver them to APNs and FCM",
 		Long: `worker consumes push messages from every queued server in --servers (a fair
 share from each), delivers them to APNs (tokens) and FCM (fcm_tokens) through
-one bounded pool of --concurrency pushes, and confirms each queue item only
+one fixed pool of --concurrency pushes, and confirms each queue item only
 after all its tokens reached an outcome. A worker killed at any moment loses
 nothing: the servers give back whatever it held (see docs/worker.md for the duplicates this can
 cause).
