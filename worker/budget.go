@@ -35,10 +35,11 @@ type budget struct {
 	mu      sync.Mutex
 	freed   chan struct{} // closed and replaced whenever used drops
 	widened chan struct{} // closed and replaced whenever a loop turns idle
+	refused chan struct{} // closed and replaced whenever a loop starts waiting
 }
 
 func newBudget(limit, loops int) *budget {
-	b := &budget{limit: int64(limit), freed: make(chan struct{}), widened: make(chan struct{})}
+	b := &budget{limit: int64(limit), freed: make(chan struct{}), widened: make(chan struct{}), refused: make(chan struct{})}
 	b.fairN.Store(int64(max(1, limit/max(1, loops))))
 	return b
 }
@@ -114,6 +115,25 @@ func (b *budget) windowGrew() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.widened
+}
+
+// wait registers a loop refused by reserve (undo with waiters.Add(-1)) and
+// wakes the loops that hold finished reads back for a batch, so they
+// confirm them and give the capacity back now.
+func (b *budget) wait() {
+	b.waiters.Add(1)
+	b.mu.Lock()
+	close(b.refused)
+	b.refused = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// starving is closed the next time a loop is refused capacity; take it
+// before deciding to hold finished reads.
+func (b *budget) starving() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refused
 }
 
 // setBusy records a loop's change between busy and idle.

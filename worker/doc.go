@@ -24,9 +24,13 @@
 // reads, so the window (window.go) tracks completions in fetch order and
 // only the contiguous finished prefix is confirmed; a finished item behind
 // an unfinished one waits. A loop fetches again once a quarter of its
-// window is free (or it holds nothing), asking for at most a fair share,
-// which keeps round trips per item low under load; the confirm rides in
-// the same write as the next monitor.
+// window is free or finished (or it holds nothing), asking for at most a
+// fair share, and the confirm of the finished prefix rides in the same
+// write as that monitor, which keeps round trips per item low under load.
+// A loop confirms without fetching only when everything it holds finished,
+// when fetching stops, or when another loop waits for capacity; it sleeps
+// until one of those, or a batch, is ready (window.notifyAt), not at every
+// finish.
 //
 // The servers are Config.Servers as package discovery finds them: DNS
 // names are resolved again every ResolveInterval. A server that appears
@@ -89,7 +93,9 @@
 //   - confirm k is sent only for k finished items at the head of the
 //     connection's window, so it settles exactly those.
 //   - Open reads plus outstanding monitor requests, over all connections,
-//     ≤ Concurrency, so at most Concurrency items are in the pool.
+//     ≤ Concurrency, so at most Concurrency items are in the pool. The
+//     reads of a confirm leave the budget when it is written, ahead of the
+//     monitor in the same write, which the server handles after it.
 //
 // # Shutdown
 //

@@ -45,12 +45,21 @@ func TestWindowCounts(t *testing.T) {
 	if w.open() != 3 || w.working() != 2 {
 		t.Fatalf("open=%d working=%d, want 3 and 2", w.open(), w.working())
 	}
-	select {
-	case <-w.changes():
-	default:
-		t.Fatal("finish did not signal changes")
+	signalled := func() bool {
+		select {
+		case <-w.notifyAt(1):
+			return true
+		default:
+			return false
+		}
+	}
+	if signalled() {
+		t.Fatal("a finish behind an unfinished read signalled (nothing became confirmable)")
 	}
 	w.finish(a)
+	if !signalled() {
+		t.Fatal("finishing the oldest read did not signal")
+	}
 	if k := w.takeConfirmable(); k != 2 {
 		t.Fatalf("confirmable = %d, want 2", k)
 	}
@@ -65,6 +74,53 @@ func TestWindowCounts(t *testing.T) {
 	w.finish(c)
 	if k := w.takeConfirmable(); k != 2 || w.open() != 0 {
 		t.Fatalf("confirmable = %d, open = %d; want 2 and 0", k, w.open())
+	}
+}
+
+// TestWindowNotifiesPerBatch checks the fetch loop's wake-up rule: one
+// signal once need reads are confirmable, or once every read finished, not
+// one per finish.
+func TestWindowNotifiesPerBatch(t *testing.T) {
+	w := newWindow()
+	var seqs []uint64
+	for range 10 {
+		seqs = append(seqs, w.add())
+	}
+	ch := w.notifyAt(4)
+	pending := func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	for i := range 3 {
+		w.finish(seqs[i])
+		if pending() {
+			t.Fatalf("signalled with %d of 4 confirmable", i+1)
+		}
+	}
+	w.finish(seqs[3])
+	if !pending() {
+		t.Fatal("not signalled with 4 confirmable")
+	}
+	if k := w.takeConfirmable(); k != 4 {
+		t.Fatalf("confirmable = %d, want 4", k)
+	}
+	ch = w.notifyAt(100) // more than the window holds: only "all finished" wakes
+	for i := 9; i >= 5; i-- {
+		w.finish(seqs[i])
+		if pending() {
+			t.Fatalf("signalled before every read finished (read %d)", i)
+		}
+	}
+	w.finish(seqs[4])
+	if !pending() {
+		t.Fatal("not signalled when every read finished")
+	}
+	if !func() bool { w.notifyAt(6); return pending() }() {
+		t.Fatal("notifyAt did not signal at once for a threshold already reached")
 	}
 }
 
@@ -111,7 +167,7 @@ func TestWindowConcurrentFinishes(t *testing.T) {
 	}
 	confirmed := 0
 	for confirmed < n {
-		<-w.changes()
+		<-w.notifyAt(1)
 		k := w.takeConfirmable()
 		mu.Lock()
 		for i := confirmed; i < confirmed+k; i++ {

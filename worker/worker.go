@@ -592,18 +592,37 @@ func (w *Worker) consume(c *kestrel.Conn, stop <-chan struct{}) error {
 		}
 		released := w.budget.released()
 		grew := w.budget.windowGrew()
-		k := win.takeConfirmable()
+		starving := w.budget.starving()
+		k := win.confirmable()
+		open := win.open()
 		size := w.budget.window(busy)
 		minBatch := max(1, size/4)
-		free := size - win.open()
+		// Finished reads count as free: their confirm goes out in the
+		// same write as the monitor that refills their slots.
+		free := size - open + k
 		working := win.working()
 		fetching := !stopped(stop)
+		waiters := w.budget.waiters.Load() > 0
 		wantFetch := fetching && (free >= minBatch || (free > 0 && working == 0))
 		req, denied, deferred := 0, false, false
-		if wantFetch && !busy && working == 0 && w.budget.waiters.Load() > 0 {
+		if wantFetch && !busy && working == 0 && waiters {
 			// Idle, holding nothing, and others were refused: let
 			// them have the capacity first (budget.go).
 			wantFetch, deferred = false, true
+		}
+		// A confirm alone is a round trip for the queue server and for
+		// this loop: finished reads wait for the next monitor, unless
+		// nothing else will come (all finished, or no more fetching) or
+		// another loop is waiting for the capacity they hold.
+		confirm := k > 0 && (wantFetch || working == 0 || !fetching || waiters)
+		if confirm {
+			// The server settles the confirm before the monitor that
+			// follows it on this connection, so its reads leave the
+			// budget now and the monitor may reuse them.
+			win.take(k)
+			w.m.held.Add(-int64(k))
+			w.budget.release(k)
+			c.Confirm(q, k)
 		}
 		if wantFetch {
 			// Fewer than a batch is worth a round trip only if this
@@ -619,25 +638,20 @@ func (w *Worker) consume(c *kestrel.Conn, stop <-chan struct{}) error {
 			req = w.budget.reserve(min(lo, fair), min(free, fair))
 			wantFetch, denied = req > 0, req == 0
 		}
-		if k > 0 {
-			c.Confirm(q, k)
-		}
 		if wantFetch {
 			c.Monitor(q, w.cfg.MonitorSeconds, req)
 		}
-		if k > 0 || wantFetch {
+		if confirm || wantFetch {
 			if err = c.Flush(); err != nil {
-				w.dropped(k, req)
+				w.budget.release(req)
 				return err
 			}
 		}
-		if k > 0 {
+		if confirm {
 			if err = c.ReadConfirm(q, k); err != nil {
-				w.dropped(k, req)
+				w.budget.release(req)
 				return err
 			}
-			w.m.held.Add(-int64(k))
-			w.budget.release(k)
 		}
 		if wantFetch {
 			n, err := c.ReadMonitor(q, w.cfg.MonitorSeconds, func(data []byte, oversize int64) {
@@ -652,39 +666,41 @@ func (w *Worker) consume(c *kestrel.Conn, stop <-chan struct{}) error {
 			}
 			continue
 		}
-		if k > 0 {
+		if confirm {
 			continue // capacity came back: look again
 		}
 		if !fetching && working == 0 {
 			return nil
 		}
-		var fetchStop, capacity, widened <-chan struct{}
+		var fetchStop, capacity, widened, wanted <-chan struct{}
 		if fetching {
 			fetchStop, widened = stop, grew
 		}
 		if denied || deferred {
 			capacity = released
 		}
+		// Wake once enough reads are confirmable to refill a batch (or
+		// all finished); at every finish while others wait for capacity
+		// or fetching has stopped.
+		need := minBatch - (size - open)
+		if !fetching || waiters {
+			need = 1
+		} else {
+			wanted = starving
+		}
 		if denied {
-			w.budget.waiters.Add(1)
+			w.budget.wait()
 		}
 		select {
-		case <-win.changes():
+		case <-win.notifyAt(need):
 		case <-fetchStop:
 		case <-capacity:
 		case <-widened:
+		case <-wanted:
 		case <-w.sendCtx.Done():
 		}
 		if denied {
 			w.budget.waiters.Add(-1)
 		}
 	}
-}
-
-// dropped accounts for a connection lost with k finished reads taken off
-// its window for a confirm that did not happen (the server gives them back)
-// and req reads requested.
-func (w *Worker) dropped(k, req int) {
-	w.m.held.Add(-int64(k))
-	w.budget.release(k + req)
 }
