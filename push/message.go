@@ -332,13 +332,12 @@ func (m *Message) validate() (apnsBody, fcmTail []byte, err error) {
 func (m *Message) validateAPNs() ([]byte, error) {
 	seen := make(map[string]int, len(m.Tokens))
 	for i, tok := range m.Tokens {
-		field := fmt.Sprintf("tokens[%d]", i)
 		if err := ValidateToken(tok); err != nil {
-			return nil, invalid(field, "%v", err)
+			return nil, invalid(fmt.Sprintf("tokens[%d]", i), "%v", err)
 		}
 		key := strings.ToLower(tok)
 		if j, dup := seen[key]; dup {
-			return nil, invalid(field, "duplicate of tokens[%d] (it would be delivered twice)", j)
+			return nil, invalid(fmt.Sprintf("tokens[%d]", i), "duplicate of tokens[%d] (it would be delivered twice)", j)
 		}
 		seen[key] = i
 	}

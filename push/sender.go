@@ -57,8 +57,9 @@ var (
 )
 
 // DefaultConnections is the number of HTTP/2 connections a Sender opens
-// when Config.Connections is 0.
-const DefaultConnections = 4
+// when Config.Connections is 0: one carries StreamsPerConnection pushes
+// at once.
+const DefaultConnections = 1
 
 // Config configures a Sender. Exactly one of token auth (AuthKeyFile,
 // KeyID, TeamID) or certificate auth (CertFile) is required.
@@ -84,8 +85,11 @@ type Config struct {
 
 	// Connections is the number of HTTP/2 connections (apns2 clients)
 	// used round-robin; 0 means DefaultConnections. Each carries up to the
-	// server's stream limit concurrently (1,000 at Apple); requests beyond
-	// it wait for a free stream.
+	// server's stream limit concurrently (StreamsPerConnection); pushes
+	// beyond it wait for a free stream. ConnectionsFor sizes it for a
+	// number of pushes in flight. More connections than needed cost the
+	// server (and this process) more reads and writes per push: each
+	// carries fewer frames.
 	Connections int
 	// RequestTimeout bounds one push; default 30 s.
 	RequestTimeout time.Duration
@@ -105,6 +109,17 @@ type Config struct {
 	// Now is the clock used for provider tokens; default time.Now. Tests
 	// move it forward to exercise refresh without waiting an hour.
 	Now func() time.Time
+}
+
+// StreamsPerConnection is the stream limit Apple advertised in recent
+// reports and the simulator advertises (docs/apns.md).
+const StreamsPerConnection = 1000
+
+// ConnectionsFor is the number of connections that carries inFlight
+// concurrent pushes without waiting for streams: one per
+// StreamsPerConnection.
+func ConnectionsFor(inFlight int) int {
+	return max(1, (inFlight+StreamsPerConnection-1)/StreamsPerConnection)
 }
 
 // Sender sends messages to APNs over several HTTP/2 connections. It is safe
@@ -133,33 +148,31 @@ const (
 )
 
 // badTokenWindow remembers whether each of the last APNs answers was
-// BadDeviceToken.
+// BadDeviceToken. Every push records into it, so it takes no lock: a slot
+// is claimed by an atomic counter and swapped, and bad counts the true
+// slots (exact whatever the interleaving, since each swap returns what it
+// replaced).
 type badTokenWindow struct {
-	mu    sync.Mutex
-	ring  [badTokenWindowSize]bool
-	next  int
-	count int
-	bad   int
+	ring [badTokenWindowSize]atomic.Bool
+	next atomic.Int64 // answers recorded
+	bad  atomic.Int64 // true slots in ring
 }
 
 // record adds one answer and reports whether BadDeviceToken answers now
 // dominate the window.
 func (w *badTokenWindow) record(bad bool) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.count == len(w.ring) {
-		if w.ring[w.next] {
-			w.bad--
+	i := w.next.Add(1) - 1
+	old := w.ring[i%badTokenWindowSize].Swap(bad)
+	n := w.bad.Load()
+	if bad != old {
+		if bad {
+			n = w.bad.Add(1)
+		} else {
+			n = w.bad.Add(-1)
 		}
-	} else {
-		w.count++
 	}
-	w.ring[w.next] = bad
-	if bad {
-		w.bad++
-	}
-	w.next = (w.next + 1) % len(w.ring)
-	return w.count >= badTokenMinSamples && float64(w.bad) >= badTokenShare*float64(w.count)
+	count := min(i+1, badTokenWindowSize)
+	return count >= badTokenMinSamples && float64(n) >= badTokenShare*float64(count)
 }
 
 // NewSender checks the configuration, loads the credentials and, for token

@@ -70,6 +70,9 @@ journals.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext()
 			defer stop()
+			if !cmd.Flags().Changed("apns-connections") {
+				o.apns.Connections = push.ConnectionsFor(o.concurrency)
+			}
 			return runUp(ctx, cmd.OutOrStdout(), o)
 		},
 	}

@@ -82,6 +82,12 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 			log := slog.Default()
 			cfg.Logger = log
 			apns.Logger = log
+			if !cmd.Flags().Changed("apns-connections") {
+				// Enough streams for every push in flight, and no more:
+				// each extra connection carries fewer frames per read
+				// and write, at a cost to both ends.
+				apns.Connections = push.ConnectionsFor(cfg.Concurrency)
+			}
 			// At-least-once: a record whose STORED reply was lost is
 			// stored again on another server rather than failing.
 			prod, err := producer.New(cfg.Servers, producer.WithAtLeastOnce(), producer.WithLogger(log),
