@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,7 +48,6 @@ import (
 
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 
 	"github.com/kpush/kpush/push"
 )
@@ -103,13 +103,13 @@ func loopMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	// apns2.NewTokenClient, plus the simulator's CA.
-	client := apns2.NewTokenClient(&token.Token{AuthKey: authKey, KeyID: devKID, TeamID: devTeam})
-	client.HTTPClient.Transport = &http2.Transport{
-		DialTLS:         apns2.DialTLS,
-		ReadIdleTimeout: apns2.ReadIdleTimeout,
-		TLSClientConfig: &tls.Config{RootCAs: pool},
+	// apns2.NewTokenClient as it is, its dial trusting the simulator's CA.
+	apns2.DialTLS = func(network, addr string, cfg *tls.Config) (net.Conn, error) {
+		cfg = cfg.Clone()
+		cfg.RootCAs = pool
+		return (&tls.Dialer{NetDialer: &net.Dialer{Timeout: apns2.TLSDialTimeout, KeepAlive: apns2.TCPKeepAlive}, Config: cfg}).Dial(network, addr)
 	}
+	client := apns2.NewTokenClient(&token.Token{AuthKey: authKey, KeyID: devKID, TeamID: devTeam})
 	client.Host = *host
 	payload := []byte(`{"aps":{"alert":"hello"}}`)
 	send := func(tok string) error {
@@ -438,7 +438,7 @@ func (b *bench) run() error {
 	if err != nil {
 		return err
 	}
-	b.stats = &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	b.stats = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 
 	// Warm-up: the simulator learns every token once (its per-token map
 	// then stops growing) and the page cache holds the binaries.
