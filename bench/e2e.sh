@@ -9,17 +9,19 @@
 # timed), start `kpush worker --concurrency C`, and time the simulator's
 # accepted count from 5% to 95% of N (so the worker's start and the last
 # stragglers are left out); then stop the worker (SIGTERM) and check the
-# queue is empty. Writes bench-results/e2e-<time>.md and the results file
+# queue is empty. Each level runs $REPEAT times; the results file gets the
+# median, the report every run. Writes bench-results/e2e-<time>.md and the results file
 # bench/results/e2e.jsonl (the README's picture; see bench/README.md).
 #
 # Environment: CONCURRENCY (1,4,16,64,256,1000,4000), TOTAL (50000),
-# PER_SLOT (1000), KPUSH, DATA_ROOT, OUT_DIR, RESULTS.
+# PER_SLOT (1000), REPEAT (3), KPUSH, DATA_ROOT, OUT_DIR, RESULTS.
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 CONCURRENCY=${CONCURRENCY:-1,4,16,64,256,1000,4000}
 TOTAL=${TOTAL:-50000}
 PER_SLOT=${PER_SLOT:-1000}
+REPEAT=${REPEAT:-3}
 
 bench_init
 need jq jq
@@ -27,7 +29,7 @@ need curl curl
 build_kpush
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-results_open e2e e2e.sh CONCURRENCY TOTAL PER_SLOT
+results_open e2e e2e.sh CONCURRENCY TOTAL PER_SLOT REPEAT
 REPORT=$OUT_DIR/e2e-$STAMP.md
 RAW=$OUT_DIR/e2e-$STAMP
 mkdir -p "$RAW"
@@ -71,9 +73,10 @@ messages() { # N
 	awk -v n="$1" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"tokens\":[\"%064x\"],\"topic\":\"com.example.app\",\"alert\":\"message %d\"}\n", i, i }'
 }
 
-ROWS=()
-for c in ${CONCURRENCY//,/ }; do
-	n=$((c * PER_SLOT < TOTAL ? c * PER_SLOT : TOTAL))
+# one_run C N: sets RATE to the deliveries/s of one worker run at
+# concurrency C over N messages.
+one_run() {
+	local c=$1 n=$2
 	log "concurrency $c: enqueueing $n messages"
 	messages "$n" | "$KPUSH" enqueue --servers "$QUEUED_ADDR" --file - --concurrency 32 >"$RAW/enqueue-c$c.txt"
 	base=$(sim_accepted)
@@ -103,9 +106,21 @@ for c in ${CONCURRENCY//,/ }; do
 	stop_pid "$wpid"
 	left=$(server_stat "$QUEUED_ADDR" queue_push_items)
 	[[ "$left" == 0 ]] || { log "concurrency $c: $left items left in the queue"; exit 1; }
-	rate=$(awk -v n="$n" -v a="$t_lo" -v b="$t_hi" 'BEGIN { printf "%.0f", n * 0.9 / (b - a) }')
-	result "kpush worker -> kpush apns-sim (queued --sync always)" "$c" "$rate"
-	ROWS+=("| $c | $(fmt_int "$n") | $(fmt_int "$rate") | $(cut -d' ' -f1 /proc/loadavg) |")
+	RATE=$(awk -v n="$n" -v a="$t_lo" -v b="$t_hi" 'BEGIN { printf "%.0f", n * 0.9 / (b - a) }')
+}
+
+ROWS=()
+for c in ${CONCURRENCY//,/ }; do
+	n=$((c * PER_SLOT < TOTAL ? c * PER_SLOT : TOTAL))
+	rates=()
+	for ((r = 1; r <= REPEAT; r++)); do
+		one_run "$c" "$n"
+		rates+=("$RATE")
+		log "concurrency $c, run $r: ${rates[-1]}/s"
+	done
+	median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{v[NR] = $1} END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	result "kpush worker -> kpush apns-sim (queued --sync always)" "$c" "$median"
+	ROWS+=("| $c | $(fmt_int "$n") | $(fmt_int "$median") | ${rates[*]} | $(cut -d' ' -f1 /proc/loadavg) |")
 	log "${ROWS[-1]}"
 done
 results_close
@@ -116,8 +131,8 @@ results_close
 	machine_info
 	echo "- kpush queued (sync always), kpush worker, kpush apns-sim: separate processes, default flags; rate = 90% of N over the time from 5% to 95% delivered"
 	echo
-	echo "| --concurrency | messages | deliveries/s | load average |"
-	echo "|---:|---:|---:|---:|"
+	echo "| --concurrency | messages | deliveries/s (median) | each run | load average |"
+	echo "|---:|---:|---:|---|---:|"
 	printf '%s\n' "${ROWS[@]}"
 } >"$REPORT"
 cat "$REPORT"

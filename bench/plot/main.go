@@ -70,6 +70,9 @@ var charts = map[string]chart{
 					depth = max(depth, r.Y)
 				}
 			}
+			// The deepest sample, to two significant digits: the
+			// sampler may miss the exact peak by a few thousand items.
+			depth, _ = strconv.ParseFloat(strconv.FormatFloat(depth, 'g', 2, 64), 64)
 			return "Backlog: " + si(depth) + " items filled, then drained"
 		},
 		xLabel: "seconds", panels: true,
@@ -225,7 +228,7 @@ const (
 func draw1(bench string, recs []record) ([]byte, error) {
 	c := charts[bench]
 	names, points := seriesOf(recs)
-	caption := fmt.Sprintf("%s · run %s\n%s", recs[0].Machine, recs[0].Run, recs[0].Command)
+	caption := wrap(recs[0].Machine, 60) + "\n" + wrap(fmt.Sprintf("run %s: %s", recs[0].Run, recs[0].Command), 60)
 
 	var plots []*plot.Plot
 	if c.panels {
@@ -261,6 +264,7 @@ func draw1(bench string, recs []record) ([]byte, error) {
 				}
 			}
 			p.X.Scale = plot.LogScale{}
+			p.X.Min, p.X.Max = slices.Min(xs), slices.Max(xs)
 			p.X.Tick.Marker = ticksAt(xs)
 		}
 		plots = append(plots, p)
@@ -271,7 +275,7 @@ func draw1(bench string, recs []record) ([]byte, error) {
 		p.X.Label.Text = ""
 	}
 
-	height := panelHeight * vg.Length(len(plots))
+	height := panelHeight*vg.Length(len(plots)) + 2*vg.Centimeter // the title's lines
 	canvas := vgsvg.New(width, height)
 	grid := make([][]*plot.Plot, len(plots))
 	for i, p := range plots {
@@ -292,6 +296,8 @@ func draw1(bench string, recs []record) ([]byte, error) {
 func newPlot(c chart) *plot.Plot {
 	p := plot.New()
 	p.X.Label.Text = c.xLabel
+	p.X.Tick.Marker = siTicks{}
+	p.X.Min = 0
 	p.Y.Tick.Marker = siTicks{}
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
@@ -309,7 +315,7 @@ func addSeries(p *plot.Plot, name string, xys plotter.XYs, i int, legend bool) e
 	line.Width = vg.Points(1.5)
 	points.Color = col
 	points.Shape = shapes[i%len(shapes)]
-	if len(xys) > 200 {
+	if len(xys) > 50 {
 		points.Radius = 0 // a time series: the line alone
 	}
 	p.Add(line, points)
@@ -320,6 +326,23 @@ func addSeries(p *plot.Plot, name string, xys plotter.XYs, i int, legend bool) e
 }
 
 var shapes = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
+
+// wrap breaks s into lines of at most width bytes, at spaces.
+func wrap(s string, width int) string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return strings.Join(append(lines, line), "\n")
+}
 
 // ticksAt marks exactly the given x values.
 func ticksAt(xs []float64) plot.ConstantTicks {

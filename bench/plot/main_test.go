@@ -86,3 +86,12 @@ func TestRunWritesAndChecks(t *testing.T) {
 		t.Fatalf("check after the results changed: %v, want flood.svg out of date", err)
 	}
 }
+
+func TestWrap(t *testing.T) {
+	if got := wrap("aa bb cc dd", 5); got != "aa bb\ncc dd" {
+		t.Errorf("wrap = %q", got)
+	}
+	if got := wrap("averyveryverylongword x", 5); got != "averyveryverylongword\nx" {
+		t.Errorf("wrap of a long word = %q", got)
+	}
+}
