@@ -201,7 +201,8 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, invalidArgument(fmt.Sprintf("Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration), %q", *android.TTL)))
 		return
 	}
-	if p := android.Priority; p != nil && *p != "NORMAL" && *p != "HIGH" {
+	// The enum's names, in any case: the Firebase Admin SDK sends "high".
+	if p := android.Priority; p != nil && !strings.EqualFold(*p, "NORMAL") && !strings.EqualFold(*p, "HIGH") {
 		s.reject(w, invalidArgument(fmt.Sprintf("Invalid value at 'message.android.priority' (type.googleapis.com/google.firebase.fcm.v1.AndroidMessagePriority), %q", *p)))
 		return
 	}

@@ -139,7 +139,7 @@ func TestTokenEndpointVerifiesAssertions(t *testing.T) {
 		{"HS256", grant, assertion(t, a, a.key, jwt.SigningMethodHS256, nil), "invalid_grant"},
 		{"untrusted key", grant, assertion(t, a, other, jwt.SigningMethodRS256, nil), "invalid_grant"},
 		{"other audience", grant, assertion(t, a, a.key, jwt.SigningMethodRS256, func(c jwt.MapClaims) { c["aud"] = "https://oauth2.googleapis.com/elsewhere" }), "invalid_grant"},
-		{"no scope", grant, assertion(t, a, a.key, jwt.SigningMethodRS256, func(c jwt.MapClaims) { c["scope"] = "https://www.googleapis.com/auth/cloud-platform" }), "invalid_grant"},
+		{"no scope", grant, assertion(t, a, a.key, jwt.SigningMethodRS256, func(c jwt.MapClaims) { c["scope"] = "https://www.googleapis.com/auth/userinfo.email" }), "invalid_grant"},
 		{"expired", grant, assertion(t, a, a.key, jwt.SigningMethodRS256, func(c jwt.MapClaims) {
 			c["iat"], c["exp"] = time.Now().Add(-3*time.Hour).Unix(), time.Now().Add(-2*time.Hour).Unix()
 		}), "invalid_grant"},
@@ -242,7 +242,7 @@ func TestSendChecksInOrder(t *testing.T) {
 			{"reserved key", sendURL, bearer, msg(`"token":"` + regToken + `","data":{"message_type":"x"}`), 400, "INVALID_ARGUMENT"},
 			{"too big", sendURL, bearer, msg(`"token":"` + regToken + `","data":{"k":"` + strings.Repeat("x", 4000) + `"},"notification":{"body":"` + strings.Repeat("y", 100) + `"}`), 400, "INVALID_ARGUMENT"},
 			{"bad ttl", sendURL, bearer, msg(`"token":"` + regToken + `","android":{"ttl":"2419201s"}`), 400, "INVALID_ARGUMENT"},
-			{"bad priority", sendURL, bearer, msg(`"token":"` + regToken + `","android":{"priority":"high"}`), 400, "INVALID_ARGUMENT"},
+			{"bad priority", sendURL, bearer, msg(`"token":"` + regToken + `","android":{"priority":"urgent"}`), 400, "INVALID_ARGUMENT"},
 			{"malformed registration token", sendURL, bearer, msg(`"token":"short"`), 400, "INVALID_ARGUMENT"},
 			{"dead", sendURL, bearer, msg(`"token":"` + dead + `"`), 404, "UNREGISTERED"},
 			{"another project's", sendURL, bearer, msg(`"token":"` + regToken + `"`), 403, "SENDER_ID_MISMATCH"},

@@ -37,6 +37,9 @@ const (
 const (
 	jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 	messagingScope = "https://www.googleapis.com/auth/firebase.messaging"
+	// cloudScope covers every Google API, FCM included; the Firebase
+	// Admin SDK asks for it (and others) rather than for messagingScope.
+	cloudScope = "https://www.googleapis.com/auth/cloud-platform"
 	maxAssertion   = time.Hour       // exp - iat
 	clockSkew      = 5 * time.Minute // allowed between the client's clock and ours
 )
@@ -301,8 +304,8 @@ func (s *Server) verifyAssertion(assertion, path string, now time.Time) error {
 	if claims.Iss == "" {
 		return errors.New("JWT has no iss (the service account's client_email)")
 	}
-	if !strings.Contains(" "+claims.Scope+" ", " "+messagingScope+" ") {
-		return fmt.Errorf("JWT scope %q lacks %s", claims.Scope, messagingScope)
+	if scopes := " " + claims.Scope + " "; !strings.Contains(scopes, " "+messagingScope+" ") && !strings.Contains(scopes, " "+cloudScope+" ") {
+		return fmt.Errorf("JWT scope %q lacks %s (or %s)", claims.Scope, messagingScope, cloudScope)
 	}
 	iat, exp := time.Unix(claims.Iat, 0), time.Unix(claims.Exp, 0)
 	switch {
