@@ -39,9 +39,9 @@ const (
 	messagingScope = "https://www.googleapis.com/auth/firebase.messaging"
 	// cloudScope covers every Google API, FCM included; the Firebase
 	// Admin SDK asks for it (and others) rather than for messagingScope.
-	cloudScope = "https://www.googleapis.com/auth/cloud-platform"
-	maxAssertion   = time.Hour       // exp - iat
-	clockSkew      = 5 * time.Minute // allowed between the client's clock and ours
+	cloudScope   = "https://www.googleapis.com/auth/cloud-platform"
+	maxAssertion = time.Hour       // exp - iat
+	clockSkew    = 5 * time.Minute // allowed between the client's clock and ours
 )
 
 // serviceAccount is the development service account and its file.
