@@ -355,20 +355,33 @@ func valueSize(line []byte) (int64, error) {
 	if !ok {
 		return 0, errNotValue
 	}
-	var f [3][]byte // key, flags, bytes
-	for i := range f {
-		rest = bytes.TrimLeft(rest, " \t")
-		end := bytes.IndexAny(rest, " \t")
-		if end < 0 {
-			end = len(rest)
+	var num []byte // the third field
+	fields, start := 0, -1
+	for i := 0; i <= len(rest) && num == nil; i++ {
+		if i < len(rest) && rest[i] != ' ' && rest[i] != '\t' {
+			if start < 0 {
+				start = i
+			}
+			continue
 		}
-		f[i], rest = rest[:end], rest[end:]
+		if start >= 0 {
+			if fields++; fields == 3 {
+				num = rest[start:i]
+			}
+			start = -1
+		}
 	}
-	if len(f[2]) == 0 {
+	if num == nil {
 		return 0, errNotValue
 	}
-	size, err := strconv.ParseInt(string(f[2]), 10, 64)
-	if err != nil || size < 0 || size > maxValueLen {
+	var size int64
+	for _, d := range num {
+		if d < '0' || d > '9' || size > maxValueLen {
+			return 0, fmt.Errorf("%w: bad item length", ErrProtocol)
+		}
+		size = size*10 + int64(d-'0')
+	}
+	if size > maxValueLen {
 		return 0, fmt.Errorf("%w: bad item length", ErrProtocol)
 	}
 	return size, nil

@@ -62,6 +62,10 @@ func TestValueSize(t *testing.T) {
 		{"VALUE push 0 9999999999999999", 0, true},
 		{"SERVER_ERROR out of disk", 0, true},
 		{"VALUE push 0 x", 0, true},
+		{"VALUE push 0 1x", 0, true},
+		{"VALUE push 0 ", 0, true},
+		{"VALUE  push\t0  12 99", 12, false}, // gets' cas unique, extra spaces
+		{"VALUES push 0 12", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
