@@ -247,8 +247,12 @@ func NewSender(cfg Config) (*Sender, error) {
 	for range cfg.Connections {
 		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
 		c := &apns2.Client{
-			Host:       host,
-			HTTPClient: &http.Client{Transport: retryAfterTransport{tr}, Timeout: cfg.RequestTimeout},
+			Host: host,
+			// No http.Client.Timeout: with a RoundTripper net/http does
+			// not know (retryAfterTransport) it arms a timer and starts
+			// a goroutine per request; push bounds the request with its
+			// context instead (docs/benchmarks.md).
+			HTTPClient: &http.Client{Transport: retryAfterTransport{tr}},
 		}
 		if s.token != nil {
 			c.Token = s.token.tok
@@ -444,7 +448,9 @@ func (l *logLimiter) allow() (suppressed int64, ok bool) {
 func (s *Sender) push(ctx context.Context, client *apns2.Client, n *apns2.Notification, attempt int) Result {
 	res := Result{Token: n.DeviceToken, APNsID: n.ApnsID, Platform: PlatformAPNs}
 	hint := new(retryAfterHint)
-	resp, err := client.PushWithContext(context.WithValue(ctx, retryAfterKey{}, hint), n)
+	reqCtx, cancel := context.WithTimeout(context.WithValue(ctx, retryAfterKey{}, hint), s.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := client.PushWithContext(reqCtx, n)
 	if err != nil {
 		res.Err = err
 		res.Class = Retry

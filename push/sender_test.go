@@ -305,6 +305,21 @@ func TestStalledConnectionIsReplaced(t *testing.T) {
 	}
 }
 
+// TestRequestTimeoutBoundsAPush: a push APNs does not answer ends after
+// RequestTimeout as a Retry, the connection staying usable.
+func TestRequestTimeoutBoundsAPush(t *testing.T) {
+	sim := startSim(t, apnssim.Config{Latency: time.Minute})
+	s := newSender(t, sim, func(c *push.Config) { c.RequestTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	res := s.Send(context.Background(), alertMessage(token(1)), token(1))
+	if el := time.Since(start); el > 20*time.Second {
+		t.Fatalf("Send took %v with a 200 ms request timeout", el)
+	}
+	if res.Class != push.Retry || !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Fatalf("Send = %+v, want Retry with the deadline exceeded", res)
+	}
+}
+
 func TestSimulatorRestartMidStream(t *testing.T) {
 	dir := t.TempDir()
 	sim1 := startSim(t, apnssim.Config{TLSDir: dir, Latency: 5 * time.Millisecond})
