@@ -689,7 +689,7 @@ func (b *bench) workerPhase(v variant, c, tokens, rep int) (result, error) {
 	args := []string{v.bin, "worker", "--servers", qaddr, "--apns-host", b.simURL, "--apns-ca", b.ca,
 		"--auth-key", b.key, "--key-id", devKID, "--team-id", devTeam, "--concurrency", strconv.Itoa(c)}
 	if b.cfg.profileDir != "" {
-		args = append(args, "--admin-listen", "127.0.0.1:0")
+		args = append(args, "--admin-listen", "127.0.0.1:0", "--pprof")
 	}
 	args = append(args, v.args...)
 	w, err := b.start(v.label, v.env, args...)
