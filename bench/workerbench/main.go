@@ -32,13 +32,16 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,6 +190,9 @@ type config struct {
 	messageIDs     bool
 	enqueueConns   int
 	profileSeconds int
+	plotResults    string
+	started        time.Time
+	load           string // load average at the start
 }
 
 func benchMain() error {
@@ -195,7 +201,7 @@ func benchMain() error {
 	shapes := flag.String("tokens", "1,1000", "tokens per message, one run each")
 	flag.StringVar(&cfg.kpush, "kpush", "", "kpush binary (default: go build ./cmd/kpush)")
 	flag.IntVar(&cfg.n, "n", 40000, "pushes per phase")
-	flag.IntVar(&cfg.reps, "reps", 2, "repetitions of every configuration")
+	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every configuration")
 	flag.StringVar(&cfg.results, "results", "", "append JSON lines to this file")
 	flag.StringVar(&cfg.profileDir, "profile", "", "save a CPU profile of each worker run here (adds --admin-listen)")
 	var variants variantFlag
@@ -203,7 +209,10 @@ func benchMain() error {
 	flag.BoolVar(&cfg.messageIDs, "ids", false, "give every message an id (the worker then sends apns-id)")
 	flag.IntVar(&cfg.enqueueConns, "enqueue-concurrency", 64, "kpush enqueue --concurrency for the fill")
 	flag.IntVar(&cfg.profileSeconds, "profile-seconds", 2, "length of each worker profile")
+	flag.StringVar(&cfg.plotResults, "plot-results", "", "append the medians to this file in bench/results format (bench \"e2e\", x = concurrency, y = pushes/s; see bench/README.md)")
 	flag.Parse()
+	cfg.started = time.Now().UTC()
+	cfg.load = loadAverage()
 	var err error
 	if cfg.concurrency, err = ints(*conc); err != nil {
 		return err
@@ -477,6 +486,12 @@ func (b *bench) run() error {
 					rows = append(rows, wr)
 				}
 			}
+		}
+	}
+	b.summary(rows)
+	if b.cfg.plotResults != "" {
+		if err := b.writePlotResults(rows); err != nil {
+			return err
 		}
 	}
 	if b.cfg.results != "" {
@@ -753,4 +768,122 @@ func saveProfile(url, path string) error {
 		return err
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// ---- the summary --------------------------------------------------------------
+
+type key struct {
+	sender      string
+	concurrency int
+	tokens      int
+}
+
+// medians groups rows by sender, concurrency and shape, in the order they
+// first ran.
+func medians(rows []result) ([]key, map[key]result) {
+	var order []key
+	groups := map[key][]result{}
+	for _, r := range rows {
+		k := key{r.Sender, r.Concurrency, r.TokensPerMsg}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := map[key]result{}
+	for k, rs := range groups {
+		m := rs[0]
+		med := func(f func(result) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			sort.Float64s(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		m.Rep = len(rs)
+		m.Rate = med(func(r result) float64 { return r.Rate })
+		m.Seconds = med(func(r result) float64 { return r.Seconds })
+		m.SenderCPU = med(func(r result) float64 { return r.SenderCPU })
+		m.SimCPU = med(func(r result) float64 { return r.SimCPU })
+		m.QueuedCPU = med(func(r result) float64 { return r.QueuedCPU })
+		m.SenderSyscalls = med(func(r result) float64 { return r.SenderSyscalls })
+		m.SimSyscalls = med(func(r result) float64 { return r.SimSyscalls })
+		m.QueuedSyscalls = med(func(r result) float64 { return r.QueuedSyscalls })
+		// Ratios pair each run with the loop run just before it, then
+		// take the median: a slower minute moves both sides.
+		m.RateVsLoop = med(func(r result) float64 { return r.RateVsLoop })
+		m.SenderCPUVsLoop = med(func(r result) float64 { return r.SenderCPUVsLoop })
+		m.SimCPUVsLoop = med(func(r result) float64 { return r.SimCPUVsLoop })
+		out[k] = m
+	}
+	return order, out
+}
+
+// summary prints the medians of every configuration as a markdown table.
+func (b *bench) summary(rows []result) {
+	order, med := medians(rows)
+	fmt.Printf("\nmedians of %d runs each (load average at the start %s; %d pushes per run)\n\n", b.cfg.reps, b.cfg.load, b.cfg.n)
+	fmt.Println("| sender | --concurrency | tokens/msg | pushes/s | sender CPU µs/push | sim CPU µs/push | queued CPU µs/push | rate vs loop | sender CPU vs loop | sim CPU vs loop |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, k := range order {
+		m := med[k]
+		ratios := "| | | "
+		if m.Sender != "loop" {
+			ratios = fmt.Sprintf("| %.2f | %.2f | %.2f ", m.RateVsLoop, m.SenderCPUVsLoop, m.SimCPUVsLoop)
+		}
+		fmt.Printf("| %s | %d | %d | %.0f | %.1f | %.1f | %.1f %s|\n", k.sender, k.concurrency, k.tokens, m.Rate, m.SenderCPU, m.SimCPU, m.QueuedCPU, ratios)
+	}
+}
+
+// writePlotResults appends the medians in the bench/results format: one
+// series per sender and message shape, x the concurrency, y pushes/s.
+func (b *bench) writePlotResults(rows []result) error {
+	f, err := os.OpenFile(b.cfg.plotResults, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	order, med := medians(rows)
+	machine := fmt.Sprintf("%d CPUs, %s, load average %s at the start", runtime.NumCPU(), kernel(), b.cfg.load)
+	enc := json.NewEncoder(f)
+	for _, k := range order {
+		series := "bare apns2 loop -> kpush apns-sim"
+		if k.sender != "loop" {
+			series = "kpush " + k.sender + " -> kpush apns-sim (queued --sync always)"
+		}
+		rec := struct {
+			Bench   string  `json:"bench"`
+			Series  string  `json:"series"`
+			X       float64 `json:"x"`
+			Y       float64 `json:"y"`
+			Run     string  `json:"run"`
+			Machine string  `json:"machine"`
+			Command string  `json:"command"`
+		}{"e2e", fmt.Sprintf("%s, %d token(s)/msg", series, k.tokens), float64(k.concurrency), math.Round(med[k].Rate),
+			b.cfg.started.Format("20060102T150405Z"), machine, "go run ./bench/workerbench " + strings.Join(os.Args[1:], " ")}
+		if err := enc.Encode(rec); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(raw))[0]
+}
+
+func kernel() string {
+	raw, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "Linux"
+	}
+	return "Linux " + strings.TrimSpace(string(raw))
 }
