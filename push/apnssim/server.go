@@ -1,6 +1,7 @@
 package apnssim
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -76,7 +77,11 @@ type Config struct {
 	TokenHexLen int
 	// Development adds apns-unique-id to responses, like Apple's sandbox.
 	Development bool
-	Logger      *slog.Logger
+	// MaxConcurrentStreams is the stream limit advertised to every
+	// connection; 0 means MaxConcurrentStreams (1,000). Tests lower it to
+	// put more pushes in flight than a connection may carry.
+	MaxConcurrentStreams int
+	Logger               *slog.Logger
 	// Now is the clock for provider-token ages; default time.Now.
 	Now func() time.Time
 }
@@ -186,7 +191,7 @@ func New(cfg Config) (*Server, error) {
 	s.handoff = newConnListener()
 	s.hs = &http.Server{
 		Handler:     http.HandlerFunc(s.handle),
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: cmp.Or(cfg.MaxConcurrentStreams, MaxConcurrentStreams)},
 		IdleTimeout: cfg.IdleTimeout,
 		ConnContext: s.connContext,
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
