@@ -199,7 +199,6 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 	for range cfg.Connections {
 		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
 		tr.MaxConnsPerHost = 0
-		tr.HTTP2.StrictMaxConcurrentRequests = false
 		s.conns = append(s.conns, fcmConn{
 			client: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
 			slots:  make(chan struct{}, cfg.StreamsPerConnection),

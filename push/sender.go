@@ -125,14 +125,14 @@ func ConnectionsFor(inFlight int) int {
 // Sender sends messages to APNs over several HTTP/2 connections. It is safe
 // for concurrent use by many goroutines.
 type Sender struct {
-	cfg     Config
-	log     *slog.Logger
-	host    string
-	clients []*apns2.Client
-	next    atomic.Uint64
-	token   *providerToken // nil with certificate auth
-	closed  atomic.Bool
-	badEnv  badTokenWindow
+	cfg    Config
+	log    *slog.Logger
+	host   string
+	conns  []apnsConn
+	next   atomic.Uint64
+	token  *providerToken // nil with certificate auth
+	closed atomic.Bool
+	badEnv badTokenWindow
 
 	credLog, unknownLog logLimiter
 }
@@ -257,16 +257,30 @@ func NewSender(cfg Config) (*Sender, error) {
 		if s.token != nil {
 			c.Token = s.token.tok
 		}
-		s.clients = append(s.clients, c)
+		s.conns = append(s.conns, apnsConn{client: c, slots: make(chan struct{}, StreamsPerConnection)})
 	}
 	return s, nil
 }
 
-// newTransport is one HTTP/2-only client transport holding exactly one
-// connection (MaxConnsPerHost 1): a burst of first requests shares one dial
-// instead of opening a connection each, and requests beyond the server's
-// stream limit wait for a free stream (StrictMaxConcurrentRequests) rather
-// than opening more connections than configured. A connection that hears
+// apnsConn is one HTTP/2 connection's client and its free stream slots.
+//
+// The bound is the sender's own, not net/http's StrictMaxConcurrentRequests:
+// in strict mode every request queued for a connection holds a stream
+// reservation, and once more requests are queued than the server's stream
+// limit, the one about to write waits for a slot the queued reservations
+// never give back, and every push on that connection hangs
+// (TestMoreSendsThanStreamsOnOneConnection). Holding at most
+// StreamsPerConnection requests in the transport avoids that; should a
+// server advertise fewer streams, net/http dials another connection rather
+// than block.
+type apnsConn struct {
+	client *apns2.Client
+	slots  chan struct{}
+}
+
+// newTransport is one HTTP/2-only client transport. MaxConnsPerHost 1 makes
+// a burst of first requests share a few dials instead of one each; the
+// stream limit is not strict (see apnsConn). A connection that hears
 // nothing for ReadIdleTimeout is PINGed and closed when the PING (or a
 // write) stalls for PingTimeout; the next request dials a new one. Idle
 // connections are kept: Apple asks providers to keep them open.
@@ -281,10 +295,9 @@ func newTransport(tlsConf *tls.Config, dialTimeout, readIdleTimeout, pingTimeout
 		Protocols:           protocols,
 		MaxConnsPerHost:     1,
 		HTTP2: &http.HTTP2Config{
-			StrictMaxConcurrentRequests: true,
-			SendPingTimeout:             readIdleTimeout,
-			PingTimeout:                 pingTimeout,
-			WriteByteTimeout:            pingTimeout,
+			SendPingTimeout:  readIdleTimeout,
+			PingTimeout:      pingTimeout,
+			WriteByteTimeout: pingTimeout,
 		},
 	}
 }
@@ -385,13 +398,21 @@ func (s *Sender) Send(ctx context.Context, m *Message, deviceToken string) Resul
 	idx := s.next.Add(1)
 	resentShutdown, resentToken := false, false
 	for {
-		client := s.clients[idx%uint64(len(s.clients))]
+		conn := s.conns[idx%uint64(len(s.conns))]
+		client := conn.client
 		var gen uint64
 		if s.token != nil {
 			s.token.refreshIfDue(s.log)
 			gen = s.token.gen.Load()
 		}
-		res = s.push(ctx, client, n, m.Attempt)
+		select {
+		case conn.slots <- struct{}{}:
+			res = s.push(ctx, client, n, m.Attempt)
+			<-conn.slots
+		case <-ctx.Done():
+			res = Result{Token: deviceToken, APNsID: n.ApnsID, Platform: PlatformAPNs, Class: Retry,
+				Err: fmt.Errorf("push to APNs: %w", ctx.Err()), RetryAfter: s.cfg.Backoff.Delay("", m.Attempt)}
+		}
 		switch {
 		case !resentShutdown && res.Class == Retry && (res.Reason == apns2.ReasonShutdown || res.Reason == apns2.ReasonIdleTimeout || isGoAway(res.Err)):
 			// The connection is going away: let the transport drop it
@@ -550,8 +571,8 @@ func (s *Sender) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
-	for _, c := range s.clients {
-		c.CloseIdleConnections()
+	for _, c := range s.conns {
+		c.client.CloseIdleConnections()
 	}
 }
 

@@ -305,6 +305,37 @@ func TestStalledConnectionIsReplaced(t *testing.T) {
 	}
 }
 
+// TestMoreSendsThanStreamsOnOneConnection: with more pushes in flight than
+// the server's stream limit on one connection, every push completes; the
+// ones beyond the limit wait for a free stream (net/http's strict stream
+// limit can leave such requests queued forever, as it did for FCM).
+func TestMoreSendsThanStreamsOnOneConnection(t *testing.T) {
+	const streams, n = 8, 400
+	sim := startSim(t, apnssim.Config{MaxConcurrentStreams: streams, Latency: 2 * time.Millisecond})
+	s := newSender(t, sim, func(c *push.Config) { c.Connections = 1; c.RequestTimeout = time.Minute })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for i := range n {
+		wg.Go(func() {
+			if res := s.Send(ctx, alertMessage(token(i)), token(i)); !res.OK() {
+				failed.Store(i, fmt.Sprintf("%v %v", res.Class, res.Err))
+			}
+		})
+	}
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("push %v: %v", k, v); return false })
+	st := sim.Stats()
+	if st.Accepted != n {
+		t.Errorf("accepted %d of %d", st.Accepted, n)
+	}
+	if st.MaxStreams > streams {
+		t.Errorf("%d streams at once on a connection; want at most the limit of %d", st.MaxStreams, streams)
+	}
+	t.Logf("%d connections, %d open, max streams %d", st.Connections, st.OpenConnections, st.MaxStreams)
+}
+
 // TestRequestTimeoutBoundsAPush: a push APNs does not answer ends after
 // RequestTimeout as a Retry, the connection staying usable.
 func TestRequestTimeoutBoundsAPush(t *testing.T) {
