@@ -498,6 +498,13 @@ func (m *Message) APNsPayload() ([]byte, error) {
 	if m.MutableContent {
 		a.MutableContent = 1
 	}
+	if len(m.Data) == 0 {
+		// The common case: a struct encodes without the map's key
+		// sorting and interface boxing, to the same bytes.
+		return marshalNoEscape(struct {
+			Aps aps `json:"aps"`
+		}{a})
+	}
 	body := make(map[string]any, len(m.Data)+1)
 	for k, v := range m.Data {
 		body[k] = v
