@@ -850,10 +850,14 @@ func (b *bench) writePlotResults(rows []result) error {
 	order, med := medians(rows)
 	machine := fmt.Sprintf("%d CPUs, %s, load average %s at the start", runtime.NumCPU(), kernel(), b.cfg.load)
 	enc := json.NewEncoder(f)
+	enc.SetEscapeHTML(false)
 	for _, k := range order {
-		series := "bare apns2 loop -> kpush apns-sim"
-		if k.sender != "loop" {
-			series = "kpush " + k.sender + " -> kpush apns-sim (queued --sync always)"
+		series := k.sender // a -variant's label
+		switch k.sender {
+		case "loop":
+			series = "bare apns2 loop -> kpush apns-sim"
+		case "worker":
+			series = "kpush worker -> kpush apns-sim (queued --sync always)"
 		}
 		rec := struct {
 			Bench   string  `json:"bench"`
