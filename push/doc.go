@@ -16,11 +16,11 @@
 // certificate, CA file or host, and for token auth signs the first provider
 // token, so a bad key never reaches the send path. A Sender owns
 // Config.Connections apns2 clients, each with its own HTTP/2-only
-// net/http.Transport holding exactly one connection, with up to the
-// server's stream limit in flight on it (more requests wait for a free
-// stream rather than open extra connections). Send picks a client round-robin
-// and is safe for any number of concurrent goroutines; it blocks only on
-// the network, bounded by ctx and Config.RequestTimeout.
+// net/http.Transport and at most StreamsPerConnection pushes in flight
+// (more wait for a free slot; a server advertising fewer streams gets more
+// connections, not a hang). Send picks a client round-robin and is safe
+// for any number of concurrent goroutines; it blocks only on the network
+// and for a slot, bounded by ctx and Config.RequestTimeout.
 //
 // Stalled connections: every transport's HTTP2Config has SendPingTimeout
 // (Config.ReadIdleTimeout) and PingTimeout,
