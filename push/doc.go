@@ -20,7 +20,7 @@
 // (more wait for a free slot; a server advertising fewer streams gets more
 // connections, not a hang). Send picks a client round-robin and is safe
 // for any number of concurrent goroutines; it blocks only on the network
-// and for a slot, bounded by ctx and Config.RequestTimeout.
+// and for a slot (bounded by ctx), the request by Config.RequestTimeout too.
 //
 // Stalled connections: every transport's HTTP2Config has SendPingTimeout
 // (Config.ReadIdleTimeout) and PingTimeout,
