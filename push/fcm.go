@@ -197,8 +197,11 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 		project: sa.ProjectID,
 	}
 	for range cfg.Connections {
+		// One connection per transport (newTransport's MaxConnsPerHost):
+		// without the limit, the first burst of sends, arriving before
+		// any HTTP/2 connection exists, dials and handshakes one
+		// connection per send and then closes all but one.
 		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
-		tr.MaxConnsPerHost = 0
 		s.conns = append(s.conns, fcmConn{
 			client: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
 			slots:  make(chan struct{}, cfg.StreamsPerConnection),

@@ -401,3 +401,25 @@ func TestFCMManySendsOnOneConnection(t *testing.T) {
 		t.Errorf("accepted %d of %d", got, n)
 	}
 }
+
+// TestFCMConnectionsBounded: a burst of concurrent sends from a fresh
+// sender opens its Connections connections to FCM and no more (plus the
+// one the access token came over), instead of one handshake per send.
+func TestFCMConnectionsBounded(t *testing.T) {
+	sim := startFCMSim(t, fcmsim.Config{Latency: 2 * time.Millisecond})
+	s := newFCMSender(t, sim, func(c *push.FCMConfig) { c.Connections = 2 })
+	m := fcmMessage(fcmToken(0))
+	const n = 300
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if res := s.Send(context.Background(), m, fcmToken(i)); !res.OK() {
+				t.Errorf("send %d: %v %v", i, res.Class, res.Err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := sim.Stats().Connections; got > 2+1 {
+		t.Errorf("the simulator accepted %d connections from a sender with 2 (and one for the access token)", got)
+	}
+}

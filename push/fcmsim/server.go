@@ -173,6 +173,11 @@ func New(cfg Config) (*Server, error) {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.stats.connections.Add(1)
+			}
+		},
 	}
 	return s, nil
 }

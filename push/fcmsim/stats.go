@@ -27,13 +27,16 @@ type Stats struct {
 	AccessTokensRefused int64 `json:"access_tokens_refused"`
 	// Validated counts validate_only sends that passed.
 	Validated int64 `json:"validated"`
+	// Connections counts the TCP connections accepted, to check that a
+	// sender keeps to its bound.
+	Connections int64 `json:"connections"`
 	// Uptime is how long the simulator has run, in seconds.
 	Uptime float64 `json:"uptime_seconds"`
 }
 
 type counters struct {
-	issued, refused, validated atomic.Int64
-	start                      time.Time
+	issued, refused, validated, connections atomic.Int64
+	start                                   time.Time
 
 	mu       sync.Mutex
 	accepted int64
@@ -70,6 +73,7 @@ func (c *counters) snapshot(withTokens bool) Stats {
 		AccessTokensIssued:  c.issued.Load(),
 		AccessTokensRefused: c.refused.Load(),
 		Validated:           c.validated.Load(),
+		Connections:         c.connections.Load(),
 		Uptime:              time.Since(c.start).Seconds(),
 	}
 	for k, v := range c.rejected {
