@@ -340,6 +340,19 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 	}
 }
 
+// A pipelined set refused before it reaches a journal (here a bad queue
+// name) is answered in its place: after the STORED of the sets before it,
+// which wait for their commit, and before those after it.
+func TestPipelinedRefusedSetKeepsReplyOrder(t *testing.T) {
+	_, addr := startServer(t, nil) // sync always: STOREDs wait for an fsync
+	c := dial(t, addr)
+	bad := string(rBadName)
+	c.do("set po 0 0 1\r\na\r\nset po 0 0 1\r\nb\r\nset bad.name 0 0 1\r\nx\r\nset po 0 0 1\r\nc\r\nset bad.name 0 0 1 noreply\r\ny\r\nset po 0 0 1\r\nd\r\n",
+		"STORED\r\nSTORED\r\n"+bad+"STORED\r\nSTORED\r\n")
+	c.do("get po\r\nget po\r\nget po\r\nget po\r\nget po\r\n",
+		"VALUE po 0 1\r\na\r\nEND\r\nVALUE po 0 1\r\nb\r\nEND\r\nVALUE po 0 1\r\nc\r\nEND\r\nVALUE po 0 1\r\nd\r\nEND\r\nEND\r\n")
+}
+
 // A set larger than max_item_size is answered as soon as its header is in,
 // and its data is dropped as it arrives, never buffered.
 func TestOversizedSetNotBuffered(t *testing.T) {

@@ -12,23 +12,21 @@ import (
 func (c *conn) set(cmd *Command) bool {
 	c.s.cmdSet.Add(1)
 	noreply := cmd.NArgs == 5
-	reply := func(b []byte) {
-		if !noreply {
-			c.write(b)
-		}
+	// A refused set's reply takes its turn behind the STOREDs of the sets
+	// before it, which wait for their commit (settle).
+	refuse := func(b []byte) bool {
+		c.inflight = append(c.inflight, storing{refused: b, noreply: noreply})
+		return true
 	}
 	switch c.s.Status() {
 	case StatusReadOnly:
-		reply(rReadOnly)
-		return true
+		return refuse(rReadOnly)
 	case StatusQuiescent:
-		reply(rQuiescent)
-		return true
+		return refuse(rQuiescent)
 	}
 	q := c.lookup(cmd.Args[0])
 	if q == nil {
-		reply(rBadName)
-		return true
+		return refuse(rBadName)
 	}
 	exptime, _ := parseInt(cmd.Args[2])
 	now := nowMS()
@@ -105,6 +103,8 @@ func (c *conn) settle() {
 			continue
 		}
 		switch {
+		case st.refused != nil:
+			c.write(st.refused)
 		case err == nil:
 			c.write(rStored)
 		case errors.Is(err, ErrQueueFull):
@@ -125,7 +125,8 @@ type storing struct {
 	first      pendingPut // zero if fanout_only or refused
 	extra      []pendingPut
 	fanoutOnly bool
-	err        error // refused before reaching the journal
+	err        error  // refused before reaching the journal
+	refused    []byte // the reply of a set refused before any queue saw it
 	noreply    bool
 }
 
