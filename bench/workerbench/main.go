@@ -205,7 +205,7 @@ func benchMain() error {
 	flag.StringVar(&cfg.results, "results", "", "append JSON lines to this file")
 	flag.StringVar(&cfg.profileDir, "profile", "", "save a CPU profile of each worker run here (adds --admin-listen)")
 	var variants variantFlag
-	flag.Var(&variants, "variant", "a worker to measure, label[;bin=PATH][;env=A=1 B=2][;args=--flag v] (repeatable; default: the -kpush binary as is)")
+	flag.Var(&variants, "variant", "a worker to measure, label[;bin=PATH][;queued=PATH][;env=A=1 B=2][;args=--flag v] (repeatable; default: the -kpush binary as is)")
 	flag.BoolVar(&cfg.messageIDs, "ids", false, "give every message an id (the worker then sends apns-id)")
 	flag.IntVar(&cfg.enqueueConns, "enqueue-concurrency", 64, "kpush enqueue --concurrency for the fill")
 	flag.IntVar(&cfg.profileSeconds, "profile-seconds", 2, "length of each worker profile")
@@ -255,6 +255,7 @@ func benchMain() error {
 // extra flags.
 type variant struct {
 	label, bin string
+	queued     string // the kpush binary that runs queued (default: -kpush)
 	env, args  []string
 	loopArgs   []string // not a worker: the loop with these flags
 }
@@ -271,6 +272,8 @@ func (v *variantFlag) Set(s string) error {
 		switch k {
 		case "bin":
 			x.bin = val
+		case "queued":
+			x.queued = val
 		case "env":
 			x.env = strings.Fields(val)
 		case "args":
@@ -278,7 +281,7 @@ func (v *variantFlag) Set(s string) error {
 		case "loop":
 			x.loopArgs = append([]string{}, strings.Fields(val)...)
 		default:
-			return fmt.Errorf("variant %q: unknown part %q (want bin=, env= or args=)", s, k)
+			return fmt.Errorf("variant %q: unknown part %q (want bin=, queued=, env=, args= or loop=)", s, k)
 		}
 	}
 	*v = append(*v, x)
@@ -680,7 +683,11 @@ func (b *bench) workerPhase(v variant, c, tokens, rep int) (result, error) {
 	if err := os.WriteFile(conf, []byte("queues {\n  push_retry {\n    expire_to_queue = \"push\"\n  }\n}\n"), 0o644); err != nil {
 		return result{}, err
 	}
-	q, err := b.start("queued", nil, k, "queued", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--config", conf, "--sync", "always")
+	qbin := k
+	if v.queued != "" {
+		qbin = v.queued
+	}
+	q, err := b.start("queued", nil, qbin, "queued", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--config", conf, "--sync", "always")
 	if err != nil {
 		return result{}, err
 	}
