@@ -68,7 +68,8 @@ func (j *Journal) compact(segs []*segment) {
 	j.compacting = false
 	j.mu.Unlock()
 	switch {
-	case errors.Is(err, errCrashed):
+	case errors.Is(err, errCrashed), errors.Is(err, ErrClosed):
+		// Close (or a test's crash) stopped it: nothing failed.
 	case err != nil:
 		j.log.Warn("journal compaction failed; will retry later", "err", err)
 	default:

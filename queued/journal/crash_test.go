@@ -102,7 +102,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			}
 			j.abandon()
 
-			j2 := openT(t, dir, Options{SegmentSize: seg})
+			j2 := openT(t, dir, Options{SegmentSize: seg, Logger: quietLogger()}) // repairs what the crash left
 			defer j2.Close()
 			got := map[uint64]string{}
 			var last uint64

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +15,69 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// strictLogger fails the test if the journal logs a warning or an error.
+// The journal warns only when something went wrong (a failed fsync, a
+// slow one, a segment it cannot roll or delete); in a test that breaks
+// nothing, a warning is a check that fires on success. Tests that break
+// something pass a logger of their own.
+func strictLogger(t testing.TB) *slog.Logger {
+	h := &strictHandler{}
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, r := range h.bad {
+			t.Errorf("journal logged %s in a test that broke nothing", r)
+		}
+	})
+	return slog.New(h)
+}
+
+// strictHandler collects the records at Warn or above; strictLogger
+// reports them when the test ends (a journal's goroutines may log after
+// the test's last line, when t.Errorf would panic).
+type strictHandler struct {
+	mu  sync.Mutex
+	bad []string
+}
+
+func (h *strictHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *strictHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn {
+		return nil
+	}
+	if r.Message == "slow fsync" {
+		// A loaded machine can take that long: believe the warning
+		// only if it is true.
+		slow := false
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "took" {
+				slow = a.Value.Duration() > slowSync
+			}
+			return true
+		})
+		if slow {
+			return nil
+		}
+	}
+	s := fmt.Sprintf("%s %q", r.Level, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		s += " " + a.String()
+		return true
+	})
+	h.mu.Lock()
+	h.bad = append(h.bad, s)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *strictHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *strictHandler) WithGroup(string) slog.Handler      { return h }
+
 func openT(t testing.TB, dir string, opts Options) *Journal {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = quietLogger()
+		opts.Logger = strictLogger(t)
 	}
 	j, err := Open(dir, "q", opts)
 	if err != nil {
