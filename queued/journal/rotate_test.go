@@ -3,6 +3,7 @@ package journal
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -497,5 +498,72 @@ func TestDrainedEmptySegmentStays(t *testing.T) {
 	}
 	if again := segFiles(t, dir); fmt.Sprint(again) != fmt.Sprint(first) {
 		t.Fatalf("an empty segment was rolled: %v, then %v", first, again)
+	}
+}
+
+// TestRollFsyncsOldSegmentFirst: under SyncNever, where batches are not
+// fsynced, a roll fsyncs the whole old segment before it creates the next
+// one, so only the last segment can have a torn tail after a power cut.
+// The synced-length hook (SyncedLogEnv) shows the order.
+func TestRollFsyncsOldSegmentFirst(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(t.TempDir(), "synced.log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syncedLog = f
+	defer func() { syncedLog = nil }()
+
+	j := openT(t, dir, Options{Sync: SyncNever, SegmentSize: 1024})
+	defer j.Close()
+	for i := 0; len(segFiles(t, dir)) < 4; i++ {
+		if i == 200 {
+			t.Fatalf("no roll after %d appends: %v", i, segFiles(t, dir))
+		}
+		appendT(t, j, payload(i))
+		// Not Sync: that would fsync the batch, and the roll find
+		// nothing to fsync. Wait for the writer to take the inline
+		// write's request to roll and to finish it.
+		waitFor(t, "the writer's maintenance", func() bool {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			return !j.maintainReq && !j.writerBusy && len(j.pending) == 0
+		})
+	}
+	segs := segFiles(t, dir)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	at := func(line string) int {
+		for i, l := range lines {
+			if l == line {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, seg := range segs[:len(segs)-1] {
+		fi, err := os.Stat(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole := at(fmt.Sprintf("%s %d", filepath.Base(seg), fi.Size()))
+		next := -1
+		for k, l := range lines {
+			if strings.HasPrefix(l, filepath.Base(segs[i+1])+" ") {
+				next = k
+				break
+			}
+		}
+		if whole < 0 || next < 0 || whole > next {
+			t.Fatalf("%s (%d bytes) is not logged as wholly synced before %s was created (lines %d, %d):\n%s", seg, fi.Size(), segs[i+1], whole, next, b)
+		}
 	}
 }
