@@ -567,3 +567,25 @@ func TestRollFsyncsOldSegmentFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainedSegmentRollsAtHalf: a drained queue's segment is rolled as
+// soon as it holds half of SegmentSize, exactly half included, so its
+// dead records can go.
+func TestDrainedSegmentRollsAtHalf(t *testing.T) {
+	dir := t.TempDir()
+	fresh := int64(fileHeaderSize + frameHeaderSize + padded(1+startFixedSize))
+	add := int64(frameHeaderSize + padded(1+addFixedSize+1))
+	remove := int64(frameHeaderSize + padded(1+16))
+	j := openT(t, dir, Options{SegmentSize: 2 * (fresh + add + remove)})
+	defer j.Close()
+	first := segFiles(t, dir)
+	removeT(t, j, appendT(t, j, "x")...)
+	syncAndSettle(t, j)
+	after := segFiles(t, dir)
+	if len(after) != 1 || after[0] == first[0] {
+		t.Fatalf("segments %v after draining a segment of exactly half SegmentSize, want one new one (was %v)", after, first)
+	}
+	if fi, err := os.Stat(after[0]); err != nil || fi.Size() != fresh {
+		t.Fatalf("the new segment %s is not a fresh one (%v)", after[0], err)
+	}
+}
