@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -262,6 +263,9 @@ func TestClearExceptKeepsOpenReads(t *testing.T) {
 	if got := fmt.Sprint(datas(readAll(t, j))); got != "[b d]" {
 		t.Fatalf("after ClearExcept: %s", got)
 	}
+	if st := j.Stats(); st.Writes != 6 {
+		t.Fatalf("%d records written, want 6 (5 ADDs, 1 REMOVE around the kept ids)", st.Writes)
+	}
 	appendT(t, j, "f")
 	j.Close()
 	j = openT(t, dir, Options{})
@@ -418,4 +422,22 @@ func TestLockDir(t *testing.T) {
 		t.Fatalf("LockDir after release: %v", err)
 	}
 	release()
+}
+
+// TestBigItemFirstOfSeveral: an Append of several items whose first is big
+// journals all of them (only a lone big item is written from its memory).
+func TestBigItemFirstOfSeveral(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{})
+	big := strings.Repeat("b", bigRecord)
+	appendT(t, j, big, "small")
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got := datas(readAll(t, j))
+	if len(got) != 2 || got[0] != big || got[1] != "small" {
+		t.Fatalf("after reopen: %d items, want the big one and \"small\"", len(got))
+	}
 }
