@@ -160,6 +160,16 @@ func TestFullDiskRemovesStillFit(t *testing.T) {
 	if !errors.Is(fullErr, ErrDiskFull) {
 		t.Fatalf("filling the disk: err = %v, want ErrDiskFull", fullErr)
 	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &fs); err != nil {
+		t.Fatal(err)
+	}
+	// Near the end the preallocation takes exactly what is needed
+	// instead of its usual 1 MiB step (more than this disk): appends are
+	// refused only once the disk is all but full.
+	if free := int64(fs.Bavail) * fs.Bsize; free >= 64<<10 {
+		t.Fatalf("appends refused with %d bytes free: %v", free, fullErr)
+	}
 	// Take whatever is left, so nothing but the reservation remains.
 	filler, err := os.Create(filepath.Join(mnt, "filler"))
 	if err != nil {
@@ -405,4 +415,38 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// TestPreallocationCoversRemoves: after every Append the active segment
+// has disk blocks for what it holds plus a REMOVE of every live item
+// (removeReserve each), so confirming items never needs new space; and
+// no more than one preallocation step (reserveSlack) beyond that.
+func TestPreallocationCoversRemoves(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 64 << 20})
+	defer j.Close()
+	items := make([]Item, 2000)
+	for round := 0; round < 20; round++ { // past two preallocation steps
+		c, err := j.Append(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		j.mu.Lock()
+		path, need := j.active.path, j.active.size+j.live.items*removeReserve
+		j.mu.Unlock()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alloc := fi.Sys().(*syscall.Stat_t).Blocks * 512
+		if alloc < need || alloc > need+reserveSlack+64<<10 {
+			t.Fatalf("round %d: %s has %d bytes allocated, want %d (its records and their removes) to %d more", round, path, alloc, need, reserveSlack)
+		}
+	}
+	if len(segFiles(t, dir)) != 1 {
+		t.Fatalf("rolled: %v", segFiles(t, dir))
+	}
 }
