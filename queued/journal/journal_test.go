@@ -441,3 +441,70 @@ func TestBigItemFirstOfSeveral(t *testing.T) {
 		t.Fatalf("after reopen: %d items, want the big one and \"small\"", len(got))
 	}
 }
+
+// TestCursorLimits: Next returns at most maxItems items and stops once
+// they reach maxBytes (exactly maxBytes included), but returns one item
+// even if it alone is bigger.
+func TestCursorLimits(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{})
+	defer j.Close()
+	appendT(t, j, "0123456789", "0123456789", "0123456789", "0123456789")
+	for _, tc := range []struct {
+		maxItems int
+		maxBytes int64
+		want     int
+	}{{10, 20, 2}, {10, 21, 3}, {10, 5, 1}, {2, 1000, 2}, {0, 1000, 1}} {
+		c := j.Cursor(0)
+		items, err := c.Next(tc.maxItems, tc.maxBytes)
+		c.Close()
+		if err != nil || len(items) != tc.want {
+			t.Errorf("Next(%d, %d) = %d items, %v; want %d", tc.maxItems, tc.maxBytes, len(items), err, tc.want)
+		}
+	}
+}
+
+// TestCursorClosesFiles: a cursor that reads through several segments
+// keeps at most one of them open, and none after Close.
+func TestCursorClosesFiles(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 512})
+	defer j.Close()
+	for i := 0; i < 40; i++ {
+		appendT(t, j, payload(i))
+	}
+	syncAndSettle(t, j) // the last roll done: the journal's own files stay as they are
+	open := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		n := 0
+		for _, e := range ents {
+			if p, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(p, dir+"/") {
+				n++
+			}
+		}
+		return n
+	}
+	before := open()
+	if segs := segFiles(t, dir); len(segs) < 4 {
+		t.Fatalf("want several segments, got %v", segs)
+	}
+	c := j.Cursor(0)
+	for {
+		items, err := c.Next(3, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 {
+			break
+		}
+		if n := open(); n > before+1 {
+			t.Fatalf("%d files of the journal open while reading, %d before", n, before)
+		}
+	}
+	c.Close()
+	if n := open(); n != before {
+		t.Fatalf("%d files of the journal open after the cursor's Close, %d before", n, before)
+	}
+}

@@ -1,11 +1,13 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -156,5 +158,40 @@ func TestKestrelFieldsAndDump(t *testing.T) {
 	}
 	if got := fmt.Sprint(ops); got != "[0:ADD:old 12:ADDX:new]" {
 		t.Fatalf("dump = %s", got)
+	}
+}
+
+// TestDetectFormat: the magic makes a kpush segment; an empty file or a
+// first byte that is a Kestrel opcode (0 to 8, STATE_DUMP included) makes
+// a Kestrel journal; anything else is corruption, however long the file.
+func TestDetectFormat(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		contents []byte
+		want     Format
+	}{
+		{"kpush", fileHeader(), FormatKpush},
+		{"empty", nil, FormatKestrel},
+		{"add", kj{}.add("x", 0), FormatKestrel},
+		{"state dump", []byte{kOpStateDump, 0, 0, 0, 0, 0, 0, 0, 0}, FormatKestrel},
+		{"garbage byte", []byte{kOpStateDump + 1}, 0},
+		{"garbage file", bytes.Repeat([]byte{0xff}, 64), 0},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+		if err := os.WriteFile(path, tc.contents, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := DetectFormat(path)
+		if tc.want == 0 {
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.File != path {
+				t.Errorf("%s: DetectFormat = %v, %v; want a CorruptError naming the file", tc.name, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: DetectFormat = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
 	}
 }
