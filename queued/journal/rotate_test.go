@@ -524,13 +524,8 @@ func TestRollFsyncsOldSegmentFirst(t *testing.T) {
 		}
 		appendT(t, j, payload(i))
 		// Not Sync: that would fsync the batch, and the roll find
-		// nothing to fsync. Wait for the writer to take the inline
-		// write's request to roll and to finish it.
-		waitFor(t, "the writer's maintenance", func() bool {
-			j.mu.Lock()
-			defer j.mu.Unlock()
-			return !j.maintainReq && !j.writerBusy && len(j.pending) == 0
-		})
+		// nothing to fsync.
+		settleInline(t, j)
 	}
 	segs := segFiles(t, dir)
 	if err := j.Close(); err != nil {
@@ -571,21 +566,72 @@ func TestRollFsyncsOldSegmentFirst(t *testing.T) {
 // TestDrainedSegmentRollsAtHalf: a drained queue's segment is rolled as
 // soon as it holds half of SegmentSize, exactly half included, so its
 // dead records can go.
+//
+// Under SyncNever the caller writes the records (inline) and asks the
+// writer for the roll; nothing is Synced, as that would run the writer's
+// own maintenance and hide a missing request.
 func TestDrainedSegmentRollsAtHalf(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncNever} {
+		t.Run(mode.String(), func(t *testing.T) { testDrainedSegmentRollsAtHalf(t, mode) })
+	}
+}
+
+func testDrainedSegmentRollsAtHalf(t *testing.T, mode SyncMode) {
 	dir := t.TempDir()
 	fresh := int64(fileHeaderSize + frameHeaderSize + padded(1+startFixedSize))
 	add := int64(frameHeaderSize + padded(1+addFixedSize+1))
 	remove := int64(frameHeaderSize + padded(1+16))
-	j := openT(t, dir, Options{SegmentSize: 2 * (fresh + add + remove)})
+	j := openT(t, dir, Options{Sync: mode, SegmentSize: 2 * (fresh + add + remove)})
 	defer j.Close()
 	first := segFiles(t, dir)
 	removeT(t, j, appendT(t, j, "x")...)
-	syncAndSettle(t, j)
+	if mode == SyncAlways {
+		syncAndSettle(t, j)
+	} else {
+		settleInline(t, j)
+	}
 	after := segFiles(t, dir)
 	if len(after) != 1 || after[0] == first[0] {
 		t.Fatalf("segments %v after draining a segment of exactly half SegmentSize, want one new one (was %v)", after, first)
 	}
 	if fi, err := os.Stat(after[0]); err != nil || fi.Size() != fresh {
 		t.Fatalf("the new segment %s is not a fresh one (%v)", after[0], err)
+	}
+}
+
+// settleInline waits for the writer to take the request for maintenance
+// (roll, drop, compaction check) that inline writes leave and to finish
+// it, without a Sync, which would run that maintenance anyway.
+func settleInline(t *testing.T, j *Journal) {
+	t.Helper()
+	waitFor(t, "the writer's maintenance", func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return !j.maintainReq && !j.writerBusy && len(j.pending) == 0
+	})
+}
+
+// TestInlineWritesRollAndDrop: under SyncNever, where callers write their
+// records themselves, a full segment is still rolled and segments that
+// only dead items pin are still dropped.
+func TestInlineWritesRollAndDrop(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Sync: SyncNever, SegmentSize: 1024})
+	defer j.Close()
+	var ids []uint64
+	for i := 0; i < 60; i++ {
+		ids = append(ids, appendT(t, j, payload(i))...)
+		settleInline(t, j)
+	}
+	if n := len(segFiles(t, dir)); n < 4 {
+		t.Fatalf("%d segments after 60 items of %d bytes in segments of 1024", n, len(payload(0)))
+	}
+	removeT(t, j, ids[:58]...)
+	settleInline(t, j)
+	if st, segs := j.Stats(), segFiles(t, dir); st.Rotations == 0 || len(segs) > 2 {
+		t.Fatalf("dead segments kept: %+v, files %v", st, segs)
+	}
+	if got := datas(readAll(t, j)); fmt.Sprint(got) != fmt.Sprint([]string{payload(58), payload(59)}) {
+		t.Fatalf("live: %v", got)
 	}
 }
