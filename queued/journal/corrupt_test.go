@@ -496,3 +496,34 @@ func TestReplayRejectsRepeatedAddID(t *testing.T) {
 		t.Fatalf("Open: %v, want CorruptError at %s:%d", err, path, at)
 	}
 }
+
+// TestRecordsAcrossReadWindow: records are read through a window of
+// readWindow bytes; records that straddle its end, and a last record
+// bigger than the window that ends exactly at the end of the file, are
+// read whole by replay, Check and a cursor.
+func TestRecordsAcrossReadWindow(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 64 << 20})
+	var want []string
+	for i, n := range []int{readWindow/3 + 5, readWindow/3 + 11, readWindow/3 + 17, 1000, readWindow + 3, readWindow*2 + 1} {
+		want = append(want, strings.Repeat(string(rune('a'+i)), n))
+	}
+	appendT(t, j, want...)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Check(dir, "q"); err != nil || res.Torn != nil || res.Items != int64(len(want)) {
+		t.Fatalf("Check: %+v, %v", res, err)
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got := datas(readAll(t, j))
+	if len(got) != len(want) {
+		t.Fatalf("%d items read back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("item %d: %d bytes of %q, want %d", i, len(got[i]), got[i][:1], len(want[i]))
+		}
+	}
+}

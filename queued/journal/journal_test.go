@@ -376,10 +376,22 @@ func TestBigAppendWrittenFromItem(t *testing.T) {
 			opts := Options{Sync: mode, SyncInterval: time.Hour}
 			j := openT(t, dir, opts)
 			ids := appendT(t, j, "small")
-			if _, err := j.Remove(ids[0]); err != nil {
+			c, err := j.Remove(ids[0])
+			if err != nil {
 				t.Fatal(err)
 			}
+			if mode == SyncAlways {
+				// Its own batch and fsync, before the count below.
+				if err := c.Wait(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := j.Stats()
 			appendT(t, j, string(big))
+			// The big ADD is counted, and fsynced only under SyncAlways.
+			if st := j.Stats(); st.Writes != 3 || (mode == SyncAlways) != (st.Syncs > before.Syncs) {
+				t.Fatalf("after the big append: %d records written (want 3), %d fsyncs, %d before", st.Writes, st.Syncs, before.Syncs)
+			}
 			appendT(t, j, "after")
 			j.abandon()
 			j = openT(t, dir, opts)
@@ -464,7 +476,8 @@ func TestCursorLimits(t *testing.T) {
 }
 
 // TestCursorClosesFiles: a cursor that reads through several segments
-// keeps at most one of them open, and none after Close.
+// keeps at most one of them open, and none after Close; the journal's
+// Close closes all of its files.
 func TestCursorClosesFiles(t *testing.T) {
 	dir := t.TempDir()
 	j := openT(t, dir, Options{SegmentSize: 512})
@@ -506,5 +519,37 @@ func TestCursorClosesFiles(t *testing.T) {
 	c.Close()
 	if n := open(); n != before {
 		t.Fatalf("%d files of the journal open after the cursor's Close, %d before", n, before)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := open(); n != 0 {
+		t.Fatalf("%d files of the journal open after its Close", n)
+	}
+}
+
+// TestInlineCommits: under SyncNever and SyncInterval an Append with the
+// writer idle is written by the caller, its Commit finished when Append
+// returns; a Remove no one waits for is written by the lazy write, with
+// no other call.
+func TestInlineCommits(t *testing.T) {
+	for _, mode := range []SyncMode{SyncNever, SyncInterval} {
+		t.Run(mode.String(), func(t *testing.T) {
+			j := openT(t, t.TempDir(), Options{Sync: mode, SyncInterval: time.Hour})
+			defer j.Close()
+			settleInline(t, j)
+			items := []Item{{Data: []byte("a")}}
+			c, err := j.Append(items)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.Done() {
+				t.Fatal("the Commit of an inline append is not finished when Append returns")
+			}
+			if _, err := j.Remove(items[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the lazy write of the remove", func() bool { return j.Stats().Writes == 2 })
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -633,5 +634,35 @@ func TestInlineWritesRollAndDrop(t *testing.T) {
 	}
 	if got := datas(readAll(t, j)); fmt.Sprint(got) != fmt.Sprint([]string{payload(58), payload(59)}) {
 		t.Fatalf("live: %v", got)
+	}
+}
+
+// TestInlineDropAtSegmentBoundary: under SyncNever a segment filled to
+// exactly SegmentSize is rolled, and with exactly two segments the first
+// is dropped once the first live item is the first of the second.
+func TestInlineDropAtSegmentBoundary(t *testing.T) {
+	dir := t.TempDir()
+	fresh := int64(fileHeaderSize + frameHeaderSize + padded(1+startFixedSize))
+	add := int64(frameHeaderSize + padded(1+addFixedSize+1))
+	j := openT(t, dir, Options{Sync: SyncNever, SegmentSize: fresh + 2*add})
+	defer j.Close()
+	a := appendT(t, j, "a")
+	b := appendT(t, j, "b")
+	settleInline(t, j)
+	segs := segFiles(t, dir)
+	if len(segs) != 2 {
+		t.Fatalf("a segment of exactly SegmentSize was not rolled: %v", segs)
+	}
+	appendT(t, j, "c")
+	j.mu.Lock()
+	second := j.segs[1].firstID
+	j.mu.Unlock()
+	removeT(t, j, a[0], b[0])
+	settleInline(t, j)
+	if second != b[0]+1 {
+		t.Fatalf("the second segment starts at %d, want %d", second, b[0]+1)
+	}
+	if _, err := os.Stat(segs[0]); !errors.Is(err, os.ErrNotExist) || j.Stats().Rotations != 1 {
+		t.Fatalf("the dead first segment was kept: %v, %+v", err, j.Stats())
 	}
 }
