@@ -93,6 +93,33 @@ func TestReplayKestrel(t *testing.T) {
 			corrupt: true,
 		},
 		{
+			name:    "opcode one past the last",
+			journal: kj{}.addx("a", 1, 0).op(kOpStateDump + 1),
+			corrupt: true,
+		},
+		{
+			name:    "empty item",
+			journal: kj{}.add("", 0).addx("b", 1, 0),
+			want:    "[ b]",
+		},
+		{
+			// At 1025 removed items the replay drops the removed head
+			// of its queue; an abort then puts the item back in front.
+			name: "unremove after a long run of removes",
+			journal: func() kj {
+				k := kj{}
+				for i := 0; i < 1025; i++ {
+					k = k.addx(fmt.Sprint(i), 1, 0)
+				}
+				k = k.op(kOpRemoveTentative) // "0" -> xid 1
+				for i := 1; i < 1025; i++ {
+					k = k.op(kOpRemove)
+				}
+				return k.addx("last", 1, 0).op(kOpUnremove, 1)
+			}(),
+			want: "[0 last]",
+		},
+		{
 			name:    "remove from empty queue",
 			journal: kj{}.op(kOpRemove),
 			corrupt: true,
