@@ -553,3 +553,27 @@ func TestInlineCommits(t *testing.T) {
 		})
 	}
 }
+
+// TestCursorSegmentGone: a segment file deleted under a running journal
+// (by hand) makes Next fail naming it, after a few looks for a compacted
+// stand-in, instead of looping.
+func TestCursorSegmentGone(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 512})
+	defer j.Close()
+	for i := 0; i < 20; i++ {
+		appendT(t, j, payload(i))
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 3 {
+		t.Fatalf("want several segments, got %v", segs)
+	}
+	if err := os.Remove(segs[0]); err != nil {
+		t.Fatal(err)
+	}
+	c := j.Cursor(0)
+	defer c.Close()
+	if _, err := c.Next(10, 1<<20); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), segs[0]) {
+		t.Fatalf("Next with %s gone: %v, want an error naming it", segs[0], err)
+	}
+}
