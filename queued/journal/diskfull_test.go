@@ -37,8 +37,11 @@ func TestWriteFailureFileSizeLimit(t *testing.T) {
 	for _, tc := range []string{"always", "never", "never-big", "always-big"} {
 		t.Run(tc, func(t *testing.T) {
 			dir := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureFileSizeLimit$", "-test.v", "-test.count=1")
+			cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFailureFileSizeLimit$", "-test.v", "-test.count=1", "-test.timeout=2m")
 			cmd.Env = append(os.Environ(), fsizeChildEnv+"="+dir, fsizeCaseEnv+"="+tc)
+			// Dies with this test (a mutation run's timeout kills the
+			// parent only).
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "fsize-child: ok") {
 				t.Fatalf("child failed: %v\n%s", err, out)

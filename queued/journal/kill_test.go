@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -23,8 +24,9 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	}
 	for round := 0; round < 2; round++ {
 		dir := t.TempDir()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestSIGKILLLosesNothingAcknowledged$")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSIGKILLLosesNothingAcknowledged$", "-test.timeout=2m")
 		cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with this test
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
