@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"math"
 	"math/rand"
 	"testing"
 )
@@ -29,6 +30,25 @@ func TestLiveTableMatchesMap(t *testing.T) {
 		got, ok := tab.firstLive()
 		if ok != (len(ref) > 0) || (ok && got != first) {
 			t.Fatalf("step %d: firstLive = %d %v, want %d", step, got, ok, first)
+		}
+		// frameBytesBelow, exactly and stopping early, at chunk edges
+		// and anywhere.
+		k := uint64(rng.Int63n(int64(next>>chunkBits) + 1))
+		for _, limit := range []uint64{k << chunkBits, k<<chunkBits + 1, k<<chunkBits - 1, uint64(rng.Int63n(int64(next) + 1))} {
+			var exact int64
+			for id, s := range ref {
+				if id < limit {
+					exact += int64(addFrameSize(s))
+				}
+			}
+			if got := tab.frameBytesBelow(limit, math.MaxInt64); got != exact {
+				t.Fatalf("step %d: frameBytesBelow(%d) = %d, want %d", step, limit, got, exact)
+			}
+			stop := exact / 2
+			got := tab.frameBytesBelow(limit, stop)
+			if (got <= stop && got != exact) || got > exact {
+				t.Fatalf("step %d: frameBytesBelow(%d, stop %d) = %d, want %d or a sum past the stop", step, limit, stop, got, exact)
+			}
 		}
 	}
 	for step := 0; step < 3000; step++ {
