@@ -65,6 +65,7 @@ func TestCorruption(t *testing.T) {
 		wantLive   string // after a successful open
 		wantOffset int64  // -1: open succeeds; else CorruptError at this record index's offset
 		corruptAt  func(offs []int64) int64
+		followsAt  func(offs []int64) int64 // the valid record the error names after it
 	}{
 		{
 			name:     "truncate mid last record",
@@ -101,6 +102,7 @@ func TestCorruption(t *testing.T) {
 				return b
 			}),
 			corruptAt: func(offs []int64) int64 { return offs[2] },
+			followsAt: func(offs []int64) int64 { return offs[3] },
 		},
 		{
 			name: "garbage length in the middle",
@@ -169,6 +171,9 @@ func TestCorruption(t *testing.T) {
 				}
 				if ce.File != path || ce.Offset != tc.corruptAt(offs) {
 					t.Fatalf("CorruptError at %s:%d, want %s:%d", ce.File, ce.Offset, path, tc.corruptAt(offs))
+				}
+				if tc.followsAt != nil && !strings.Contains(ce.Reason, fmt.Sprintf("a valid record follows at offset %d", tc.followsAt(offs))) {
+					t.Fatalf("CorruptError %q does not name the valid record at %d", ce.Reason, tc.followsAt(offs))
 				}
 				after, _ := os.ReadFile(path)
 				if string(after) != string(before) {
