@@ -287,12 +287,20 @@ func TestLongQueueName(t *testing.T) {
 	if err != nil || len(names) != 2 || !(names[0] == long || names[1] == long) {
 		t.Fatalf("Names = %v, %v", names, err)
 	}
+	// A name file that says something else is rewritten at Open.
+	nameFile := filepath.Join(dir, fileBase(longer)+nameExt)
+	if err := os.WriteFile(nameFile, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	j, err := Open(dir, longer, Options{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := datas(readAll(t, j)); fmt.Sprint(got) != "[nnnnm]" {
 		t.Fatalf("reopened long queue: %v", got)
+	}
+	if b, err := os.ReadFile(nameFile); err != nil || string(b) != longer {
+		t.Fatalf("name file after Open: %.20q, %v; want the queue's name", b, err)
 	}
 	if res, err := Check(dir, longer); err != nil || res.Items != 1 {
 		t.Fatalf("Check: %+v %v", res, err)
