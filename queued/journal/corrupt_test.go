@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -518,7 +519,11 @@ func TestRecordsAcrossReadWindow(t *testing.T) {
 	dir := t.TempDir()
 	j := openT(t, dir, Options{SegmentSize: 64 << 20})
 	var want []string
-	for i, n := range []int{readWindow/3 + 5, readWindow/3 + 11, readWindow/3 + 17, 1000, readWindow + 3, readWindow*2 + 1} {
+	// The first ADD (after the 8-byte header and the 32-byte START)
+	// ends exactly 8 bytes before the first window does: the next
+	// frame's header is the window's last 8 bytes.
+	first := readWindow - fileHeaderSize - 32 - frameHeaderSize - (1 + addFixedSize)
+	for i, n := range []int{first, readWindow/3 + 5, readWindow/3 + 11, readWindow/3 + 17, 1000, readWindow + 3, readWindow*2 + 1} {
 		want = append(want, strings.Repeat(string(rune('a'+i)), n))
 	}
 	appendT(t, j, want...)
@@ -539,4 +544,66 @@ func TestRecordsAcrossReadWindow(t *testing.T) {
 			t.Fatalf("item %d: %d bytes of %q, want %d", i, len(got[i]), got[i][:1], len(want[i]))
 		}
 	}
+}
+
+// countingReaderAt records the reads a frameReader makes of a file.
+type countingReaderAt struct {
+	f            *os.File
+	calls, bytes int64
+	maxLen       int
+	maxEnd       int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	c.calls++
+	c.bytes += int64(len(p))
+	c.maxLen = max(c.maxLen, len(p))
+	c.maxEnd = max(c.maxEnd, off+int64(len(p)))
+	return c.f.ReadAt(p, off)
+}
+
+// TestFrameReaderReadsOnce: the frame reader reads a segment in windows of
+// readWindow bytes, each region about once, and asks for nothing past its
+// limit (in a live segment, bytes past it are a batch not yet counted).
+func TestFrameReaderReadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 64 << 20})
+	var items []string
+	for i := 0; i < 3000; i++ {
+		items = append(items, strings.Repeat("x", i%700))
+	}
+	appendT(t, j, items...)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(segFiles(t, dir)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := fi.Size()
+	ra := &countingReaderAt{f: f}
+	r := frameReader{ra: ra, off: fileHeaderSize, limit: limit}
+	n := 0
+	for {
+		_, _, err := r.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", n, err)
+		}
+		n++
+	}
+	if ra.maxEnd > limit || ra.maxLen > readWindow {
+		t.Fatalf("read up to offset %d (limit %d), %d bytes at once (window %d)", ra.maxEnd, limit, ra.maxLen, readWindow)
+	}
+	if ra.bytes > limit+64<<10 || ra.calls > limit/readWindow+8 {
+		t.Fatalf("%d reads of %d bytes for %d frames in %d bytes", ra.calls, ra.bytes, n, limit)
+	}
+	t.Logf("%d frames, %d bytes: %d reads of %d bytes", n, limit, ra.calls, ra.bytes)
 }
