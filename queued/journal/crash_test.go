@@ -148,3 +148,21 @@ func crashCases(steps []string) []crashCase {
 	}
 	return out
 }
+
+// TestCrashHook: the crash points TestCrashAtEveryStep relies on stop the
+// journal at the named step's nth occurrence, not before, and no other
+// step stops it.
+func TestCrashHook(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{crashAt: "batch:written", crashNth: 2})
+	defer j.abandon()
+	appendT(t, j, "first")
+	if j.isDead() {
+		t.Fatal("dead after the first batch; crashNth is 2")
+	}
+	c, err := j.Append([]Item{{Data: []byte("second")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Wait() // written, then the writer stops dead at batch:written
+	waitFor(t, "the crash at the second batch:written", j.isDead)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -425,6 +426,14 @@ func TestLockDir(t *testing.T) {
 	}
 	if names, err := Names(dir); err != nil || len(names) != 0 {
 		t.Errorf("the lock file shows as queues %v (%v)", names, err)
+	}
+	// A holder that has not written its pid yet is "another process".
+	if err := os.Truncate(filepath.Join(dir, dirLockName), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LockDir(dir)
+	if want := fmt.Sprintf("data directory %s is in use by another process", dir); err == nil || err.Error() != want {
+		t.Errorf("LockDir with an empty lock file: %v, want %q", err, want)
 	}
 	if err := release(); err != nil {
 		t.Fatal(err)
