@@ -393,6 +393,13 @@ func TestBigAppendWrittenFromItem(t *testing.T) {
 			if st := j.Stats(); st.Writes != 3 || (mode == SyncAlways) != (st.Syncs > before.Syncs) {
 				t.Fatalf("after the big append: %d records written (want 3), %d fsyncs, %d before", st.Writes, st.Syncs, before.Syncs)
 			}
+			// Written from the item: no buffer of the journal grew to hold it.
+			j.mu.Lock()
+			pending, spare := cap(j.pending), cap(j.spare)
+			j.mu.Unlock()
+			if pending >= len(big) || spare >= len(big) {
+				t.Fatalf("the big item was copied into the pending buffer (capacity %d, spare %d)", pending, spare)
+			}
 			appendT(t, j, "after")
 			j.abandon()
 			j = openT(t, dir, opts)
