@@ -56,7 +56,7 @@ func (j *Journal) run() {
 		for j.flushOnce() {
 		}
 		j.mu.Lock()
-		closing, dead, empty := j.closing, j.dead, len(j.pending) == 0
+		closing, dead, empty := j.closing, j.dead, len(j.pending) == 0 && !j.syncReq
 		if !closing && !dead {
 			j.writerBusy = false
 			j.cond.Broadcast() // appendBigLocked waits for an idle writer
@@ -79,10 +79,13 @@ func (j *Journal) run() {
 		j.mu.Lock()
 		if len(j.pending) > 0 {
 			err = fmt.Errorf("close journal %s: %d bytes of records could not be written after a write error", j.name, len(j.pending))
-			if c := j.pendingCommit; c != nil {
-				j.pendingCommit = nil
-				c.finish(err)
-			}
+		}
+		// A commit still open here (a Sync that came after the last
+		// batch, before Close) has nobody else to finish it: the fsync
+		// above covers it.
+		if c := j.pendingCommit; c != nil {
+			j.pendingCommit = nil
+			c.finish(err)
 		}
 		j.closeErr = err
 		j.cond.Broadcast()
