@@ -593,3 +593,35 @@ func TestCursorSegmentGone(t *testing.T) {
 		t.Fatalf("Next with %s gone: %v, want an error naming it", segs[0], err)
 	}
 }
+
+// TestWriteBuffersKept: the buffer a batch was encoded in is kept for the
+// next one, by the writer (SyncAlways) and by an inline write (SyncNever),
+// instead of being allocated again for every batch; an item of exactly
+// bigRecord bytes is written from its memory, never copied into it.
+func TestWriteBuffersKept(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncNever} {
+		t.Run(mode.String(), func(t *testing.T) {
+			j := openT(t, t.TempDir(), Options{Sync: mode})
+			defer j.Close()
+			appendT(t, j, "a")
+			if mode == SyncAlways {
+				syncAndSettle(t, j)
+			} else {
+				settleInline(t, j)
+			}
+			j.mu.Lock()
+			kept := max(cap(j.pending), cap(j.spare))
+			j.mu.Unlock()
+			if kept == 0 {
+				t.Fatal("the written batch's buffer was dropped")
+			}
+			appendT(t, j, strings.Repeat("b", bigRecord))
+			j.mu.Lock()
+			grown := max(cap(j.pending), cap(j.spare))
+			j.mu.Unlock()
+			if grown >= bigRecord {
+				t.Fatalf("an item of exactly bigRecord bytes was copied into the pending buffer (capacity %d)", grown)
+			}
+		})
+	}
+}
