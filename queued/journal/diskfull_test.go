@@ -453,3 +453,38 @@ func TestPreallocationCoversRemoves(t *testing.T) {
 		t.Fatalf("rolled: %v", segFiles(t, dir))
 	}
 }
+
+// TestDeleteReportsFailedClose: Delete removes the files of a journal
+// whose last records could not be written, and says so.
+func TestDeleteReportsFailedClose(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Logger: strictLogger(t, "journal write failed")})
+	ids := appendT(t, j, "a", "b")
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	end := j.active.size
+	j.mu.Unlock()
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(end), Max: old.Max}); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	c, err := j.Remove(ids[0])
+	if err == nil {
+		err = c.Wait()
+	}
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("remove with writes refused: %v, want ErrDiskFull", err)
+	}
+	if err := j.Delete(); err == nil || !strings.Contains(err.Error(), "could not be written") {
+		t.Fatalf("Delete after a failed Close: %v, want the Close's error", err)
+	}
+	if segs := segFiles(t, dir); len(segs) != 0 {
+		t.Fatalf("Delete left %v", segs)
+	}
+}
