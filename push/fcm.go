@@ -203,6 +203,11 @@ func NewFCMSender(cfg FCMConfig) (*FCMSender, error) {
 		// connection per send and then closes all but one.
 		tr := newTransport(tlsConf, cfg.DialTimeout, cfg.ReadIdleTimeout, cfg.PingTimeout)
 		s.conns = append(s.conns, fcmConn{
+			// Client.Timeout costs here what a context deadline would:
+			// the Transport is net/http's own, so the Client bounds the
+			// request with a context, without the goroutine and timer it
+			// adds for a RoundTripper it does not know (the APNs sender
+			// wraps its transport, hence its context deadline instead).
 			client: &http.Client{Transport: tr, Timeout: cfg.RequestTimeout},
 			slots:  make(chan struct{}, cfg.StreamsPerConnection),
 		})
