@@ -19,8 +19,9 @@
 // SRV targets are kept as names (queued-0.queued.ns.svc.cluster.local:22133)
 // and resolved when a connection is made: a StatefulSet pod keeps its name
 // when it is rescheduled with a new address, so it stays the same server.
-// Dial with the same Resolver (Watcher.Resolver) so those names resolve
-// where the SRV records did.
+// Dial them with a Dialer on the same Resolver, so those names resolve where
+// the SRV records did, and a DNS outage does not cut a client off from
+// servers it has been using.
 package discovery
 
 import (
@@ -359,4 +360,72 @@ func (w *Watcher) Err() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Dialer dials host:port addresses, resolving host names with Resolver and
+// remembering the addresses each name last resolved to. When a lookup fails
+// for a reason other than "no such host" (the DNS server is down, times
+// out, answers SERVFAIL), it dials the addresses the name had at its last
+// good lookup: a server in use stays reachable through a DNS outage, as a
+// Watcher keeps its last good set of servers. A name that no longer exists
+// is not dialled at old addresses (they may belong to another server by
+// now), and a name never resolved has nothing to fall back on.
+//
+// One Dialer serves any number of names and goroutines.
+type Dialer struct {
+	// Resolver looks the names up; nil means net.DefaultResolver.
+	Resolver *net.Resolver
+
+	mu   sync.Mutex
+	last map[string][]string // by host name: its addresses at the last good lookup
+}
+
+// DialContext connects to address (host:port) on network; ctx bounds the
+// lookup and the dial.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var nd net.Dialer
+	host, port, err := net.SplitHostPort(address)
+	if err != nil || net.ParseIP(host) != nil {
+		return nd.DialContext(ctx, network, address)
+	}
+	res := d.Resolver
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	addrs, err := res.LookupHost(ctx, host)
+	d.mu.Lock()
+	switch {
+	case err == nil && len(addrs) > 0:
+		if d.last == nil {
+			d.last = map[string][]string{}
+		}
+		d.last[host] = addrs
+	case isNotFound(err):
+		delete(d.last, host)
+	case len(d.last[host]) > 0:
+		addrs, err = d.last[host], nil
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	var firstErr error
+	for _, a := range addrs {
+		c, err := nd.DialContext(ctx, network, net.JoinHostPort(a, port))
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		firstErr = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+	}
+	return nil, firstErr
+}
+
+func isNotFound(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }

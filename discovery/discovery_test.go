@@ -178,3 +178,62 @@ func TestWatcherRun(t *testing.T) {
 		}
 	}
 }
+
+// TestDialerKeepsAddressesThroughDNSOutage: a name the Dialer resolved
+// once is still dialled, at its last addresses, while the DNS server
+// fails; a name it never resolved, and a name that no longer exists, are
+// not.
+func TestDialerKeepsAddressesThroughDNSOutage(t *testing.T) {
+	dns := testdns.Start(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	dns.SetIPs("q0.kpush.test", net.IPv4(127, 0, 0, 1))
+	dns.SetIPs("q1.kpush.test", net.IPv4(127, 0, 0, 1))
+	d := &discovery.Dialer{Resolver: discovery.NewResolver(dns.Addr)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func(host string) error {
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial("q0.kpush.test"); err != nil {
+		t.Fatalf("dial while DNS answers: %v", err)
+	}
+
+	dns.Fail(true)
+	if err := dial("q0.kpush.test"); err != nil {
+		t.Errorf("dial of a name resolved before, while DNS fails: %v; want its last address dialled", err)
+	}
+	if err := dial("q1.kpush.test"); err == nil {
+		t.Error("dial of a name never resolved succeeded while DNS fails")
+	}
+
+	dns.Fail(false)
+	dns.SetIPs("q0.kpush.test") // the name is gone: "no such host"
+	if err := dial("q0.kpush.test"); err == nil {
+		t.Error("dial of a name that no longer resolves succeeded; want no fallback to its old address")
+	}
+	dns.Fail(true)
+	if err := dial("q0.kpush.test"); err == nil {
+		t.Error("dial of a removed name succeeded while DNS fails; its old address should be forgotten")
+	}
+	if err := dial("127.0.0.1"); err != nil {
+		t.Errorf("dial of an IP address while DNS fails: %v", err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/kpush/kpush/discovery"
 )
 
 // outcome is what one set on one server came to.
@@ -61,7 +63,9 @@ func newServer(addr string, o *options) *server {
 	mc := memcache.NewFromSelector(oneServer{addr: unresolvedAddr(addr)})
 	mc.Timeout = o.timeout
 	mc.MaxIdleConns = o.maxIdleConns
-	d := net.Dialer{Resolver: o.resolver} // names found by SRV resolve where the SRV records did
+	// Names found by SRV resolve where the SRV records did, and stay
+	// reachable at their last addresses while the DNS is down.
+	d := &discovery.Dialer{Resolver: o.resolver}
 	mc.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, address)
 		if err != nil {

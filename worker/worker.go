@@ -214,6 +214,9 @@ type Worker struct {
 	// servers finds the servers to read from (Config.Servers).
 	servers *discovery.Watcher
 	live    atomic.Int64 // servers read from now
+	// dialer connects to the servers, on Config.Resolver; it remembers
+	// their addresses so a DNS outage does not cut the worker off.
+	dialer *discovery.Dialer
 
 	// sendCtx is cancelled on a hard stop: shutdown timeout or fatal
 	// error. Every push and enqueue uses it.
@@ -255,6 +258,7 @@ func New(cfg Config, apns Pusher, enq Enqueuer) (*Worker, error) {
 		log:       cfg.Logger,
 		budget:    newBudget(cfg.Concurrency, len(cfg.Servers)*cfg.LoopsPerServer),
 		servers:   discovery.NewWatcher(list, discovery.Options{Resolver: cfg.Resolver, Interval: cfg.ResolveInterval, Logger: cfg.Logger}),
+		dialer:    &discovery.Dialer{Resolver: cfg.Resolver},
 		fetchStop: make(chan struct{}),
 	}
 	w.pool = newPool(cfg.Concurrency)
@@ -454,7 +458,7 @@ func (w *Worker) fetchLoop(addr string, idx int, stop <-chan struct{}) {
 	down := false
 	for !stopped(stop) {
 		dialCtx, cancel := context.WithTimeout(w.sendCtx, w.cfg.IOTimeout)
-		c, err := kestrel.Dial(dialCtx, addr, kestrel.Options{Timeout: w.cfg.IOTimeout, MaxItemSize: maxItemSize, Resolver: w.cfg.Resolver})
+		c, err := kestrel.Dial(dialCtx, addr, kestrel.Options{Timeout: w.cfg.IOTimeout, MaxItemSize: maxItemSize, Dialer: w.dialer})
 		cancel()
 		if err == nil {
 			err = w.checkRetryQueue(c)

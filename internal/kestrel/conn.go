@@ -40,8 +40,12 @@ type Options struct {
 	// larger item is read past and reported by its size only (ReadMonitor).
 	// Zero means no bound below the protocol's sanity limit.
 	MaxItemSize int64
-	// Resolver looks up the host name in addr; nil: net.DefaultResolver.
-	Resolver *net.Resolver
+	// Dialer connects to addr; nil: a net.Dialer with the system's
+	// resolver. The worker passes a discovery.Dialer, which keeps servers
+	// found through DNS reachable while the DNS is down.
+	Dialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
 }
 
 // Conn is one client connection. It is not safe for concurrent use: it
@@ -62,8 +66,14 @@ type Conn struct {
 
 // Dial connects to addr (host:port). The context bounds the dial only.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
-	d := net.Dialer{Resolver: opts.Resolver}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if opts.Dialer != nil {
+		nc, err = opts.Dialer.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
