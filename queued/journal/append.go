@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"syscall"
-	"time"
 )
 
 // Append journals items, assigning each its ID. The data is copied before
@@ -54,7 +53,24 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 	if j.writeInlineLocked() {
 		return doneCommit, nil
 	}
+	if j.opts.Sync == SyncAlways {
+		return j.deferredCommitLocked(), nil
+	}
 	return j.commitLocked(), nil
+}
+
+// deferredCommitLocked is commitLocked for appends under SyncAlways, but
+// without waking the writer: the first Wait on the commit does (writeFor).
+// A connection's pipelined sets are all appended before it waits for the
+// first one's commit, so they share one batch and one fsync, instead of
+// the writer taking the first set alone while the rest are parsed. An
+// append nobody waits for is handed to the writer by the lazy timer.
+func (j *Journal) deferredCommitLocked() *Commit {
+	if j.pendingCommit == nil {
+		j.pendingCommit = &Commit{done: make(chan struct{}), lazy: j}
+	}
+	j.armLazyLocked()
+	return j.pendingCommit
 }
 
 // Remove journals that the items are gone for good. Ids that are not live
@@ -98,14 +114,7 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 		if j.pendingCommit == nil {
 			j.pendingCommit = &Commit{done: make(chan struct{}), lazy: j}
 		}
-		if !j.lazyArmed {
-			j.lazyArmed = true
-			if j.lazyTimer == nil {
-				j.lazyTimer = time.AfterFunc(lazyDelay, j.lazyWrite)
-			} else {
-				j.lazyTimer.Reset(lazyDelay)
-			}
-		}
+		j.armLazyLocked()
 		return j.pendingCommit, nil
 	}
 	return j.commitLocked(), nil

@@ -131,7 +131,21 @@ func (j *Journal) inlineAllowedLocked() bool {
 // lazyDelay bounds how long a remove waits for the next inline write.
 const lazyDelay = time.Millisecond
 
-// lazyWrite writes removes that no inline write carried within lazyDelay.
+// armLazyLocked makes sure lazyWrite runs within lazyDelay.
+func (j *Journal) armLazyLocked() {
+	if j.lazyArmed {
+		return
+	}
+	j.lazyArmed = true
+	if j.lazyTimer == nil {
+		j.lazyTimer = time.AfterFunc(lazyDelay, j.lazyWrite)
+	} else {
+		j.lazyTimer.Reset(lazyDelay)
+	}
+}
+
+// lazyWrite writes removes that no inline write carried within lazyDelay
+// (and, under SyncAlways, hands appends nobody waited for to the writer).
 func (j *Journal) lazyWrite() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
