@@ -670,3 +670,24 @@ func TestInlineDropAtSegmentBoundary(t *testing.T) {
 		t.Fatalf("the dead first segment was kept: %v, %+v", err, j.Stats())
 	}
 }
+
+// TestUnwaitedAppendIsCommitted: under SyncAlways an append does not wake
+// the writer (the first Wait on its commit does), so one nobody waits for
+// must still be written and fsynced, by the lazy timer, and its commit
+// finish on its own.
+func TestUnwaitedAppendIsCommitted(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{Sync: SyncAlways})
+	defer j.Close()
+	before := j.Stats().Syncs
+	c, err := j.Append([]Item{{AddTime: 1, Data: []byte("nobody waits")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unwaited append committed", func() bool { return c.Done() })
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().Syncs - before; got != 1 {
+		t.Errorf("%d fsyncs for one unwaited append, want 1", got)
+	}
+}
