@@ -5,25 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kpush/kpush/internal/testfcm"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/fcmsim"
 )
 
 // startFCMSim starts an FCM simulator on 127.0.0.1:0 with its files in a
 // temp dir unless cfg names one; the temp dir starts with the test
-// binary's shared service account (sharedKeyDir).
+// binary's shared service account (testfcm.SharedKeyDir).
 func startFCMSim(t testing.TB, cfg fcmsim.Config) *fcmsim.Server {
 	t.Helper()
 	if cfg.TLSDir == "" {
-		cfg.TLSDir = sharedKeyDir(t)
+		cfg.TLSDir = testfcm.SharedKeyDir(t)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -37,35 +36,6 @@ func startFCMSim(t testing.TB, cfg fcmsim.Config) *fcmsim.Server {
 	}
 	t.Cleanup(func() { sim.Close() })
 	return sim
-}
-
-// sharedKeyDir returns a fresh directory holding a copy of one
-// service-account.json per test binary: generating its 2048-bit RSA key
-// is most of a simulator's start-up. A test that needs an account of its
-// own (another key) passes its own TLSDir.
-func sharedKeyDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	sharedAccount.once.Do(func() {
-		if _, err := fcmsim.New(fcmsim.Config{TLSDir: dir, Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			sharedAccount.err = err
-			return
-		}
-		sharedAccount.file, sharedAccount.err = os.ReadFile(filepath.Join(dir, fcmsim.ServiceAccountFileName))
-	})
-	if sharedAccount.err != nil {
-		t.Fatalf("generate the shared service account: %v", sharedAccount.err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, fcmsim.ServiceAccountFileName), sharedAccount.file, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-var sharedAccount struct {
-	once sync.Once
-	file []byte
-	err  error
 }
 
 // fcmConfig points a sender at sim with the service account it wrote.

@@ -15,19 +15,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
 
+	"github.com/kpush/kpush/internal/testfcm"
 	"github.com/kpush/kpush/push/fcmsim"
 )
 
 func start(t *testing.T, cfg fcmsim.Config) *fcmsim.Server {
 	t.Helper()
 	if cfg.TLSDir == "" {
-		cfg.TLSDir = sharedKeyDir(t)
+		cfg.TLSDir = testfcm.SharedKeyDir(t)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	sim, err := fcmsim.New(cfg)
@@ -39,35 +39,6 @@ func start(t *testing.T, cfg fcmsim.Config) *fcmsim.Server {
 	}
 	t.Cleanup(func() { sim.Close() })
 	return sim
-}
-
-// sharedKeyDir returns a fresh directory holding a copy of one
-// service-account.json per test binary: generating its 2048-bit RSA key
-// is most of a simulator's start-up. A test that needs an account of its
-// own (another key) passes its own TLSDir.
-func sharedKeyDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	sharedAccount.once.Do(func() {
-		if _, err := fcmsim.New(fcmsim.Config{TLSDir: dir, Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			sharedAccount.err = err
-			return
-		}
-		sharedAccount.file, sharedAccount.err = os.ReadFile(filepath.Join(dir, fcmsim.ServiceAccountFileName))
-	})
-	if sharedAccount.err != nil {
-		t.Fatalf("generate the shared service account: %v", sharedAccount.err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, fcmsim.ServiceAccountFileName), sharedAccount.file, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-var sharedAccount struct {
-	once sync.Once
-	file []byte
-	err  error
 }
 
 // client trusts the simulator's CA; http2 picks HTTP/2 or HTTP/1.1.
