@@ -11,7 +11,7 @@ import (
 	"sort"
 )
 
-// Kestrel journal opcodes (twitter-archive/kestrel docs/journal_format.md).
+// Kestrel journal opcodes, as Kestrel writes them (docs/journal.md, "Kestrel journals").
 const (
 	kOpAdd             = 0 // i32 size, i32 expiry (s), data[size-4]
 	kOpRemove          = 1

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// kj builds a Kestrel journal byte by byte, per Kestrel's journal_format.md.
+// kj builds a Kestrel journal byte by byte, in Kestrel's format (docs/journal.md, "Kestrel journals").
 type kj []byte
 
 func (k kj) i32(v int32) kj { return binary.LittleEndian.AppendUint32(k, uint32(v)) }
