@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/kpush/kpush/internal/testproc"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
+	"github.com/kpush/kpush/push/fcmsim"
 	"github.com/kpush/kpush/queued"
 	"github.com/kpush/kpush/worker"
 )
@@ -521,48 +523,74 @@ func TestOneServerDown(t *testing.T) {
 	checkExactlyOnce(t, sim, tokens)
 }
 
-// TestMaxRequeuesDeadLetters: with APNs answering 503 to everything, a
-// message goes through the delay queue MaxRequeues times, then lands in
-// push_failed with reason MaxAttempts and every token.
+// TestMaxRequeuesDeadLetters: with APNs answering 503 and FCM UNAVAILABLE
+// to everything, a message to both goes through the delay queue
+// MaxRequeues times, then lands in push_failed: one record per reason,
+// naming the attempts made, with every token of that platform. The
+// re-queues are counted per platform and in Stats.
 func TestMaxRequeuesDeadLetters(t *testing.T) {
 	a := startQueued(t, true)
 	sim := startSim(t, apnssim.Config{Failures: []apnssim.Failure{{Reason: "ServiceUnavailable", Rate: 1}}})
+	fsim := startFCMSim(t, fcmsim.Config{Failures: []fcmsim.Failure{{Code: "UNAVAILABLE", Rate: 1}}})
 	prod := newProducer(t, a)
 	tokens := []string{token(1), token(2)}
-	msg := &push.Message{ID: "flaky", Tokens: tokens, Topic: "com.example.app", Alert: &push.Alert{Text: "hi"}}
+	fcmTokens := []string{fcmToken(1)}
+	msg := &push.Message{ID: "flaky", Tokens: tokens, FCMTokens: fcmTokens, Topic: "com.example.app", Alert: &push.Alert{Text: "hi"}}
 	if err := prod.Enqueue(t.Context(), testQueue, msg); err != nil {
 		t.Fatal(err)
 	}
 	cfg := apnsConfig(t, sim)
 	cfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
+	fcfg := fcmConfig(t, fsim)
+	fcfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
 	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Attempts: 2, RetryBase: time.Millisecond,
-		MaxRequeues: 2, Logger: testLogger(t)}, newSender(t, cfg), prod)
+		MaxRequeues: 2, Logger: testLogger(t), FCM: newFCMSender(t, fcfg)}, newSender(t, cfg), prod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, 30*time.Second, "the message dead-lettered", func() bool { return w.Stats().Failed == 2 })
+	waitFor(t, 30*time.Second, "the message dead-lettered", func() bool { return w.Stats().Failed == 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	// 2 tokens × 2 in-process attempts × (first try + 2 re-queues).
+	// Each token: 2 in-process attempts × (first try + 2 re-queues).
 	if got := sim.Stats().Rejected["ServiceUnavailable"]; got != 12 {
-		t.Errorf("simulator answered 503 %d times, want 12", got)
+		t.Errorf("APNs simulator answered 503 %d times, want 12", got)
 	}
-	if s := w.Stats(); s.Requeued != 4 || s.Delivered != 0 {
-		t.Errorf("stats %+v, want 4 tokens re-queued, none delivered", s)
+	if got := fsim.Stats().Rejected["UNAVAILABLE"]; got != 6 {
+		t.Errorf("FCM simulator answered UNAVAILABLE %d times, want 6", got)
 	}
-	recs := dialKestrel(t, a).drain(testQueue + "_failed")
-	if len(recs) != 1 {
-		t.Fatalf("%d failed records, want 1", len(recs))
+	if s := w.Stats(); s.Requeued != 6 || s.Retries != 9 || s.Delivered != 0 || s.Failed != 3 {
+		t.Errorf("stats %+v, want 6 tokens re-queued (4 APNs, 2 FCM), 9 retried in process (one per token and read), none delivered, 3 failed", s)
 	}
-	var rec worker.FailedRecord
-	if err := json.Unmarshal(recs[0], &rec); err != nil {
-		t.Fatal(err)
+	body := httptestBody(t, w.Handler(), "/metrics")
+	for _, want := range []string{
+		`kpush_worker_requeued_total{platform="apns"} 4`,
+		`kpush_worker_requeued_total{platform="fcm"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
-	if !strings.HasPrefix(rec.Reason, worker.ReasonMaxAttempts) || !strings.Contains(rec.Reason, "ServiceUnavailable") ||
-		len(rec.Tokens) != 2 || rec.Attempt != 2 || rec.Message == nil || rec.Message.ID != "flaky" {
-		t.Errorf("record %+v: want MaxAttempts naming ServiceUnavailable, both tokens, attempt 2", rec)
+	recs := drainRecords[worker.FailedRecord](t, testQueue+"_failed", a)
+	if len(recs) != 2 {
+		t.Fatalf("%d failed records, want 2 (one per reason): %+v", len(recs), recs)
+	}
+	// The message was tried on its first read and after each of its 2
+	// re-queues: 3 attempts. Records come in the order of their reasons;
+	// a record's tokens in the order their pushes ended.
+	for i, want := range []struct {
+		reason    string
+		apns, fcm []string
+	}{
+		{worker.ReasonMaxAttempts + " after 3 attempts: ServiceUnavailable", tokens, nil},
+		{worker.ReasonMaxAttempts + " after 3 attempts: UNAVAILABLE", nil, fcmTokens},
+	} {
+		rec := recs[i]
+		if rec.Reason != want.reason || rec.Status != 503 || !slices.Equal(slices.Sorted(slices.Values(rec.Tokens)), want.apns) || !slices.Equal(rec.FCMTokens, want.fcm) ||
+			rec.Attempt != 2 || rec.Message == nil || rec.Message.ID != "flaky" {
+			t.Errorf("record %d %+v: want reason %q, status 503, APNs tokens %v, FCM tokens %v, attempt 2", i, rec, want.reason, want.apns, want.fcm)
+		}
 	}
 }
 
