@@ -326,25 +326,34 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestAdminEndpoints: /metrics carries the documented series, /healthz is
-// 200 while running.
+// 200 while running. The delivery latency is observed only for messages
+// stamped with enqueued_at: a message some other producer queued without
+// one is delivered but has no latency to tell.
 func TestAdminEndpoints(t *testing.T) {
 	a := startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
 	prod := newProducer(t, a)
 	enqueue(t, prod, 10, 1)
+	unstamped, err := (&push.Message{ID: "unstamped", Tokens: []string{token(10)}, Topic: "com.example.app", Alert: &push.Alert{Text: "hi"}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.EnqueueRaw(t.Context(), testQueue, unstamped); err != nil {
+		t.Fatal(err)
+	}
 	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Logger: testLogger(t)},
 		newSender(t, apnsConfig(t, sim)), prod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, 30*time.Second, "delivery", func() bool { return w.Stats().Delivered == 10 })
+	waitFor(t, 30*time.Second, "delivery", func() bool { return w.Stats().Delivered == 11 })
 	if code := httptestGet(t, w.Handler(), "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200", code)
 	}
 	body := httptestBody(t, w.Handler(), "/metrics")
 	for _, want := range []string{
-		`kpush_worker_delivered_total{platform="apns"} 10`, `kpush_worker_delivered_total{platform="fcm"} 0`,
+		`kpush_worker_delivered_total{platform="apns"} 11`, `kpush_worker_delivered_total{platform="fcm"} 0`,
 		"kpush_worker_failed_total", `kpush_worker_retries_total{platform="apns"}`,
 		"kpush_worker_in_flight", "kpush_worker_pool_saturation", `kpush_worker_delivery_latency_seconds_count{platform="apns"} 10`,
 	} {
