@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -463,7 +464,8 @@ func TestOutOfOrderFinishesConfirmCorrectly(t *testing.T) {
 }
 
 // TestFetchingWaitsForThePool: with every push blocked, the worker holds
-// exactly Concurrency items open and leaves the rest on the server.
+// exactly Concurrency items open and leaves the rest on the server; its
+// gauges show the pool saturated.
 func TestFetchingWaitsForThePool(t *testing.T) {
 	a := startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
@@ -486,6 +488,16 @@ func TestFetchingWaitsForThePool(t *testing.T) {
 		}
 		if s := w.Stats(); s.Held != concurrency || s.InFlight != concurrency {
 			t.Fatalf("worker stats %+v, want %d held and in flight", s, concurrency)
+		}
+		// Every pool goroutine runs a push, none waits.
+		body := httptestBody(t, w.Handler(), "/metrics")
+		for _, want := range []string{
+			"kpush_worker_pool_saturation 1", "kpush_worker_pool_waiting_tasks 0",
+			fmt.Sprintf("kpush_worker_open_reads %d", concurrency), fmt.Sprintf("kpush_worker_in_flight %d", concurrency),
+		} {
+			if !strings.Contains(body, "\n"+want+"\n") {
+				t.Fatalf("/metrics lacks %q", want)
+			}
 		}
 		k.cmd("monitor nothing_here 1 1") // one second of server time, no sleep
 		if l := k.line(); l != "END" {
