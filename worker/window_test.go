@@ -124,16 +124,31 @@ func TestWindowNotifiesPerBatch(t *testing.T) {
 	}
 }
 
+// TestWindowFinishTwicePanics: finishing a read twice, one already
+// confirmed, or one the window never opened is a caller bug, and the
+// window says so in its own panic (not an index out of range).
 func TestWindowFinishTwicePanics(t *testing.T) {
-	w := newWindow()
-	s := w.add()
-	w.finish(s)
-	defer func() {
-		if recover() == nil {
-			t.Fatal("second finish of the same read did not panic")
-		}
-	}()
-	w.finish(s)
+	const want = "worker: window.finish of an unknown or finished read"
+	for _, tt := range []struct {
+		name string
+		seq  func(w *window) uint64
+	}{
+		{"finished twice", func(w *window) uint64 { s := w.add(); w.finish(s); return s }},
+		{"already confirmed", func(w *window) uint64 { s := w.add(); w.finish(s); w.take(1); w.add(); return s }},
+		{"the next, not opened yet", func(w *window) uint64 { w.add(); return w.add() + 1 }},
+		{"far beyond", func(w *window) uint64 { return w.add() + 100 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWindow()
+			seq := tt.seq(w)
+			defer func() {
+				if got := recover(); got != want {
+					t.Fatalf("finish(%d) panicked with %v, want %q", seq, got, want)
+				}
+			}()
+			w.finish(seq)
+		})
+	}
 }
 
 // TestWindowConcurrentFinishes finishes reads from many goroutines in random
