@@ -370,6 +370,78 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 }
 
+// TestSummaryLogsDeliveryRate: the summary logged when the worker stops
+// gives its counters and the delivery rate since the worker was created,
+// tokens per second. The simulator lets a device token have one push per
+// two seconds and one token gets two messages, so the run lasts at least
+// two seconds: the rate is then at most half the deliveries.
+func TestSummaryLogsDeliveryRate(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{RateLimit: 0.5})
+	prod := newProducer(t, a)
+	tokens := enqueue(t, prod, 50, 1)
+	if err := prod.Enqueue(t.Context(), testQueue, &push.Message{ID: "again", Tokens: tokens[:1], Topic: "com.example.app", Alert: &push.Alert{Text: "again"}}); err != nil {
+		t.Fatal(err)
+	}
+	const delivered = 51
+	cfg := apnsConfig(t, sim)
+	cfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, TokenBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
+	var logs lockedLog
+	created := time.Now()
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, SummaryInterval: time.Hour,
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, newSender(t, cfg), prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdBy := time.Now()
+	stop := runWorker(t, w)
+	waitFor(t, time.Minute, "every push delivered", func() bool { return w.Stats().Delivered == delivered })
+	deliveredBy := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	if got := sim.Stats().Tokens[tokens[0]]; got != 2 {
+		t.Fatalf("token %s accepted %d times, want 2", tokens[0], got)
+	}
+
+	var summaries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == "summary" {
+			summaries = append(summaries, rec)
+		}
+	}
+	if len(summaries) != 1 {
+		t.Fatalf("%d summary lines, want the final one only: %v", len(summaries), summaries)
+	}
+	sum := summaries[0]
+	ws := w.Stats()
+	for field, want := range map[string]float64{"delivered": delivered, "fcm_delivered": 0, "failed": 0, "dead_tokens": 0,
+		"retried": float64(ws.Retries), "requeued": float64(ws.Requeued), "in_flight": 0, "open_reads": 0} {
+		if got, ok := sum[field].(float64); !ok || got != want {
+			t.Errorf("summary %s = %v, want %v", field, sum[field], want)
+		}
+	}
+	// The summary's interval began inside New and ended after the last
+	// delivery, within Run: the rate lies between the deliveries over the
+	// longest such interval and over the shortest, give or take the
+	// rounding to whole tokens per second.
+	rateText, _ := sum["rate"].(string)
+	rate, err := strconv.ParseFloat(strings.TrimSuffix(rateText, "/s"), 64)
+	if err != nil || !strings.HasSuffix(rateText, "/s") {
+		t.Fatalf("summary rate %q, want tokens per second as N/s", sum["rate"])
+	}
+	lo, hi := delivered/stopped.Sub(created).Seconds(), delivered/deliveredBy.Sub(createdBy).Seconds()
+	if rate < lo-0.5 || rate > hi+0.5 {
+		t.Errorf("summary rate %v/s, want %d deliveries over %v to %v: %.1f/s to %.1f/s", rate, delivered,
+			deliveredBy.Sub(createdBy), stopped.Sub(created), lo, hi)
+	}
+}
+
 // TestPprofOnlyWhenAsked: the admin handler serves Go profiles only with
 // Config.Pprof (--pprof).
 func TestPprofOnlyWhenAsked(t *testing.T) {
