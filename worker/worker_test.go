@@ -808,7 +808,8 @@ func (g *twoGatePusher) Send(ctx context.Context, msg *push.Message, tok string)
 
 // TestIdleServerLendsItsShare: while one server is empty, the busy one may
 // use (almost) the whole allowance; once both have work, each gets its
-// fair half, and the total never exceeds Concurrency.
+// fair half; once the first runs dry, the other may use (almost) the whole
+// allowance in turn; the total never exceeds Concurrency.
 func TestIdleServerLendsItsShare(t *testing.T) {
 	a, b := startQueued(t, true), startQueued(t, true)
 	sim := startSim(t, apnssim.Config{})
@@ -850,6 +851,15 @@ func TestIdleServerLendsItsShare(t *testing.T) {
 	close(g.gateA)
 	waitFor(t, 30*time.Second, "server b holding its fair half", func() bool {
 		return kb.queueStat(testQueue, "open_transactions") >= concurrency/2
+	})
+	if held := w.Stats().Held; held > concurrency {
+		t.Fatalf("%d reads held, more than %d", held, concurrency)
+	}
+	// Once a runs dry its loops turn idle and b, the only busy server
+	// left, may borrow a's share in turn, by the same bound as a did.
+	waitFor(t, 30*time.Second, "every item of a delivered", func() bool { return w.Stats().Delivered == n })
+	waitFor(t, 30*time.Second, "server b borrowing the share of a, now idle", func() bool {
+		return kb.queueStat(testQueue, "open_transactions") >= concurrency-8
 	})
 	if held := w.Stats().Held; held > concurrency {
 		t.Fatalf("%d reads held, more than %d", held, concurrency)
