@@ -79,7 +79,7 @@ func TestWindowCounts(t *testing.T) {
 
 // TestWindowNotifiesPerBatch checks the fetch loop's wake-up rule: one
 // signal once need reads are confirmable, or once every read finished, not
-// one per finish.
+// one per finish, and none for an empty window.
 func TestWindowNotifiesPerBatch(t *testing.T) {
 	w := newWindow()
 	var seqs []uint64
@@ -121,6 +121,19 @@ func TestWindowNotifiesPerBatch(t *testing.T) {
 	}
 	if !func() bool { w.notifyAt(6); return pending() }() {
 		t.Fatal("notifyAt did not signal at once for a threshold already reached")
+	}
+	// An empty window has nothing to finish: a fetch loop holding nothing
+	// that may not fetch (refused capacity, or deferring to loops that
+	// were) must wait for its other wake-ups, not spin on this one.
+	if k := w.takeConfirmable(); k != 6 {
+		t.Fatalf("confirmable = %d, want 6", k)
+	}
+	if func() bool { w.notifyAt(1); return pending() }() {
+		t.Fatal("notifyAt signalled on a window emptied by its confirm")
+	}
+	w = newWindow()
+	if ch = w.notifyAt(1); pending() {
+		t.Fatal("notifyAt signalled on a new, empty window")
 	}
 }
 
