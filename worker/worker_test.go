@@ -636,6 +636,9 @@ func TestMaxRequeuesDeadLetters(t *testing.T) {
 	cfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
 	fcfg := fcmConfig(t, fsim)
 	fcfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
+	// RetryMax is left at its default, 2 s: FCM's Retry-After of 1 s is
+	// short enough to be waited out in process, so every token is retried
+	// once per read.
 	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Attempts: 2, RetryBase: time.Millisecond,
 		MaxRequeues: 2, Logger: testLogger(t), FCM: newFCMSender(t, fcfg)}, newSender(t, cfg), prod)
 	if err != nil {
