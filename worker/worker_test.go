@@ -251,6 +251,11 @@ func TestBadCredentialsReturnsEverything(t *testing.T) {
 	if st := sim.Stats(); st.Accepted != 0 {
 		t.Errorf("simulator accepted %d", st.Accepted)
 	}
+	// Every item taken was given back, none finished: the gauges are back
+	// at zero.
+	if s := w.Stats(); s.InFlight != 0 || s.Held != 0 || s.Items != 0 || s.Delivered != 0 {
+		t.Errorf("stats %+v after the stop, want nothing in flight, held, finished or delivered", s)
+	}
 }
 
 // TestMissingRetryQueueFailsLoudly: a server without the delay queue makes
