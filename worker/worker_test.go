@@ -668,6 +668,8 @@ func TestMaxRequeuesDeadLetters(t *testing.T) {
 	for _, want := range []string{
 		`kpush_worker_requeued_total{platform="apns"} 4`,
 		`kpush_worker_requeued_total{platform="fcm"} 2`,
+		`kpush_worker_failed_total{class="bad-message",platform="apns",reason="MaxAttempts"} 2`,
+		`kpush_worker_failed_total{class="bad-message",platform="fcm",reason="MaxAttempts"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
