@@ -947,7 +947,9 @@ func TestConcurrencyOne(t *testing.T) {
 // worker retries, and the item is confirmed only once a server took the
 // record; a record every server refuses outright (larger than their
 // max_item_size) is logged with its content and its item confirmed, so
-// one unstorable record cannot stall a connection forever.
+// one unstorable record cannot stall a connection forever. A record still
+// unstored when the shutdown timeout passes leaves its item unconfirmed,
+// back on the server.
 func TestOutcomeRecordStoreFailures(t *testing.T) {
 	sim := startSim(t, apnssim.Config{})
 	sender := newSender(t, apnsConfig(t, sim))
@@ -1024,6 +1026,44 @@ func TestOutcomeRecordStoreFailures(t *testing.T) {
 		out := logs.String()
 		if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "refused an outcome record") || !strings.Contains(out, base64.StdEncoding.EncodeToString([]byte("not json"))) {
 			t.Fatalf("no ERROR line carrying the refused record:\n%s", out)
+		}
+	})
+
+	t.Run("still full at the shutdown timeout", func(t *testing.T) {
+		a := startQueuedWith(t, true, func(c *queued.Config) {
+			q := c.Defaults
+			q.MaxItems = 1
+			c.Queues[failedQueue] = q
+		})
+		prod := newProducer(t, a)
+		if err := prod.EnqueueRaw(t.Context(), failedQueue, []byte("blocker")); err != nil {
+			t.Fatal(err)
+		}
+		if err := prod.EnqueueRaw(t.Context(), testQueue, []byte("not json")); err != nil {
+			t.Fatal(err)
+		}
+		// The record can never be stored: the shutdown timeout is bound
+		// to pass, however long it is.
+		w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 4, ShutdownTimeout: time.Second, Logger: testLogger(t)}, sender, prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runWorker(t, w)
+		waitFor(t, 30*time.Second, "the record refused as NOT_STORED", func() bool { return prod.Stats()[a].NotStored >= 1 })
+		if err := stop(); err != nil {
+			t.Fatalf("Run after a graceful stop whose timeout passed: %v", err)
+		}
+		// The item goes back to the server, unfinished, and the worker
+		// holds nothing.
+		if s := w.Stats(); s.Items != 0 || s.InFlight != 0 || s.Held != 0 || s.Failed != 0 {
+			t.Errorf("stats %+v after the stop, want no item finished, in flight or held, and no failure counted", s)
+		}
+		k := dialKestrel(t, a)
+		waitFor(t, 10*time.Second, "the item back on the server", func() bool {
+			return k.queueStat(testQueue, "items") == 1 && k.queueStat(testQueue, "open_transactions") == 0
+		})
+		if got := k.drain(failedQueue); len(got) != 1 || string(got[0]) != "blocker" {
+			t.Fatalf("%s holds %q, want the blocker only", failedQueue, got)
 		}
 	})
 }
