@@ -220,6 +220,11 @@ func TestUndeliverableMessagesAreDeadLettered(t *testing.T) {
 	if items := dialKestrel(t, a).queueStat(testQueue, "items"); items != 0 {
 		t.Errorf("%d items left in %s", items, testQueue)
 	}
+	// The three dead-lettered items and the good one finished: none is
+	// left in flight or held. Two are not messages, one expired token.
+	if s := w.Stats(); s.Items != 4 || s.InFlight != 0 || s.Held != 0 || s.Delivered != 1 || s.Failed != 3 {
+		t.Errorf("stats %+v, want 4 items finished, none in flight or held, 1 delivered, 3 failed", s)
+	}
 }
 
 // TestBadCredentialsReturnsEverything: APNs refusing the topic stops the
