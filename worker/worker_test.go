@@ -415,16 +415,7 @@ func TestSummaryLogsDeliveryRate(t *testing.T) {
 		t.Fatalf("token %s accepted %d times, want 2", tokens[0], got)
 	}
 
-	var summaries []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if rec["msg"] == "summary" {
-			summaries = append(summaries, rec)
-		}
-	}
+	summaries := summaryRecords(t, &logs)
 	if len(summaries) != 1 {
 		t.Fatalf("%d summary lines, want the final one only: %v", len(summaries), summaries)
 	}
@@ -449,6 +440,56 @@ func TestSummaryLogsDeliveryRate(t *testing.T) {
 	if rate < lo-0.5 || rate > hi+0.5 {
 		t.Errorf("summary rate %v/s, want %d deliveries over %v to %v: %.1f/s to %.1f/s", rate, delivered,
 			deliveredBy.Sub(createdBy), stopped.Sub(created), lo, hi)
+	}
+}
+
+// summaryRecords returns the summary lines of a worker's JSON log, oldest
+// first.
+func summaryRecords(t *testing.T, logs *lockedLog) []map[string]any {
+	t.Helper()
+	var summaries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if line == "" {
+			continue // nothing logged yet
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == "summary" {
+			summaries = append(summaries, rec)
+		}
+	}
+	return summaries
+}
+
+// TestSummaryRateCoversItsIntervalOnly: a periodic summary's rate counts
+// the deliveries since the previous summary, not since start: once every
+// message is delivered, the next summary says 0/s.
+func TestSummaryRateCoversItsIntervalOnly(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	const n = 50
+	enqueue(t, prod, n, 1)
+	var logs lockedLog
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, SummaryInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, newSender(t, apnsConfig(t, sim)), prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	all := func(rec map[string]any) bool { return rec["delivered"] == float64(n) }
+	waitFor(t, time.Minute, "two summaries counting every delivery", func() bool {
+		return len(slices.DeleteFunc(summaryRecords(t, &logs), func(rec map[string]any) bool { return !all(rec) })) >= 2
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	summaries := summaryRecords(t, &logs)
+	i := slices.IndexFunc(summaries, all)
+	if next := summaries[i+1]; !all(next) || next["rate"] != "0/s" {
+		t.Errorf("summary after the one counting all %d deliveries: %v, want %d delivered at 0/s", n, next, n)
 	}
 }
 
