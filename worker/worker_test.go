@@ -689,8 +689,9 @@ func TestMaxRequeuesDeadLetters(t *testing.T) {
 	fcfg.Backoff = push.Backoff{ServerBase: 10 * time.Millisecond, Max: 10 * time.Millisecond}
 	// RetryMax is left at its default, 2 s: FCM's Retry-After of 1 s is
 	// short enough to be waited out in process, so every token is retried
-	// once per read.
-	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Attempts: 2, RetryBase: time.Millisecond,
+	// once per read. RetryBase is the least there is, a nanosecond: the
+	// first backoff's jitter spans [0, 1 ns].
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Attempts: 2, RetryBase: time.Nanosecond,
 		MaxRequeues: 2, Logger: testLogger(t), FCM: newFCMSender(t, fcfg)}, newSender(t, cfg), prod)
 	if err != nil {
 		t.Fatal(err)
