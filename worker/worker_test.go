@@ -633,6 +633,13 @@ func TestFetchingWaitsForThePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, sim, tokens)
+	// Stopped, the pool runs nothing and holds nothing.
+	body := httptestBody(t, w.Handler(), "/metrics")
+	for _, want := range []string{"kpush_worker_pool_saturation 0", "kpush_worker_pool_waiting_tasks 0", "kpush_worker_open_reads 0", "kpush_worker_in_flight 0"} {
+		if !strings.Contains(body, "\n"+want+"\n") {
+			t.Errorf("/metrics after the stop lacks %q", want)
+		}
+	}
 }
 
 func checkExactlyOnce(t *testing.T, sim *apnssim.Server, tokens []string) {
