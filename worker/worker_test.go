@@ -870,6 +870,56 @@ func (g *twoGatePusher) Send(ctx context.Context, msg *push.Message, tok string)
 	return g.Pusher.Send(ctx, msg, tok)
 }
 
+// TestFinishedHeadIsRefilledPastAStuckRead: a loop whose last monitor
+// left room in its window, but less than a batch, holds its reads; once
+// the oldest finishes, the room is a batch and the loop confirms it and
+// fetches again, although the read behind it is stuck.
+func TestFinishedHeadIsRefilledPastAStuckRead(t *testing.T) {
+	a := startQueued(t, true)
+	sim := startSim(t, apnssim.Config{})
+	prod := newProducer(t, a)
+	// One loop with a window of 8 and batches of 2: it takes m0..m6 and
+	// keeps them, one slot short of a batch.
+	tokens := enqueue(t, prod, 7, 1)
+	g := &twoGatePusher{Pusher: newSender(t, apnsConfig(t, sim)), b: map[string]bool{tokens[1]: true}, gateA: make(chan struct{}), gateB: make(chan struct{})}
+	w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 8, LoopsPerServer: 1, Logger: testLogger(t)}, g, prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	k := dialKestrel(t, a)
+	waitFor(t, 30*time.Second, "all 7 messages held", func() bool {
+		return k.queueStat(testQueue, "open_transactions") == 7 && k.queueStat(testQueue, "items") == 0
+	})
+	// The monitor that took them ends within its second: one second of
+	// server time (no sleep), then no monitor waits.
+	k.cmd("monitor nothing_here 1 1")
+	if l := k.line(); l != "END" {
+		t.Fatalf("monitor on an empty queue: %q", l)
+	}
+	waitFor(t, 30*time.Second, "no monitor waiting", func() bool { return k.queueStat(testQueue, "waiters") == 0 })
+	for i := 7; i < 11; i++ {
+		msg := &push.Message{ID: "m" + strconv.Itoa(i), Tokens: []string{token(i)}, Topic: "com.example.app", Alert: &push.Alert{Text: "hello"}}
+		if err := prod.Enqueue(t.Context(), testQueue, msg); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, token(i))
+	}
+	// Everything but m1 finishes: m0, the oldest, is confirmable and
+	// frees a slot; with the one left over that is a batch of 2.
+	close(g.gateA)
+	waitFor(t, 30*time.Second, "m0 confirmed and two new messages taken past the stuck m1", func() bool {
+		return k.queueStat(testQueue, "items") == 2 && k.queueStat(testQueue, "open_transactions") == 8
+	})
+	close(g.gateB)
+	waitFor(t, 30*time.Second, "all delivered", func() bool { return sim.Stats().Accepted >= int64(len(tokens)) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, sim, tokens)
+	checkDrained(t, a)
+}
+
 // TestIdleServerLendsItsShare: while one server is empty, the busy one may
 // use (almost) the whole allowance; once both have work, each gets its
 // fair half; once the first runs dry, the other may use (almost) the whole
