@@ -94,10 +94,11 @@ func TestFaultsAndDeadTokens(t *testing.T) {
 	cfg.Backoff = push.Backoff{ServerBase: 500 * time.Millisecond, TokenBase: 500 * time.Millisecond, Max: time.Second}
 	// The in-process backoff before a retry is drawn up to RetryBase,
 	// doubled per attempt, and only capped by RetryMax: with one retry
-	// per token, up to a millisecond, however far off RetryMax is.
+	// per token, up to RetryBase's default of 100 ms, however far off
+	// RetryMax is.
 	w, err := worker.New(worker.Config{
 		Servers: []string{a, b}, Queue: testQueue, Concurrency: 64,
-		Attempts: 2, RetryBase: time.Millisecond, RetryMax: time.Hour,
+		Attempts: 2, RetryMax: time.Hour,
 		Logger: testLogger(t),
 	}, newSender(t, cfg), prod)
 	if err != nil {
