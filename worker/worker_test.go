@@ -657,25 +657,40 @@ func checkExactlyOnce(t *testing.T, sim *apnssim.Server, tokens []string) {
 }
 
 // TestOneServerDown: a server in the list that is down does not stop the
-// worker from delivering everything from the others.
+// worker from delivering everything from the others, and is reported
+// once, with one fetch loop per server or several.
 func TestOneServerDown(t *testing.T) {
-	a := startQueued(t, true)
-	down := testproc.ReserveAddr(t) // nothing listens there
-	sim := startSim(t, apnssim.Config{})
-	prod := newProducer(t, a)
-	const n = 300
-	tokens := enqueue(t, prod, n, 1)
-	w, err := worker.New(worker.Config{Servers: []string{down, a}, Queue: testQueue, Concurrency: 50, Logger: testLogger(t)},
-		newSender(t, apnsConfig(t, sim)), prod)
-	if err != nil {
-		t.Fatal(err)
+	for _, loops := range []int{1, 2} {
+		t.Run(strconv.Itoa(loops)+" loops per server", func(t *testing.T) {
+			a := startQueued(t, true)
+			down := testproc.ReserveAddr(t) // nothing listens there
+			sim := startSim(t, apnssim.Config{})
+			prod := newProducer(t, a)
+			const n = 300
+			tokens := enqueue(t, prod, n, 1)
+			var logs lockedLog
+			w, err := worker.New(worker.Config{Servers: []string{down, a}, Queue: testQueue, Concurrency: 50, LoopsPerServer: loops,
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+				newSender(t, apnsConfig(t, sim)), prod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runWorker(t, w)
+			waitFor(t, 30*time.Second, "delivery from the live server", func() bool { return w.Stats().Delivered >= n })
+			// The server that is down is said so once, by one of its
+			// loops, however many retry.
+			waitFor(t, 30*time.Second, "the down server reported", func() bool {
+				return strings.Contains(logs.String(), "queued server unreachable")
+			})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnce(t, sim, tokens)
+			if got := strings.Count(logs.String(), `msg="queued server unreachable; retrying with backoff" server=`+down+" "); got != 1 {
+				t.Errorf("%d warnings that %s is unreachable, want 1:\n%s", got, down, logs.String())
+			}
+		})
 	}
-	stop := runWorker(t, w)
-	waitFor(t, 30*time.Second, "delivery from the live server", func() bool { return w.Stats().Delivered >= n })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkExactlyOnce(t, sim, tokens)
 }
 
 // TestMaxRequeuesDeadLetters: with APNs answering 503 and FCM UNAVAILABLE
