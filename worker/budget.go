@@ -119,13 +119,23 @@ func (b *budget) windowGrew() <-chan struct{} {
 
 // wait registers a loop refused by reserve (undo with waiters.Add(-1)) and
 // wakes the loops that hold finished reads back for a batch, so they
-// confirm them and give the capacity back now.
-func (b *budget) wait() {
+// confirm them and give the capacity back now. seen is what the refused
+// loop took from starving before (or nil); wait returns what it watches
+// instead: seen, closed already, if another loop was refused since it was
+// taken, or else the channel the next refusal closes, so that a loop is
+// not woken by its own refusal (which made a refused loop spin until
+// capacity came back).
+func (b *budget) wait(seen <-chan struct{}) <-chan struct{} {
 	b.waiters.Add(1)
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	other := seen != nil && seen != (<-chan struct{})(b.refused)
 	close(b.refused)
 	b.refused = make(chan struct{})
-	b.mu.Unlock()
+	if seen == nil || other {
+		return seen
+	}
+	return b.refused
 }
 
 // starving is closed the next time a loop is refused capacity; take it

@@ -105,3 +105,42 @@ func TestWindowGrewSignalsIdleTransitions(t *testing.T) {
 	default:
 	}
 }
+
+// A refused loop watches for other loops' refusals (to give back finished
+// reads it holds), never for its own: waking on its own refusal made a
+// refused fetch loop spin until capacity came back (millions of passes
+// in TestConcurrencyOne).
+func TestRefusedLoopIsNotWokenByItsOwnRefusal(t *testing.T) {
+	b := newBudget(40, 4)
+	held := b.starving()
+	mine := b.wait(held)
+	select {
+	case <-held:
+	default:
+		t.Fatal("a refusal did not wake the loops watching starving")
+	}
+	select {
+	case <-mine:
+		t.Fatal("the refused loop would be woken by its own refusal")
+	default:
+	}
+	b.wait(nil) // another loop refused
+	select {
+	case <-mine:
+	default:
+		t.Fatal("the refused loop was not woken by another loop's refusal")
+	}
+
+	// Another loop refused between this loop's starving and its wait:
+	// that refusal is not missed.
+	seen := b.starving()
+	b.wait(nil)
+	select {
+	case <-b.wait(seen):
+	default:
+		t.Fatal("a refusal between starving and wait was missed")
+	}
+	if got := b.waiters.Load(); got != 4 {
+		t.Fatalf("waiters = %d, want 4 (one per wait)", got)
+	}
+}

@@ -693,7 +693,7 @@ func (w *Worker) consume(c *kestrel.Conn, stop <-chan struct{}) error {
 			wanted = starving
 		}
 		if denied {
-			w.budget.wait()
+			wanted = w.budget.wait(wanted)
 		}
 		select {
 		case <-win.notifyAt(need):
