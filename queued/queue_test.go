@@ -316,6 +316,27 @@ func TestStatsAreTrue(t *testing.T) {
 	}
 }
 
+// The age stat is how long the last item handed out (by a get or an open
+// read) had waited in the queue: at least the time it was left there, and
+// not more than the test has run.
+func TestStatsAge(t *testing.T) {
+	s, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.do("set ag 0 0 1\r\na\r\nset ag 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+	// Wait on an unrelated blocking get so the items age without a sleep.
+	c.do("get nothing/t=50\r\n", "END\r\n")
+	for _, get := range []string{"get ag", "get ag/open"} {
+		want := "VALUE ag 0 1\r\na\r\nEND\r\n"
+		if get == "get ag/open" {
+			want = "VALUE ag 0 1\r\nb\r\nEND\r\n"
+		}
+		c.do(get+"\r\n", want)
+		if age := queueStat(s, "ag").Age; age < 50 || age > time.Minute.Milliseconds() {
+			t.Fatalf("after %s: age %d ms, want from 50 (the wait) to a minute", get, age)
+		}
+	}
+}
+
 // Concurrent producers and consumers across the read-behind boundary:
 // every item is delivered exactly once, and each producer's items arrive
 // in order.
