@@ -233,6 +233,32 @@ func TestTotalMemorySize(t *testing.T) {
 	}
 }
 
+// With both memory bounds off (max_memory_size and total_memory_size 0,
+// "no limit"), a journaled queue keeps every item in memory: none go to
+// read-behind when set, and a restart replays them all into memory.
+func TestNoMemoryBound(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *Config) {
+		c.DataDir = dir
+		c.TotalMemorySize = 0
+		c.Defaults.MaxMemorySize = 0
+	}
+	const n = 5000 // more than one replay batch (4096 items)
+	s, addr := startServer(t, cfg)
+	c := dial(t, addr)
+	c.do(strings.Repeat("set nb 0 0 5\r\nhello\r\n", n), strings.Repeat("STORED\r\n", n))
+	if st := queueStat(s, "nb"); st.Items != n || st.MemItems != n || st.MemBytes != 5*n {
+		t.Fatalf("after the sets: items=%d mem_items=%d mem_bytes=%d, want %d in memory", st.Items, st.MemItems, st.MemBytes, n)
+	}
+	c.nc.Close()
+	shutdown(t, s)
+	s2, addr2 := startServer(t, cfg)
+	if st := queueStat(s2, "nb"); st.Items != n || st.MemItems != n || st.MemBytes != 5*n {
+		t.Fatalf("after restart: items=%d mem_items=%d mem_bytes=%d, want %d in memory", st.Items, st.MemItems, st.MemBytes, n)
+	}
+	dial(t, addr2).do("get nb\r\n", "VALUE nb 0 5\r\nhello\r\nEND\r\n")
+}
+
 func TestMemoryOnlyQueue(t *testing.T) {
 	dir := t.TempDir()
 	cfg := func(c *Config) {
