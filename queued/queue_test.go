@@ -14,6 +14,8 @@ func TestExpiry(t *testing.T) {
 		c.ExpirationTimerFrequency = 20 * time.Millisecond
 		c.Queues["delayed"] = QueueConfig{Journal: true, ExpireToQueue: "work", MaxMemorySize: 1 << 20}
 		c.Queues["capped"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 1 << 20}
+		// Every item of this one goes straight to read-behind.
+		c.Queues["cappedrb"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 10}
 	})
 	c := dial(t, addr)
 	t.Run("absolute time in the past is dropped at the head", func(t *testing.T) {
@@ -41,6 +43,17 @@ func TestExpiry(t *testing.T) {
 		c.do("set capped 0 0 1\r\na\r\n", "STORED\r\n")
 		waitFor(t, "sweep", func() bool { return queueStat(s, "capped").ExpiredItems == 1 })
 		c.do("get capped\r\n", "END\r\n")
+	})
+	t.Run("the sweep reaches items in read-behind", func(t *testing.T) {
+		c.do("set cappedrb 0 0 1\r\na\r\nset cappedrb 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		// The sweep may already have run: the items are gone or behind.
+		if st := queueStat(s, "cappedrb"); st.MemItems != 0 || st.Items+st.ExpiredItems != 2 {
+			t.Fatalf("after the sets: mem_items=%d items=%d expired_items=%d, want none in memory", st.MemItems, st.Items, st.ExpiredItems)
+		}
+		waitFor(t, "sweep", func() bool { return queueStat(s, "cappedrb").ExpiredItems == 2 })
+		if st := queueStat(s, "cappedrb"); st.Items != 0 {
+			t.Fatalf("after the sweep: items=%d", st.Items)
+		}
 	})
 	t.Run("a long delay does not hold back a short one", func(t *testing.T) {
 		c.do("set delayed 0 3600 4\r\nlong\r\nset delayed 0 1 5\r\nshort\r\n", "STORED\r\nSTORED\r\n")
