@@ -221,6 +221,27 @@ func TestOpenTransactionTimeout(t *testing.T) {
 	c2.do("get ot\r\n", "VALUE ot 0 1\r\na\r\nEND\r\n")
 	// The first connection's close now has nothing to settle.
 	c.do("get ot/close\r\n", "END\r\n")
+
+	t.Run("a read younger than the timeout stays open", func(t *testing.T) {
+		s, addr := startServer(t, func(c *Config) {
+			c.ExpirationTimerFrequency = 10 * time.Millisecond
+			c.Defaults.OpenTransactionTimeout = time.Hour
+			c.Queues["witness"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 1 << 20}
+		})
+		c := dial(t, addr)
+		c.do("set held 0 0 1\r\na\r\nget held/open\r\n", "STORED\r\nVALUE held 0 1\r\na\r\nEND\r\n")
+		// A sweep that expires the witness (created after the open read)
+		// has also looked at held, which sorts before it.
+		c.do("set witness 0 0 1\r\nw\r\n", "STORED\r\n")
+		waitFor(t, "sweep", func() bool { return queueStat(s, "witness").ExpiredItems == 1 })
+		if st := queueStat(s, "held"); st.OpenTransactions != 1 || st.CanceledTransactions != 0 || st.Items != 0 {
+			t.Fatalf("after a sweep: %+v, want the read still open", st)
+		}
+		c.do("get held/close\r\n", "END\r\n")
+		if st := queueStat(s, "held"); st.OpenTransactions != 0 || st.Items != 0 {
+			t.Fatalf("after close: %+v", st)
+		}
+	})
 }
 
 func TestTotalMemorySize(t *testing.T) {
