@@ -56,10 +56,11 @@ func TestExpiry(t *testing.T) {
 		}
 	})
 	t.Run("a long delay does not hold back a short one", func(t *testing.T) {
-		c.do("set delayed 0 3600 4\r\nlong\r\nset delayed 0 1 5\r\nshort\r\n", "STORED\r\nSTORED\r\n")
+		c.do("set delayed 0 3600 4\r\nlong\r\nset delayed 0 1 5\r\nshort\r\nset delayed 0 3600 4\r\nlate\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
 		c.do("get work/t=10000\r\n", "VALUE work 0 5\r\nshort\r\nEND\r\n")
+		// The items around the moved one stay, in order.
 		c.do("get delayed/peek\r\n", "VALUE delayed 0 4\r\nlong\r\nEND\r\n")
-		c.do("flush delayed\r\n", "END\r\n")
+		c.do("get delayed\r\nget delayed\r\nget delayed\r\n", "VALUE delayed 0 4\r\nlong\r\nEND\r\nVALUE delayed 0 4\r\nlate\r\nEND\r\nEND\r\n")
 	})
 	t.Run("expire_to_queue makes a delay queue", func(t *testing.T) {
 		// The item expires 1s from now and is moved into work by the sweep;
@@ -71,6 +72,75 @@ func TestExpiry(t *testing.T) {
 		if moved := queueStat(s, "delayed").ExpiredItems - before; moved != 1 {
 			t.Fatalf("delayed expired_items grew by %d, want 1", moved)
 		}
+	})
+}
+
+// max_expire_sweep bounds how many items one sweep takes out of a queue:
+// at the head, and behind it for a delay queue, head items first. The
+// sweeps are run here one at a time as sweepLoop runs them (the loop's
+// ticker is off), since how many items one tick took cannot be seen from
+// outside without timing it.
+func TestMaxExpireSweep(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.ExpirationTimerFrequency = time.Hour
+		c.Queues["drip"] = QueueConfig{Journal: true, MaxExpireSweep: 1, MaxMemorySize: 1 << 20}
+		c.Queues["slow"] = QueueConfig{Journal: true, ExpireToQueue: "due", MaxExpireSweep: 2, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	sweep := func(t *testing.T, name string) []string {
+		t.Helper()
+		q := s.queueFor(name, false)
+		q.mu.Lock()
+		max := q.cfg.MaxExpireSweep
+		q.mu.Unlock()
+		exp := q.sweepExpired(max)
+		var got []string
+		for _, e := range exp {
+			got = append(got, string(e.data))
+		}
+		if len(exp) > 0 {
+			s.expire(q, exp)
+		}
+		return got
+	}
+	check := func(t *testing.T, name string, want ...string) {
+		t.Helper()
+		if got := sweep(t, name); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("sweep of %s took %q, want %q", name, got, want)
+		}
+	}
+
+	t.Run("at the head", func(t *testing.T) {
+		// exptime -1: expired already.
+		c.do("set drip 0 -1 1\r\na\r\nset drip 0 -1 1\r\nb\r\nset drip 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
+		check(t, "drip", "a")
+		check(t, "drip", "b")
+		check(t, "drip")
+		if st := queueStat(s, "drip"); st.ExpiredItems != 2 || st.Items != 1 {
+			t.Fatalf("after the sweeps: expired_items=%d items=%d, want 2 and 1", st.ExpiredItems, st.Items)
+		}
+		c.do("get drip\r\n", "VALUE drip 0 1\r\nc\r\nEND\r\n")
+	})
+	t.Run("at the head, then behind it", func(t *testing.T) {
+		var req strings.Builder
+		for _, it := range []struct{ data, exptime string }{
+			{"x1", "-1"}, {"x2", "-1"}, {"x3", "-1"}, {"l1", "3600"}, {"y1", "-1"}, {"l2", "3600"}, {"y2", "-1"},
+		} {
+			fmt.Fprintf(&req, "set slow 0 %s 2\r\n%s\r\n", it.exptime, it.data)
+		}
+		c.do(req.String(), strings.Repeat("STORED\r\n", 7))
+		check(t, "slow", "x1", "x2")
+		check(t, "slow", "x3", "y1")
+		check(t, "slow", "y2")
+		check(t, "slow")
+		c.do("get slow\r\nget slow\r\nget slow\r\n", "VALUE slow 0 2\r\nl1\r\nEND\r\nVALUE slow 0 2\r\nl2\r\nEND\r\nEND\r\n")
+		var want strings.Builder
+		for _, it := range []string{"x1", "x2", "x3", "y1", "y2"} {
+			c.send("get due\r\n")
+			want.WriteString("VALUE due 0 2\r\n" + it + "\r\nEND\r\n")
+		}
+		c.expect(want.String())
+		c.do("get due\r\n", "END\r\n")
 	})
 }
 
