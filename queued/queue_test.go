@@ -255,7 +255,7 @@ func TestReadBehind(t *testing.T) {
 	c.nc.Close()
 	shutdown(t, s)
 	s2, addr2 := startServer(t, cfg)
-	if st := queueStat(s2, "rb"); st.Items != n/2 || st.MemBytes > 21*size {
+	if st := queueStat(s2, "rb"); st.Items != n/2 || st.Bytes != n/2*size || st.MemBytes > 21*size {
 		t.Fatalf("after restart: %+v", st)
 	}
 	c2 := dial(t, addr2)
