@@ -39,6 +39,14 @@ func TestExpiry(t *testing.T) {
 		c.do("flush_expired e3\r\n", "2\r\n")
 		c.do("get e3\r\n", "VALUE e3 0 1\r\nc\r\nEND\r\n")
 	})
+	t.Run("expiration_timer_frequency 0 sweeps at the default", func(t *testing.T) {
+		s, addr := startServer(t, func(c *Config) {
+			c.ExpirationTimerFrequency = 0
+			c.Queues["capped0"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 1 << 20}
+		})
+		dial(t, addr).do("set capped0 0 0 1\r\na\r\n", "STORED\r\n")
+		waitFor(t, "sweep", func() bool { return queueStat(s, "capped0").ExpiredItems == 1 })
+	})
 	t.Run("max_age caps", func(t *testing.T) {
 		c.do("set capped 0 0 1\r\na\r\n", "STORED\r\n")
 		waitFor(t, "sweep", func() bool { return queueStat(s, "capped").ExpiredItems == 1 })
