@@ -51,3 +51,26 @@ func TestRingMatchesSlice(t *testing.T) {
 		}
 	}
 }
+
+// A ring gives its memory back once a large backlog has drained, keeping
+// the items left in order.
+func TestRingShrinksAfterBacklog(t *testing.T) {
+	const n = 20000
+	var r ring
+	for i := 1; i <= n; i++ {
+		r.pushBack(entry{id: uint64(i)})
+	}
+	for i := 1; i <= n-10; i++ {
+		if e := r.popFront(); e.id != uint64(i) {
+			t.Fatalf("popFront %d, want %d", e.id, i)
+		}
+	}
+	if len(r.buf) > 2048 {
+		t.Errorf("%d entries left in a ring of %d slots", r.len(), len(r.buf))
+	}
+	for i := 0; i < 10; i++ {
+		if id, want := r.at(i).id, uint64(n-9+i); id != want {
+			t.Fatalf("at(%d) = %d, want %d", i, id, want)
+		}
+	}
+}
