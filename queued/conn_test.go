@@ -286,4 +286,23 @@ func TestBigSetTakesReadBuffer(t *testing.T) {
 	c.do("get big\r\n", "VALUE big 0 "+strconv.Itoa(len(big))+"\r\n"+big+"\r\nEND\r\n")
 	// The connection shrinks its buffer just after flushing the reply.
 	waitFor(t, "request buffers back to their resting size", func() bool { return s.reqBuf.Load() == 0 })
+
+	t.Run("a big set costs its buffer, not also a copy", func(t *testing.T) {
+		const size = 8 << 20
+		c := dial(t, addr)
+		req := []byte("set huge 0 0 " + strconv.Itoa(size) + "\r\n" + strings.Repeat("h", size) + "\r\n")
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := c.nc.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		c.expect("STORED\r\n")
+		runtime.ReadMemStats(&after)
+		// The read buffer grows to the request's size once; the item then
+		// keeps that buffer. A copy would allocate size bytes more.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size*3/2 {
+			t.Fatalf("a set of %d MiB allocated %d MiB", size>>20, alloc>>20)
+		}
+		c.do("get huge\r\n", "VALUE huge 0 "+strconv.Itoa(size)+"\r\n"+string(req[len(req)-size-2:])+"END\r\n")
+	})
 }
