@@ -72,6 +72,7 @@ func TestProtocolCommands(t *testing.T) {
 		{"set huge bytes", "set q 0 0 99999999999\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
 		{"set bad flags", "set q x 0 1\r\na\r\n", "CLIENT_ERROR bad set header: flags must be a 32-bit unsigned number\r\n", true},
 		{"set bad exptime", "set q 0 soon 1\r\na\r\n", "CLIENT_ERROR bad set header: exptime must be a number\r\n", true},
+		{"set exptime past int64", "set q 0 9223372036854775808 1\r\na\r\n", "CLIENT_ERROR bad set header: exptime must be a number\r\n", true},
 		{"set bad noreply", "set q 0 0 1 please\r\na\r\n", "CLIENT_ERROR bad set header: the 6th field may only be noreply\r\n", true},
 		{"data longer than declared", "set q 0 0 2\r\nabc\r\n", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n", true},
 		{"missing CRLF after data", "set q 0 0 2\r\nab\rX", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n", true},
