@@ -215,6 +215,14 @@ func TestMaxOpenTransactionsConfigured(t *testing.T) {
 	c.do("get m/close\r\n", "END\r\n")
 	c.do("get m/abort\r\n", "END\r\n") // 1 back to the head
 	c.do("get m/open\r\n", "VALUE m 0 1\r\n1\r\nEND\r\n")
+
+	t.Run("0 means the default, 1", func(t *testing.T) {
+		_, addr := startServer(t, func(c *Config) { c.MaxOpenTransactions = 0 })
+		c := dial(t, addr)
+		c.do("set m0 0 0 1\r\na\r\nset m0 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
+		c.do("get m0/open\r\n", "VALUE m0 0 1\r\na\r\nEND\r\n")
+		c.do("get m0/open\r\n", "ERROR\r\n")
+	})
 }
 
 func TestBlockingGet(t *testing.T) {
