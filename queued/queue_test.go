@@ -14,6 +14,7 @@ func TestExpiry(t *testing.T) {
 		c.ExpirationTimerFrequency = 20 * time.Millisecond
 		c.Queues["delayed"] = QueueConfig{Journal: true, ExpireToQueue: "work", MaxMemorySize: 1 << 20}
 		c.Queues["capped"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 1 << 20}
+		c.Queues["capped1h"] = QueueConfig{Journal: true, MaxAge: time.Hour, MaxMemorySize: 1 << 20}
 		// Every item of this one goes straight to read-behind.
 		c.Queues["cappedrb"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 10}
 	})
@@ -51,6 +52,9 @@ func TestExpiry(t *testing.T) {
 		c.do("set capped 0 0 1\r\na\r\n", "STORED\r\n")
 		waitFor(t, "sweep", func() bool { return queueStat(s, "capped").ExpiredItems == 1 })
 		c.do("get capped\r\n", "END\r\n")
+	})
+	t.Run("max_age does not lengthen a shorter expiry", func(t *testing.T) {
+		c.do("set capped1h 0 -1 1\r\na\r\nset capped1h 0 0 1\r\nb\r\nget capped1h\r\n", "STORED\r\nSTORED\r\nVALUE capped1h 0 1\r\nb\r\nEND\r\n")
 	})
 	t.Run("the sweep reaches items in read-behind", func(t *testing.T) {
 		c.do("set cappedrb 0 0 1\r\na\r\nset cappedrb 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
