@@ -383,6 +383,8 @@ func TestMemoryOnlyQueue(t *testing.T) {
 	}
 	s, addr := startServer(t, cfg)
 	c := dial(t, addr)
+	// Expired items of a memory-only queue have no journal removal to wait for.
+	c.do("set transient 0 -1 1\r\nx\r\nflush_expired transient\r\n", "STORED\r\n1\r\n")
 	c.do("set transient 0 0 1\r\na\r\nset durable 0 0 1\r\nb\r\n", "STORED\r\nSTORED\r\n")
 	if st := queueStat(s, "transient"); st.Logsize != 0 || st.Items != 1 {
 		t.Fatalf("memory-only queue: %+v", st)
