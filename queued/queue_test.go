@@ -277,6 +277,37 @@ func TestReadBehind(t *testing.T) {
 	c2.do("get rb\r\n", "END\r\n")
 }
 
+// A restart replays the head of a queue into memory in batches of up to
+// 1 MiB, each no bigger than the room left under max_memory_size, so the
+// data in memory stays within the bound (the per-item overhead aside).
+func TestReplayStaysUnderMaxMemorySize(t *testing.T) {
+	dir := t.TempDir()
+	const n, size, bound = 5000, 1000, 5 << 19 // 5 MB of items, a 2.5 MiB bound
+	cfg := func(c *Config) {
+		c.DataDir = dir
+		c.Defaults.MaxMemorySize = bound
+	}
+	s, addr := startServer(t, cfg)
+	c := dial(t, addr)
+	item := func(i int) string { return fmt.Sprintf("%0*d", size, i) }
+	var req strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&req, "set rp 0 0 %d\r\n%s\r\n", size, item(i))
+	}
+	c.do(req.String(), strings.Repeat("STORED\r\n", n))
+	c.nc.Close()
+	shutdown(t, s)
+	s2, addr2 := startServer(t, cfg)
+	st := queueStat(s2, "rp")
+	if st.Items != n || st.MemBytes > bound || st.MemItems == n {
+		t.Fatalf("after restart: items=%d mem_items=%d mem_bytes=%d, want %d items and at most %d bytes in memory", st.Items, st.MemItems, st.MemBytes, n, bound)
+	}
+	c2 := dial(t, addr2)
+	for _, i := range []int{0, 1} {
+		c2.do("get rp\r\n", fmt.Sprintf("VALUE rp 0 %d\r\n%s\r\nEND\r\n", size, item(i)))
+	}
+}
+
 func TestFlushAndDeleteDuringReadBehind(t *testing.T) {
 	s, addr := startServer(t, func(c *Config) { c.Defaults.MaxMemorySize = 10 })
 	c := dial(t, addr)
