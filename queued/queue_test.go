@@ -1,7 +1,9 @@
 package queued
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +156,60 @@ func TestMaxExpireSweep(t *testing.T) {
 		c.expect(want.String())
 		c.do("get due\r\n", "END\r\n")
 	})
+}
+
+// msgLog is a slog handler that keeps the messages of a server's records.
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *msgLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *msgLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *msgLog) WithGroup(string) slog.Handler            { return h }
+func (h *msgLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *msgLog) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// An expired item that cannot be moved to expire_to_queue (here the
+// target is full) is logged; one that is moved is not.
+func TestExpireMoveFailureIsLogged(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ExpirationTimerFrequency = time.Hour
+	cfg.Queues["later"] = QueueConfig{Journal: true, ExpireToQueue: "soon", MaxMemorySize: 1 << 20}
+	cfg.Queues["soon"] = QueueConfig{Journal: true, MaxItems: 1, MaxMemorySize: 1 << 20}
+	log := &msgLog{}
+	s, err := NewServer(cfg, slog.New(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, serve(t, s))
+	const warning = "could not move expired item"
+	c.do("set later 0 -1 1\r\na\r\nflush_expired later\r\n", "STORED\r\n1\r\n")
+	if n := log.count(warning); n != 0 {
+		t.Fatalf("a move that worked logged %q %d times", warning, n)
+	}
+	c.do("set later 0 -1 1\r\nb\r\nflush_expired later\r\n", "STORED\r\n1\r\n")
+	if n := log.count(warning); n != 1 {
+		t.Fatalf("a move into a full queue logged %q %d times, want once", warning, n)
+	}
+	c.do("get soon\r\n", "VALUE soon 0 1\r\na\r\nEND\r\n")
 }
 
 func TestLimits(t *testing.T) {
