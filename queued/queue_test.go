@@ -19,6 +19,9 @@ func TestExpiry(t *testing.T) {
 		c.Queues["capped1h"] = QueueConfig{Journal: true, MaxAge: time.Hour, MaxMemorySize: 1 << 20}
 		// Every item of this one goes straight to read-behind.
 		c.Queues["cappedrb"] = QueueConfig{Journal: true, MaxAge: time.Millisecond, MaxMemorySize: 10}
+		// A delay queue whose target keeps every item in read-behind.
+		c.Queues["delayrb"] = QueueConfig{Journal: true, ExpireToQueue: "workrb", MaxMemorySize: 1 << 20}
+		c.Queues["workrb"] = QueueConfig{Journal: true, MaxMemorySize: 10}
 	})
 	c := dial(t, addr)
 	t.Run("absolute time in the past is dropped at the head", func(t *testing.T) {
@@ -49,6 +52,13 @@ func TestExpiry(t *testing.T) {
 		})
 		dial(t, addr).do("set capped0 0 0 1\r\na\r\n", "STORED\r\n")
 		waitFor(t, "sweep", func() bool { return queueStat(s, "capped0").ExpiredItems == 1 })
+	})
+	t.Run("an item moved into a queue in read-behind can be read", func(t *testing.T) {
+		c.do("set delayrb 0 -1 1\r\nm\r\n", "STORED\r\n")
+		c.do("get workrb/t=10000\r\nget workrb\r\n", "VALUE workrb 0 1\r\nm\r\nEND\r\nEND\r\n")
+		if st := queueStat(s, "workrb"); st.Items != 0 || st.TotalItems != 1 {
+			t.Fatalf("workrb after the get: %+v", st)
+		}
 	})
 	t.Run("max_age caps", func(t *testing.T) {
 		c.do("set capped 0 0 1\r\na\r\n", "STORED\r\n")
