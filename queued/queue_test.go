@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kpush/kpush/queued/journal"
 )
 
 func TestExpiry(t *testing.T) {
@@ -554,6 +556,39 @@ func TestStatsAreTrue(t *testing.T) {
 	c.send("dump_config\r\n")
 	if l := c.line(); l != "queue 'sa' {" {
 		t.Fatalf("dump_config first line %q", l)
+	}
+}
+
+// dump_config shows each existing queue's sync_journal as the config file
+// spells it: always, never, or an interval.
+func TestDumpConfigSyncJournal(t *testing.T) {
+	_, addr := startServer(t, func(c *Config) {
+		c.Queues["sa"] = QueueConfig{Journal: true, Sync: SyncPolicy{Mode: journal.SyncAlways}, MaxMemorySize: 1 << 20}
+		c.Queues["sn"] = QueueConfig{Journal: true, Sync: SyncPolicy{Mode: journal.SyncNever}, MaxMemorySize: 1 << 20}
+		c.Queues["si"] = QueueConfig{Journal: true, Sync: SyncPolicy{Mode: journal.SyncInterval, Interval: 10 * time.Millisecond}, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	c.do("get sa\r\nget si\r\nget sn\r\n", "END\r\nEND\r\nEND\r\n")
+	c.send("dump_config\r\n")
+	got := map[string]string{}
+	queue := ""
+	for {
+		l := c.line()
+		if l == "END" {
+			break
+		}
+		if name, ok := strings.CutPrefix(l, "queue '"); ok {
+			queue = strings.TrimSuffix(name, "' {")
+		}
+		if v, ok := strings.CutPrefix(l, "  sync_journal="); ok {
+			got[queue] = v
+		}
+	}
+	want := map[string]string{"sa": "always", "sn": "never", "si": "10ms"}
+	for q, v := range want {
+		if got[q] != v {
+			t.Errorf("queue %s: sync_journal=%q, want %q", q, got[q], v)
+		}
 	}
 }
 
