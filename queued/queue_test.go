@@ -159,6 +159,9 @@ func TestMaxExpireSweep(t *testing.T) {
 		check(t, "slow", "x3", "y1")
 		check(t, "slow", "y2")
 		check(t, "slow")
+		if st := queueStat(s, "slow"); st.ExpiredItems != 5 || st.Items != 2 {
+			t.Fatalf("after the sweeps: expired_items=%d items=%d, want 5 and 2", st.ExpiredItems, st.Items)
+		}
 		c.do("get slow\r\nget slow\r\nget slow\r\n", "VALUE slow 0 2\r\nl1\r\nEND\r\nVALUE slow 0 2\r\nl2\r\nEND\r\nEND\r\n")
 		var want strings.Builder
 		for _, it := range []string{"x1", "x2", "x3", "y1", "y2"} {
