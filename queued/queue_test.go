@@ -346,6 +346,11 @@ func TestReadBehind(t *testing.T) {
 		c2.do("get rb\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
 	}
 	c2.do("get rb\r\n", "END\r\n")
+	// Drained, the queue is out of read-behind: a new item stays in memory.
+	c2.do("set rb 0 0 1\r\nz\r\n", "STORED\r\n")
+	if st := queueStat(s2, "rb"); st.Items != 1 || st.MemItems != 1 {
+		t.Fatalf("a set after draining: items=%d mem_items=%d, want 1 in memory", st.Items, st.MemItems)
+	}
 }
 
 // A restart replays the head of a queue into memory in batches of up to
