@@ -48,6 +48,7 @@ func TestProtocolCommands(t *testing.T) {
 			"ERROR\r\nERROR\r\nERROR\r\nSTORED\r\nVALUE q17 0 1\r\ny\r\nEND\r\n", false},
 		{"bad add header", "add q\r\n", "CLIENT_ERROR bad add header: want <key> <flags> <exptime> <bytes>\r\n", true},
 		{"empty line", "\r\n", "ERROR\r\n", false},
+		{"bare empty line", "\n", "ERROR\r\n", false},
 		{"status", "status\r\n", "UP\r\n", false},
 		{"status bad", "status SIDEWAYS\r\n", "CLIENT_ERROR usage: status [UP|READONLY|QUIESCENT]\r\n", false},
 		{"confirm none open", "confirm q13 1\r\n", "ERROR\r\n", false},
