@@ -267,6 +267,16 @@ func TestRequestBufferBudget(t *testing.T) {
 	c.do(fmt.Sprintf("set big 0 0 %d\r\n%s\r\n", size, data), "STORED\r\n")
 	c.nc.Close()
 	waitFor(t, "buffer released at close", func() bool { return s.reqBuf.Load() == 0 })
+
+	t.Run("a request that needs the whole budget is served", func(t *testing.T) {
+		const size = 900 << 10
+		header := fmt.Sprintf("set exact 0 0 %d\r\n", size)
+		s, addr := startServer(t, nil)
+		// The buffer grows from its resting size to the whole request.
+		s.reqBufLimit = int64(len(header) + size + 2 - readBufSize)
+		c := dial(t, addr)
+		c.do(header+data+"\r\n", "STORED\r\n")
+	})
 }
 
 // TestBigSetTakesReadBuffer: a big set's item takes over the read buffer
