@@ -368,7 +368,12 @@ func TestPipelinedRefusedSetKeepsReplyOrder(t *testing.T) {
 func TestOversizedSetNotBuffered(t *testing.T) {
 	_, addr := startServer(t, func(c *Config) {
 		c.Queues["capped"] = QueueConfig{Journal: true, MaxItemSize: 1024, MaxMemorySize: 1 << 20}
+		c.Queues["capped64k"] = QueueConfig{Journal: true, MaxItemSize: 64 << 10, MaxMemorySize: 1 << 20}
 	})
+	// An item of exactly max_item_size is not too large, also when its
+	// data arrives after the header (it cannot fit in the first read).
+	exact := strings.Repeat("e", 64<<10)
+	dial(t, addr).do("set capped64k 0 0 65536\r\n"+exact+"\r\nget capped64k\r\n", "STORED\r\nVALUE capped64k 0 65536\r\n"+exact+"\r\nEND\r\n")
 	c := dial(t, addr)
 	const size = 8 << 20
 	c.do(fmt.Sprintf("set capped 0 0 %d\r\n", size), string(rTooLarge))
