@@ -233,6 +233,31 @@ func TestListenAndServe(t *testing.T) {
 		t.Fatalf("curr_items %d", st.CurrItems)
 	}
 
+	t.Run("shutdown error", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.Listen = "127.0.0.1:0"
+		s, err := NewServer(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fail the last step of the shutdown (giving up the data directory).
+		unlock := s.unlockDir
+		s.unlockDir = func() error {
+			if err := unlock(); err != nil {
+				return err
+			}
+			return errors.New("injected unlock failure")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.ListenAndServe(ctx) }()
+		waitFor(t, "listener", func() bool { return s.Addr() != nil })
+		cancel()
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "injected unlock failure") {
+			t.Fatalf("ListenAndServe after a failed shutdown: %v", err)
+		}
+	})
 	t.Run("listen error", func(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.DataDir = t.TempDir()
