@@ -390,6 +390,21 @@ func TestOversizedSetNotBuffered(t *testing.T) {
 	c.expectClosed()
 }
 
+// A set whose data reaches the server without its last bytes (all of the
+// data but no line ending, or all but its last byte) waits for the rest.
+func TestSetDataSplitAcrossReads(t *testing.T) {
+	s, addr := startServer(t, nil)
+	c := dial(t, addr)
+	for _, held := range []int{0, 1, 2} { // data bytes held back
+		first := "set split 0 0 5\r\n" + "hello"[:5-held]
+		before := s.Stats().BytesRead
+		c.send(first)
+		waitFor(t, "the first part read", func() bool { return s.Stats().BytesRead >= before+int64(len(first)) })
+		c.do("hello"[5-held:]+"\r\n", "STORED\r\n")
+	}
+	c.do("get split\r\nget split\r\nget split\r\nget split\r\n", strings.Repeat("VALUE split 0 5\r\nhello\r\nEND\r\n", 3)+"END\r\n")
+}
+
 func TestDeleteWakesWaitersWithEnd(t *testing.T) {
 	s, addr := startServer(t, nil)
 	w := dial(t, addr)
