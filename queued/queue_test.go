@@ -561,6 +561,21 @@ func TestStatsAreTrue(t *testing.T) {
 		}
 	}
 	c.do("", "END\r\n")
+	// Without names, dump_stats covers every queue.
+	c.send("dump_stats\r\n")
+	var queues []string
+	for {
+		l := c.line()
+		if l == "END" {
+			break
+		}
+		if strings.HasPrefix(l, "queue ") {
+			queues = append(queues, l)
+		}
+	}
+	if got := strings.Join(queues, ","); got != "queue 'sa' {,queue 'sb' {" {
+		t.Fatalf("dump_stats without names listed %q", got)
+	}
 	c.send("dump_config\r\n")
 	if l := c.line(); l != "queue 'sa' {" {
 		t.Fatalf("dump_config first line %q", l)
