@@ -44,6 +44,7 @@ func TestProtocolCommands(t *testing.T) {
 		{"get ignores noreply", "set q18 0 0 1\r\na\r\nget q18 noreply\r\n", "STORED\r\nVALUE q18 0 1\r\na\r\nEND\r\n", false},
 		{"flush_expired none", "set q12 0 0 1\r\na\r\nflush_expired q12\r\n", "STORED\r\n0\r\n", false},
 		{"unknown command", "frobnicate q\r\n", "ERROR\r\n", false},
+		{"more arguments than kept", "frobnicate 1 2 3 4 5 6 7 8 9 10\r\n", "ERROR\r\n", false},
 		{"other storage commands skip their data", "add q17 0 0 11\r\ndelete q17\r\nappend q17 0 0 3\r\nabc\r\ncas q17 0 0 1 99\r\nx\r\nset q17 0 0 1\r\ny\r\nget q17\r\n",
 			"ERROR\r\nERROR\r\nERROR\r\nSTORED\r\nVALUE q17 0 1\r\ny\r\nEND\r\n", false},
 		{"bad add header", "add q\r\n", "CLIENT_ERROR bad add header: want <key> <flags> <exptime> <bytes>\r\n", true},
