@@ -111,8 +111,8 @@ func TestMaxExpireSweep(t *testing.T) {
 		c.ExpirationTimerFrequency = time.Hour
 		c.Queues["drip"] = QueueConfig{Journal: true, MaxExpireSweep: 1, MaxMemorySize: 1 << 20}
 		c.Queues["slow"] = QueueConfig{Journal: true, ExpireToQueue: "due", MaxExpireSweep: 2, MaxMemorySize: 1 << 20}
+		c.Queues["full"] = QueueConfig{Journal: true, ExpireToQueue: "due", MaxMemorySize: 1 << 20}
 	})
-	c := dial(t, addr)
 	sweep := func(t *testing.T, name string) []string {
 		t.Helper()
 		q := s.queueFor(name, false)
@@ -137,6 +137,7 @@ func TestMaxExpireSweep(t *testing.T) {
 	}
 
 	t.Run("at the head", func(t *testing.T) {
+		c := dial(t, addr)
 		// exptime -1: expired already.
 		c.do("set drip 0 -1 1\r\na\r\nset drip 0 -1 1\r\nb\r\nset drip 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
 		check(t, "drip", "a")
@@ -148,6 +149,7 @@ func TestMaxExpireSweep(t *testing.T) {
 		c.do("get drip\r\n", "VALUE drip 0 1\r\nc\r\nEND\r\n")
 	})
 	t.Run("at the head, then behind it", func(t *testing.T) {
+		c := dial(t, addr)
 		var req strings.Builder
 		for _, it := range []struct{ data, exptime string }{
 			{"x1", "-1"}, {"x2", "-1"}, {"x3", "-1"}, {"l1", "3600"}, {"y1", "-1"}, {"l2", "3600"}, {"y2", "-1"},
@@ -170,6 +172,25 @@ func TestMaxExpireSweep(t *testing.T) {
 		}
 		c.expect(want.String())
 		c.do("get due\r\n", "END\r\n")
+	})
+	t.Run("from a full ring", func(t *testing.T) {
+		c := dial(t, addr)
+		// 16 items fill the in-memory ring's first 16 slots exactly.
+		var req, want strings.Builder
+		for i := 0; i < 16; i++ {
+			exptime, data := "3600", fmt.Sprintf("k%02d", i)
+			if i == 7 {
+				exptime, data = "-1", "gone"
+			}
+			fmt.Fprintf(&req, "set full 0 %s %d\r\n%s\r\n", exptime, len(data), data)
+			if i != 7 {
+				fmt.Fprintf(&want, "VALUE full 0 3\r\n%s\r\nEND\r\n", data)
+			}
+		}
+		c.do(req.String(), strings.Repeat("STORED\r\n", 16))
+		check(t, "full", "gone")
+		c.do(strings.Repeat("get full\r\n", 16), want.String()+"END\r\n")
+		c.do("get due\r\n", "VALUE due 0 4\r\ngone\r\nEND\r\n")
 	})
 }
 
