@@ -302,6 +302,18 @@ func TestRequestBufferBudget(t *testing.T) {
 		c := dial(t, addr)
 		c.do(header+data+"\r\n", "STORED\r\n")
 	})
+	t.Run("small pipelined requests need no budget", func(t *testing.T) {
+		s, addr := startServer(t, nil)
+		// Requests that straddle the end of the resting read buffer are
+		// moved to its front, never served by growing it.
+		s.reqBufLimit = 0
+		c := dial(t, addr)
+		const n = 1500 // 40 KB of 27-byte sets
+		c.do(strings.Repeat("set pb 0 0 10\r\n0123456789\r\n", n), strings.Repeat("STORED\r\n", n))
+		if st := queueStat(s, "pb"); st.Items != n {
+			t.Fatalf("items %d, want %d", st.Items, n)
+		}
+	})
 }
 
 // TestBigSetTakesReadBuffer: a big set's item takes over the read buffer
