@@ -421,6 +421,10 @@ func TestAdminStatsJSONMatchesStats(t *testing.T) {
 	if q["items"] != 1.0 || q["bytes"] != 3.0 {
 		t.Errorf("a_queue = %v", q)
 	}
+	// "unavailable" is there only for a queue whose journal could not be opened.
+	if v, ok := q["unavailable"]; ok {
+		t.Errorf("a_queue: unavailable = %q for a working queue", v)
+	}
 }
 
 func TestAdminRoutes(t *testing.T) {
