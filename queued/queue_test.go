@@ -248,6 +248,36 @@ func TestExpireMoveFailureIsLogged(t *testing.T) {
 	c.do("get soon\r\n", "VALUE soon 0 1\r\na\r\nEND\r\n")
 }
 
+// NewServer logs the queues it restored from the data directory, and says
+// nothing of the kind for an empty one.
+func TestRestoreIsLogged(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*Server, *msgLog) {
+		t.Helper()
+		cfg := DefaultConfig()
+		cfg.DataDir = dir
+		log := &msgLog{}
+		s, err := NewServer(cfg, slog.New(log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, log
+	}
+	s, log := start()
+	if n := log.count("queues restored"); n != 0 {
+		t.Fatalf("an empty data directory: %d \"queues restored\" records", n)
+	}
+	c := dial(t, serve(t, s))
+	c.do("set rs 0 0 1\r\na\r\n", "STORED\r\n")
+	c.nc.Close()
+	shutdown(t, s)
+	s2, log2 := start()
+	defer shutdown(t, s2)
+	if n := log2.count("queues restored"); n != 1 {
+		t.Fatalf("a data directory with a queue: %d \"queues restored\" records, want 1", n)
+	}
+}
+
 func TestLimits(t *testing.T) {
 	s, addr := startServer(t, func(c *Config) {
 		c.Queues["few"] = QueueConfig{Journal: true, MaxItems: 2, MaxMemorySize: 1 << 20}
