@@ -71,6 +71,8 @@ func TestProtocolCommands(t *testing.T) {
 		// framing errors: CLIENT_ERROR then close
 		{"set too few fields", "set q 0 0\r\n", "CLIENT_ERROR bad set header: want set <queue> <flags> <exptime> <bytes> [noreply]\r\n", true},
 		{"set negative bytes", "set q 0 0 -1\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
+		{"set bytes one past the limit", "set q 0 0 67108865\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
+		{"set flags one past 32 bits", "set q 4294967296 0 1\r\na\r\n", "CLIENT_ERROR bad set header: flags must be a 32-bit unsigned number\r\n", true},
 		{"set huge bytes", "set q 0 0 99999999999\r\n", "CLIENT_ERROR bad data chunk: byte count must be 0..67108864\r\n", true},
 		{"set bad flags", "set q x 0 1\r\na\r\n", "CLIENT_ERROR bad set header: flags must be a 32-bit unsigned number\r\n", true},
 		{"set bad exptime", "set q 0 soon 1\r\na\r\n", "CLIENT_ERROR bad set header: exptime must be a number\r\n", true},
