@@ -283,10 +283,17 @@ func TestLimits(t *testing.T) {
 		c.Queues["few"] = QueueConfig{Journal: true, MaxItems: 2, MaxMemorySize: 1 << 20}
 		c.Queues["tiny"] = QueueConfig{Journal: true, MaxSize: 5, MaxMemorySize: 1 << 20}
 		c.Queues["ring"] = QueueConfig{Journal: true, MaxItems: 2, DiscardOldWhenFull: true, MaxMemorySize: 1 << 20}
+		// Every item goes to read-behind: pipelined sets are counted
+		// while their commits are pending.
+		c.Queues["fewrb"] = QueueConfig{Journal: true, MaxItems: 2, MaxMemorySize: 10}
 	})
 	c := dial(t, addr)
 	c.do("set few 0 0 1\r\na\r\nset few 0 0 1\r\nb\r\nset few 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nNOT_STORED\r\n")
 	c.do("get few\r\nset few 0 0 1\r\nd\r\n", "VALUE few 0 1\r\na\r\nEND\r\nSTORED\r\n")
+	c.do("set fewrb 0 0 1\r\na\r\nset fewrb 0 0 1\r\nb\r\nset fewrb 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nNOT_STORED\r\n")
+	if st := queueStat(s, "fewrb"); st.Items != 2 || st.MemItems != 0 {
+		t.Fatalf("fewrb: items=%d mem_items=%d, want 2 in read-behind", st.Items, st.MemItems)
+	}
 	c.do("set tiny 0 0 3\r\nabc\r\nset tiny 0 0 3\r\ndef\r\nset tiny 0 0 2\r\nde\r\n", "STORED\r\nNOT_STORED\r\nSTORED\r\n")
 	c.do("set ring 0 0 1\r\n1\r\nset ring 0 0 1\r\n2\r\nset ring 0 0 1\r\n3\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
 	c.do("get ring\r\nget ring\r\nget ring\r\n", "VALUE ring 0 1\r\n2\r\nEND\r\nVALUE ring 0 1\r\n3\r\nEND\r\nEND\r\n")
