@@ -537,7 +537,13 @@ func TestNoMemoryBound(t *testing.T) {
 	if st := queueStat(s2, "nb"); st.Items != n || st.MemItems != n || st.MemBytes != 5*n {
 		t.Fatalf("after restart: items=%d mem_items=%d mem_bytes=%d, want %d in memory", st.Items, st.MemItems, st.MemBytes, n)
 	}
-	dial(t, addr2).do("get nb\r\n", "VALUE nb 0 5\r\nhello\r\nEND\r\n")
+	// All of it was replayed: the queue is not in read-behind.
+	c2 := dial(t, addr2)
+	c2.do("set nb 0 0 5\r\nafter\r\n", "STORED\r\n")
+	if st := queueStat(s2, "nb"); st.Items != n+1 || st.MemItems != n+1 {
+		t.Fatalf("a set after the restart: items=%d mem_items=%d, want %d in memory", st.Items, st.MemItems, n+1)
+	}
+	c2.do("get nb\r\n", "VALUE nb 0 5\r\nhello\r\nEND\r\n")
 }
 
 func TestMemoryOnlyQueue(t *testing.T) {
