@@ -506,11 +506,26 @@ func TestTotalMemorySize(t *testing.T) {
 	if cost := a.MemBytes + b.MemBytes + (a.MemItems+b.MemItems)*itemOverhead; cost > bound+100+itemOverhead {
 		t.Fatalf("in memory: %d bytes (%d+%d items), bound %d", cost, a.MemItems, b.MemItems, bound)
 	}
+	// The item that fills the bound exactly is in memory too.
+	if a.MemItems+b.MemItems != 64 {
+		t.Fatalf("%d+%d items in memory, want the 64 that fill the bound", a.MemItems, b.MemItems)
+	}
 	if a.Items != 100 || b.Items != 100 {
 		t.Fatalf("items %d and %d, want 100 each", a.Items, b.Items)
 	}
 	for i := 0; i < 100; i++ {
 		c.do("get ma\r\nget mb\r\n", "VALUE ma 0 100\r\n"+item+"\r\nEND\r\nVALUE mb 0 100\r\n"+item+"\r\nEND\r\n")
+	}
+	// Items that left memory free their whole cost: after many more go
+	// through, the bound still has room for the same 64.
+	for i := 0; i < 300; i++ {
+		c.do("set ma 0 0 100\r\n"+item+"\r\nget ma\r\n", "STORED\r\nVALUE ma 0 100\r\n"+item+"\r\nEND\r\n")
+	}
+	for i := 0; i < 100; i++ {
+		c.do("set mb 0 0 100\r\n"+item+"\r\n", "STORED\r\n")
+	}
+	if st := queueStat(s, "mb"); st.MemItems != 64 {
+		t.Fatalf("after 300 items went through ma: %d items of mb in memory, want 64", st.MemItems)
 	}
 }
 
