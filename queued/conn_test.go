@@ -302,6 +302,13 @@ func TestRequestBufferBudget(t *testing.T) {
 		c := dial(t, addr)
 		c.do(header+data+"\r\n", "STORED\r\n")
 	})
+	t.Run("a small total_memory_size leaves room for big sets", func(t *testing.T) {
+		// The budget is at least four maximum items, whatever total_memory_size says.
+		_, addr := startServer(t, func(c *Config) { c.TotalMemorySize = 1 << 20 })
+		c := dial(t, addr)
+		big := strings.Repeat("t", 2<<20)
+		c.do(fmt.Sprintf("set tm 0 0 %d\r\n%s\r\n", len(big), big), "STORED\r\n")
+	})
 	t.Run("small pipelined requests need no budget", func(t *testing.T) {
 		s, addr := startServer(t, nil)
 		// Requests that straddle the end of the resting read buffer are
