@@ -387,6 +387,8 @@ func TestOversizedSetNotBuffered(t *testing.T) {
 	c.do("\r\nset capped 0 0 3\r\nabc\r\nget capped\r\n", "STORED\r\nVALUE capped 0 3\r\nabc\r\nEND\r\n")
 	// Bare \n after the dropped data, and noreply.
 	c.do("set capped 0 0 2000 noreply\r\n"+strings.Repeat("z", 2000)+"\nget capped\r\n", "END\r\n")
+	// The header and the start of the dropped data fill the read buffer.
+	c.do("set capped 0 0 8000\r\n"+strings.Repeat("z", 8000)+"\r\nget capped\r\n", string(rTooLarge)+"END\r\n")
 	// Data longer than declared is still a framing error.
 	c.do("set capped 0 0 2000\r\n", string(rTooLarge))
 	c.do(strings.Repeat("z", 2001)+"\r\n", "CLIENT_ERROR bad data chunk: data longer than declared or not followed by \\r\\n\r\n")
