@@ -440,6 +440,26 @@ func TestReplayStaysUnderMaxMemorySize(t *testing.T) {
 	for _, i := range []int{0, 1} {
 		c2.do("get rp\r\n", fmt.Sprintf("VALUE rp 0 %d\r\n%s\r\nEND\r\n", size, item(i)))
 	}
+
+	t.Run("a batch that fills the bound exactly", func(t *testing.T) {
+		// 4096 items (one batch) of 100 bytes cost the bound exactly, with
+		// their overhead: the replay stops there.
+		dir := t.TempDir()
+		const n, size, bound = 5000, 100, 4096 * (100 + itemOverhead)
+		cfg := func(c *Config) {
+			c.DataDir = dir
+			c.Defaults.MaxMemorySize = bound
+		}
+		s, addr := startServer(t, cfg)
+		c := dial(t, addr)
+		c.do(strings.Repeat("set rx 0 0 100\r\n"+strings.Repeat("r", size)+"\r\n", n), strings.Repeat("STORED\r\n", n))
+		c.nc.Close()
+		shutdown(t, s)
+		s2, _ := startServer(t, cfg)
+		if st := queueStat(s2, "rx"); st.Items != n || st.MemItems != 4096 {
+			t.Fatalf("after restart: items=%d mem_items=%d, want %d and 4096", st.Items, st.MemItems, n)
+		}
+	})
 }
 
 func TestFlushAndDeleteDuringReadBehind(t *testing.T) {
