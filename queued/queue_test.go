@@ -33,6 +33,9 @@ func TestExpiry(t *testing.T) {
 			t.Fatalf("expired_items = %d, want 1", st.ExpiredItems)
 		}
 	})
+	t.Run("absolute time in the future is kept", func(t *testing.T) {
+		c.do(fmt.Sprintf("set e5 0 %d 1\r\nx\r\nget e5\r\n", time.Now().Unix()+3600), "STORED\r\nVALUE e5 0 1\r\nx\r\nEND\r\n")
+	})
 	t.Run("relative expiry in the future is kept", func(t *testing.T) {
 		c.do("set e2 0 3600 1\r\nx\r\nget e2\r\n", "STORED\r\nVALUE e2 0 1\r\nx\r\nEND\r\n")
 	})
