@@ -31,6 +31,7 @@ func TestProtocolCommands(t *testing.T) {
 		{"flags read back as 0", "set q4 123 0 2\r\nab\r\nget q4\r\n", "STORED\r\nVALUE q4 0 2\r\nab\r\nEND\r\n", false},
 		{"20-digit numbers (a uint64's longest) with leading zeros", "set q19 00000000000000000000 00000000000000000000 00000000000000000001\r\na\r\nget q19\r\n", "STORED\r\nVALUE q19 0 1\r\na\r\nEND\r\n", false},
 		{"bare newlines", "set q5 0 0 3\nabc\nget q5\n", "STORED\r\nVALUE q5 0 3\r\nabc\r\nEND\r\n", false},
+		{"negative exptime is expired at once", "set q20 0 -1 1\r\na\r\nget q20\r\n", "STORED\r\nEND\r\n", false},
 		{"empty item", "set q6 0 0 0\r\n\r\nget q6\r\n", "STORED\r\nVALUE q6 0 0\r\n\r\nEND\r\n", false},
 		{"binary data with CRLF inside", "set q7 0 0 4\r\n\r\n\r\n\r\nget q7\r\n", "STORED\r\nVALUE q7 0 4\r\n\r\n\r\n\r\nEND\r\n", false},
 		{"noreply", "set q8 0 0 1 noreply\r\nz\r\nget q8\r\n", "VALUE q8 0 1\r\nz\r\nEND\r\n", false},
