@@ -289,6 +289,7 @@ func TestLimits(t *testing.T) {
 		// Every item goes to read-behind: pipelined sets are counted
 		// while their commits are pending.
 		c.Queues["fewrb"] = QueueConfig{Journal: true, MaxItems: 2, MaxMemorySize: 10}
+		c.Queues["tinyrb"] = QueueConfig{Journal: true, MaxSize: 5, MaxMemorySize: 10}
 	})
 	c := dial(t, addr)
 	c.do("set few 0 0 1\r\na\r\nset few 0 0 1\r\nb\r\nset few 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nNOT_STORED\r\n")
@@ -296,6 +297,10 @@ func TestLimits(t *testing.T) {
 	c.do("set fewrb 0 0 1\r\na\r\nset fewrb 0 0 1\r\nb\r\nset fewrb 0 0 1\r\nc\r\n", "STORED\r\nSTORED\r\nNOT_STORED\r\n")
 	if st := queueStat(s, "fewrb"); st.Items != 2 || st.MemItems != 0 {
 		t.Fatalf("fewrb: items=%d mem_items=%d, want 2 in read-behind", st.Items, st.MemItems)
+	}
+	c.do("set tinyrb 0 0 3\r\nabc\r\nset tinyrb 0 0 3\r\ndef\r\nset tinyrb 0 0 2\r\nde\r\n", "STORED\r\nNOT_STORED\r\nSTORED\r\n")
+	if st := queueStat(s, "tinyrb"); st.Bytes != 5 || st.MemItems != 0 {
+		t.Fatalf("tinyrb: bytes=%d mem_items=%d, want 5 in read-behind", st.Bytes, st.MemItems)
 	}
 	c.do("set tiny 0 0 3\r\nabc\r\nset tiny 0 0 3\r\ndef\r\nset tiny 0 0 2\r\nde\r\n", "STORED\r\nNOT_STORED\r\nSTORED\r\n")
 	c.do("set ring 0 0 1\r\n1\r\nset ring 0 0 1\r\n2\r\nset ring 0 0 1\r\n3\r\n", "STORED\r\nSTORED\r\nSTORED\r\n")
