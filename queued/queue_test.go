@@ -462,6 +462,10 @@ func TestReplayStaysUnderMaxMemorySize(t *testing.T) {
 		s, addr := startServer(t, cfg)
 		c := dial(t, addr)
 		c.do(strings.Repeat("set rx 0 0 100\r\n"+strings.Repeat("r", size)+"\r\n", n), strings.Repeat("STORED\r\n", n))
+		// The set that fills the bound exactly is kept in memory too.
+		if st := queueStat(s, "rx"); st.MemItems != 4096 {
+			t.Fatalf("after the sets: mem_items=%d, want 4096", st.MemItems)
+		}
 		c.nc.Close()
 		shutdown(t, s)
 		s2, _ := startServer(t, cfg)
