@@ -63,10 +63,10 @@ func (c *conn) queueAdmin(cmd *Command, op string) bool {
 
 func (c *conn) flushExpired(q *queue) int64 {
 	exp := q.sweepExpired(0)
-	if len(exp) > 0 {
-		c.s.expire(q, exp)
+	if len(exp) == 0 {
+		return 0
 	}
-	return int64(len(exp))
+	return int64(c.s.expire(q, exp))
 }
 
 func (c *conn) status(cmd *Command) {

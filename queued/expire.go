@@ -4,6 +4,7 @@
 package queued
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/kpush/kpush/internal/queuename"
@@ -96,14 +97,20 @@ func (s *Server) sweepLoop() {
 
 // expire finishes items taken out of q because they expired: moved to the
 // queue's expire_to_queue (committed there before they are removed here, so
-// a crash can duplicate but never lose them), or removed.
-func (s *Server) expire(q *queue, items []entry) {
+// a crash can duplicate but never lose them), or removed. An item the
+// target refuses (full, too big for it, its journal failing) is put back at
+// q's head, still expired, and the next sweep or read tries again: a move
+// never loses an item. It returns how many items it finished.
+func (s *Server) expire(q *queue, items []entry) int {
 	q.mu.Lock()
 	target := q.cfg.ExpireToQueue
 	q.mu.Unlock()
 	if target != "" && target != q.name && queuename.Valid(target) {
 		tq := s.queueFor(target, true)
 		now := nowMS()
+		moved := items[:0:0]
+		var kept []entry
+		var firstErr error
 		for _, e := range items {
 			p, err := tq.put(e.data, now, 0)
 			if err == nil && p.commit != nil {
@@ -111,9 +118,18 @@ func (s *Server) expire(q *queue, items []entry) {
 				tq.finishPut(p, err)
 			}
 			if err != nil {
-				s.log.Warn("could not move expired item", "queue", q.name, "to", target, "err", err)
+				kept = append(kept, e)
+				firstErr = cmp.Or(firstErr, err)
+				continue
 			}
+			moved = append(moved, e)
 		}
+		if len(kept) > 0 {
+			q.unexpire(kept)
+			s.log.Warn("could not move expired items", "queue", q.name, "to", target, "items", len(kept),
+				"err", firstErr, "kept", "in the queue, moved at a later sweep or read once the target takes them")
+		}
+		items = moved
 	}
 	ids := make([]uint64, len(items))
 	for i, e := range items {
@@ -125,4 +141,22 @@ func (s *Server) expire(q *queue, items []entry) {
 	if c != nil {
 		_ = c.Wait()
 	}
+	return len(items)
+}
+
+// unexpire puts expired items whose move failed back at the head, in their
+// order, as an aborted open read is put back (see unopen), and takes them
+// out of the expiry counts.
+func (q *queue) unexpire(items []entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted || q.unavailable != nil {
+		return
+	}
+	for i := len(items) - 1; i >= 0; i-- {
+		q.mem.pushFront(items[i])
+		q.addMem(int64(len(items[i].data)), true)
+	}
+	q.expiredItems -= int64(len(items))
+	q.s.queueExpires.Add(-int64(len(items)))
 }

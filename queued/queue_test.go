@@ -225,9 +225,10 @@ func (h *msgLog) count(msg string) int {
 	return n
 }
 
-// An expired item that cannot be moved to expire_to_queue (here the
-// target is full) is logged; one that is moved is not.
-func TestExpireMoveFailureIsLogged(t *testing.T) {
+// An expired item that expire_to_queue refuses (here: full) stays in its
+// queue, still expired, and moves at a later sweep once the target takes
+// it: a move never loses an item. The failure is logged once per sweep.
+func TestExpireMoveFailureKeepsTheItem(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.ExpirationTimerFrequency = time.Hour
@@ -239,16 +240,27 @@ func TestExpireMoveFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dial(t, serve(t, s))
-	const warning = "could not move expired item"
+	const warning = "could not move expired items"
 	c.do("set later 0 -1 1\r\na\r\nflush_expired later\r\n", "STORED\r\n1\r\n")
 	if n := log.count(warning); n != 0 {
 		t.Fatalf("a move that worked logged %q %d times", warning, n)
 	}
-	c.do("set later 0 -1 1\r\nb\r\nflush_expired later\r\n", "STORED\r\n1\r\n")
+	c.do("set later 0 -1 1\r\nb\r\nflush_expired later\r\n", "STORED\r\n0\r\n")
 	if n := log.count(warning); n != 1 {
 		t.Fatalf("a move into a full queue logged %q %d times, want once", warning, n)
 	}
+	if st := queueStat(s, "later"); st.Items != 1 || st.ExpiredItems != 1 {
+		t.Fatalf("later after the refused move: items=%d expired_items=%d, want the item kept and 1 expired (the first)", st.Items, st.ExpiredItems)
+	}
+	// A read meets the expired item at the head, tries the move again, and
+	// finds nothing to hand out.
+	c.do("get later\r\n", "END\r\n")
 	c.do("get soon\r\n", "VALUE soon 0 1\r\na\r\nEND\r\n")
+	c.do("flush_expired later\r\n", "1\r\n")
+	c.do("get soon\r\n", "VALUE soon 0 1\r\nb\r\nEND\r\n")
+	if st := queueStat(s, "later"); st.Items != 0 || st.ExpiredItems != 2 {
+		t.Fatalf("later after the move: items=%d expired_items=%d, want 0 and 2", st.Items, st.ExpiredItems)
+	}
 }
 
 // NewServer logs the queues it restored from the data directory, and says
