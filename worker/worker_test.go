@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kpush/kpush/internal/testproc"
+	"github.com/kpush/kpush/producer"
 	"github.com/kpush/kpush/push"
 	"github.com/kpush/kpush/push/apnssim"
 	"github.com/kpush/kpush/push/fcmsim"
@@ -1078,7 +1079,10 @@ func TestOutcomeRecordStoreFailures(t *testing.T) {
 	sender := newSender(t, apnsConfig(t, sim))
 	failedQueue := testQueue + "_failed"
 
-	t.Run("full until drained", func(t *testing.T) {
+	// fullFailedQueue starts a server whose failed queue already holds
+	// its one allowed item, and puts a message no push can be made of.
+	fullFailedQueue := func(t *testing.T) (string, *producer.Producer) {
+		t.Helper()
 		a := startQueuedWith(t, true, func(c *queued.Config) {
 			q := c.Defaults
 			q.MaxItems = 1
@@ -1091,6 +1095,11 @@ func TestOutcomeRecordStoreFailures(t *testing.T) {
 		if err := prod.EnqueueRaw(t.Context(), testQueue, []byte("not json")); err != nil {
 			t.Fatal(err)
 		}
+		return a, prod
+	}
+
+	t.Run("full until drained", func(t *testing.T) {
+		a, prod := fullFailedQueue(t)
 		w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 4, Logger: testLogger(t)}, sender, prod)
 		if err != nil {
 			t.Fatal(err)
@@ -1153,18 +1162,7 @@ func TestOutcomeRecordStoreFailures(t *testing.T) {
 	})
 
 	t.Run("still full at the shutdown timeout", func(t *testing.T) {
-		a := startQueuedWith(t, true, func(c *queued.Config) {
-			q := c.Defaults
-			q.MaxItems = 1
-			c.Queues[failedQueue] = q
-		})
-		prod := newProducer(t, a)
-		if err := prod.EnqueueRaw(t.Context(), failedQueue, []byte("blocker")); err != nil {
-			t.Fatal(err)
-		}
-		if err := prod.EnqueueRaw(t.Context(), testQueue, []byte("not json")); err != nil {
-			t.Fatal(err)
-		}
+		a, prod := fullFailedQueue(t)
 		// The record can never be stored: the shutdown timeout is bound
 		// to pass, however long it is.
 		w, err := worker.New(worker.Config{Servers: []string{a}, Queue: testQueue, Concurrency: 4, ShutdownTimeout: time.Second, Logger: testLogger(t)}, sender, prod)
