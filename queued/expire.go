@@ -108,8 +108,7 @@ func (s *Server) expire(q *queue, items []entry) int {
 	if target != "" && target != q.name && queuename.Valid(target) {
 		tq := s.queueFor(target, true)
 		now := nowMS()
-		moved := items[:0:0]
-		var kept []entry
+		var moved, kept []entry
 		var firstErr error
 		for _, e := range items {
 			p, err := tq.put(e.data, now, 0)

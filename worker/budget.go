@@ -129,10 +129,10 @@ func (b *budget) wait(seen <-chan struct{}) <-chan struct{} {
 	b.waiters.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	other := seen != nil && seen != (<-chan struct{})(b.refused)
+	stale := seen != (<-chan struct{})(b.refused) // nil, or closed by another refusal
 	close(b.refused)
 	b.refused = make(chan struct{})
-	if seen == nil || other {
+	if stale {
 		return seen
 	}
 	return b.refused

@@ -54,18 +54,19 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 		return doneCommit, nil
 	}
 	if j.opts.Sync == SyncAlways {
-		return j.deferredCommitLocked(), nil
+		// A connection's pipelined sets are all appended before it waits
+		// for the first one's commit: they share one batch and one fsync,
+		// instead of the writer taking the first set alone while the rest
+		// are parsed.
+		return j.lazyCommitLocked(), nil
 	}
 	return j.commitLocked(), nil
 }
 
-// deferredCommitLocked is commitLocked for appends under SyncAlways, but
-// without waking the writer: the first Wait on the commit does (writeFor).
-// A connection's pipelined sets are all appended before it waits for the
-// first one's commit, so they share one batch and one fsync, instead of
-// the writer taking the first set alone while the rest are parsed. An
-// append nobody waits for is handed to the writer by the lazy timer.
-func (j *Journal) deferredCommitLocked() *Commit {
+// lazyCommitLocked is the commit of the pending records without waking
+// the writer: the first Wait on it writes them (writeFor), and records
+// nobody waits for are written by the lazy timer within lazyDelay.
+func (j *Journal) lazyCommitLocked() *Commit {
 	if j.pendingCommit == nil {
 		j.pendingCommit = &Commit{done: make(chan struct{}), lazy: j}
 	}
@@ -111,11 +112,7 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 		// in the kernel; several removes waiting by then share that
 		// write), or for the lazy write lazyDelay from now (removes that
 		// no one waits for: expiry, discards).
-		if j.pendingCommit == nil {
-			j.pendingCommit = &Commit{done: make(chan struct{}), lazy: j}
-		}
-		j.armLazyLocked()
-		return j.pendingCommit, nil
+		return j.lazyCommitLocked(), nil
 	}
 	return j.commitLocked(), nil
 }
