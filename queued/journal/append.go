@@ -1,6 +1,7 @@
 // The calls that add records: Append, Remove, ClearExcept and Sync put
 // them in the pending batch (reserving disk room for future removes first),
-// then write them inline (inline.go) or hand them to the writer (writer.go).
+// then a waiting caller writes them (inline.go) or hands them to the writer
+// (writer.go).
 
 package journal
 
@@ -13,7 +14,8 @@ import (
 )
 
 // Append journals items, assigning each its ID. The data is copied before
-// Append returns. An error means nothing was journaled.
+// Append returns; the records are written when the Commit is waited for
+// (or lazyDelay later). An error means nothing was journaled.
 func (j *Journal) Append(items []Item) (*Commit, error) {
 	if len(items) == 0 {
 		return finished(nil), nil
@@ -50,17 +52,11 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 		j.pendingAdds = append(j.pendingAdds, it.ID)
 	}
 	j.pendingRecs += int64(len(items))
-	if j.writeInlineLocked() {
-		return doneCommit, nil
-	}
-	if j.opts.Sync == SyncAlways {
-		// A connection's pipelined sets are all appended before it waits
-		// for the first one's commit: they share one batch and one fsync,
-		// instead of the writer taking the first set alone while the rest
-		// are parsed.
-		return j.lazyCommitLocked(), nil
-	}
-	return j.commitLocked(), nil
+	// Nothing is written yet, under any policy: the first Wait writes the
+	// batch (writeFor), so a connection's pipelined sets, and the records
+	// other connections add meanwhile, share one write (and under
+	// SyncAlways one fsync) instead of one each.
+	return j.lazyCommitLocked(), nil
 }
 
 // lazyCommitLocked is the commit of the pending records without waking

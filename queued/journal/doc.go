@@ -8,7 +8,7 @@
 //	journal.go  Journal, Open (replay, the active segment), Close, Delete
 //	append.go   Append, Remove, ClearExcept, Sync: records into the pending
 //	            batch, after reserving disk room for future removes
-//	inline.go   inline writes by the caller while the writer is idle, and
+//	inline.go   writes by a waiting caller while the writer is idle, and
 //	            big items written from their own memory
 //	writer.go   the writer goroutine: write, fsync, roll, drop segments
 //	compact.go  rewriting old segments without their dead items
@@ -35,19 +35,19 @@
 // batch's Commit, releasing every waiter of the batch at once (group
 // commit).
 //
-// Under SyncNever and SyncInterval a commit needs only the write(2), and
-// waking the writer and parking the caller cost more than the write
-// (docs/benchmarks.md has what writing inline gained): so while the
-// writer is idle (writerBusy false), Append and ClearExcept write the
-// pending buffer themselves, with one pwrite under mu, and return a
-// finished Commit. A Remove is not written at once: its caller (package
-// queued, answering a get, close or confirm) waits for it only when the
-// reply goes out, after running the rest of a pipelined batch. It stays
-// pending with a lazy Commit, and rides in the next inline write, in the
-// write a Wait on that Commit makes (writeFor: everything pending, other
-// callers' removes included), or in a lazy write lazyDelay (1 ms) later
-// from a timer (removes nobody waits for). The writer, while busy, keeps
-// the files to itself; after inline
+// Appends (and, under SyncNever and SyncInterval, removes) are not
+// written at once: they stay pending with a lazy Commit, and the first
+// Wait on it writes everything pending (writeFor), other callers' records
+// included. Wait first yields the processor (runtime.Gosched), so under
+// load the connections that run meanwhile add their records to the same
+// write; a pipelined batch's records are all added before its replies
+// wait. Records nobody waits for (noreply sets, removes of expired items)
+// are written by a timer lazyDelay (1 ms) later. Under SyncNever and
+// SyncInterval a commit needs only the write(2), and waking the writer and
+// parking the caller cost more than the write (docs/benchmarks.md has
+// what writing inline gained): so while the writer is idle (writerBusy
+// false) that write is made by the waiting caller itself, with one pwrite
+// under mu. The writer, while busy, keeps the files to itself; after inline
 // writes it is kicked only when a roll, a segment deletion or a compaction
 // check is due. A failed inline write leaves the records pending for the
 // writer, which retries at the same offset and undoes them if that fails

@@ -1,5 +1,5 @@
-// Inline writes: under SyncNever and SyncInterval, and for big items, the
-// caller writes its records itself while the writer goroutine is idle.
+// Inline writes: under SyncNever and SyncInterval, and for big items, a
+// caller writes pending records itself while the writer goroutine is idle.
 
 package journal
 
@@ -66,17 +66,18 @@ var zeroPad [frameAlign]byte
 // doneCommit is the Commit of records written inline: already finished.
 var doneCommit = finished(nil)
 
-// writeInlineLocked writes the pending records (those of the caller only)
-// to the active file right here, with one pwrite under mu, instead of
-// handing them to the writer goroutine: under SyncNever and SyncInterval a
-// commit needs only the write(2), and the hand-off (waking the writer,
-// parking the caller until the writer finishes) cost more than the write.
-// It applies only when the writer is idle and nobody waits on it, so the
-// file is never written by two goroutines and batches stay in order;
-// otherwise the records join the writer's next batch (group commit, and
-// every SyncAlways commit, whose fsync the writer owns). A failed write
-// leaves the records pending for the writer, which retries at the same
-// offset and, failing again, undoes them (failBatch).
+// writeInlineLocked writes the pending records (of every caller) to the
+// active file right here, with one pwrite under mu, instead of handing
+// them to the writer goroutine: under SyncNever and SyncInterval a commit
+// needs only the write(2), and the hand-off (waking the writer, parking
+// the caller until the writer finishes) cost more than the write. The
+// caller is a Wait (writeFor), the lazy timer or ClearExcept. It applies
+// only when the writer is idle and nobody waits on it, so the file is
+// never written by two goroutines and batches stay in order; otherwise
+// the records join the writer's next batch (group commit, and every
+// SyncAlways commit, whose fsync the writer owns). A failed write leaves
+// the records pending for the writer, which retries at the same offset
+// and, failing again, undoes them (failBatch).
 func (j *Journal) writeInlineLocked() bool {
 	if !j.inlineAllowedLocked() || len(j.pending) == 0 {
 		return false
@@ -99,6 +100,7 @@ func (j *Journal) finishInlineLocked(seg *segment, off, n int64) {
 		j.writtenNext = max(j.writtenNext, j.pendingAdds[n-1]+1)
 	}
 	j.st.Writes += j.pendingRecs
+	j.st.Batches++
 	if cap(j.pending) > maxPending {
 		j.pending = nil // do not keep a huge item's buffer
 	} else {
@@ -128,7 +130,7 @@ func (j *Journal) inlineAllowedLocked() bool {
 	return j.opts.Sync != SyncAlways && !j.writerBusy && !j.closing && !j.dead && !j.syncReq
 }
 
-// lazyDelay bounds how long a remove waits for the next inline write.
+// lazyDelay bounds how long a record nobody waits for stays unwritten.
 const lazyDelay = time.Millisecond
 
 // armLazyLocked makes sure lazyWrite runs within lazyDelay.
@@ -144,8 +146,9 @@ func (j *Journal) armLazyLocked() {
 	}
 }
 
-// lazyWrite writes removes that no inline write carried within lazyDelay
-// (and, under SyncAlways, hands appends nobody waited for to the writer).
+// lazyWrite writes records that no Wait wrote within lazyDelay (removes of
+// expired or discarded items, noreply sets); under SyncAlways it hands
+// them to the writer.
 func (j *Journal) lazyWrite() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -161,7 +164,7 @@ func (j *Journal) lazyWrite() {
 // writeFor writes the pending records c stands for now, for a caller about
 // to wait on c (Commit.Wait of a lazy commit): inline if the writer is
 // idle, otherwise by kicking the writer. Whatever else is pending (other
-// connections' removes and appends) goes in the same write. If c is no
+// connections' appends and removes) goes in the same write. If c is no
 // longer the pending commit, its records are written or in the writer's
 // batch already, and c finishes without help.
 func (j *Journal) writeFor(c *Commit) {

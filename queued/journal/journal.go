@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,7 @@ type Stats struct {
 	DiskBytes           int64 // bytes of all journal files on disk ("logsize")
 	Rotations, Rewrites int64 // segments dropped / compactions done since open
 	Writes, Syncs       int64 // records written / fsyncs done since open (group commit ratio)
+	Batches             int64 // write(2)s of records since open (records per write)
 }
 
 // Commit is the promise of one Append, Remove, Clear or Sync. Every call
@@ -77,21 +79,23 @@ type Stats struct {
 type Commit struct {
 	done chan struct{}
 	err  error
-	// lazy is set when the records may wait in the pending buffer for a
-	// later write (removes under SyncNever and SyncInterval, see
-	// Remove): Wait then writes them at once instead of waiting for it.
+	// lazy is set when the records wait in the pending buffer for a
+	// later write (appends, and removes under SyncNever and
+	// SyncInterval): Wait then writes them instead of waiting for it.
 	lazy *Journal
 }
 
 // Wait blocks until the records are durable under the sync policy (in
 // the kernel after a write(2), and fsynced under SyncAlways), and returns
-// the write or fsync error if that failed. Commits of removes that no
-// one waits for are written within lazyDelay anyway.
+// the write or fsync error if that failed. Commits that no one waits for
+// are written within lazyDelay anyway.
 func (c *Commit) Wait() error {
-	if c.lazy != nil {
-		select {
-		case <-c.done:
-		default:
+	if c.lazy != nil && !c.Done() {
+		// Let goroutines that are ready to run go first: under load they
+		// are other connections about to add records, which then share
+		// this write. With nothing else to run, Gosched returns at once.
+		runtime.Gosched()
+		if !c.Done() {
 			c.lazy.writeFor(c)
 		}
 	}
@@ -172,7 +176,7 @@ type Journal struct {
 	pendingCommit  *Commit
 	syncReq        bool
 	maintainReq    bool // inline writes happened: the writer should roll/drop/compact
-	lazyArmed      bool // lazyTimer will write the pending removes
+	lazyArmed      bool // lazyTimer will write the pending records
 	writerBusy     bool // the writer goroutine is at work (writing, fsyncing, rolling)
 	inflight       int64
 	allocEnd       int64 // preallocated end of the active file

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -544,28 +545,104 @@ func TestCursorClosesFiles(t *testing.T) {
 	}
 }
 
-// TestInlineCommits: under SyncNever and SyncInterval an Append with the
-// writer idle is written by the caller, its Commit finished when Append
-// returns; a Remove no one waits for is written by the lazy write, with
-// no other call.
+// TestInlineCommits: under SyncNever and SyncInterval an Append is not
+// written when it is made; the first Wait writes every pending record,
+// other callers' included, with one write(2) of its own (the writer idle),
+// and finishes their Commits; a Remove no one waits for is written by the
+// lazy write, with no other call.
 func TestInlineCommits(t *testing.T) {
 	for _, mode := range []SyncMode{SyncNever, SyncInterval} {
 		t.Run(mode.String(), func(t *testing.T) {
 			j := openT(t, t.TempDir(), Options{Sync: mode, SyncInterval: time.Hour})
 			defer j.Close()
 			settleInline(t, j)
-			items := []Item{{Data: []byte("a")}}
-			c, err := j.Append(items)
-			if err != nil {
+			var commits []*Commit
+			var ids []uint64
+			for _, d := range []string{"a", "b", "c"} {
+				items := []Item{{Data: []byte(d)}}
+				c, err := j.Append(items)
+				if err != nil {
+					t.Fatal(err)
+				}
+				commits = append(commits, c)
+				ids = append(ids, items[0].ID)
+			}
+			if st := j.Stats(); st.Writes != 0 || commits[0].Done() {
+				t.Fatalf("stats %+v, first commit done %v: appends written before anyone waited", st, commits[0].Done())
+			}
+			if err := commits[2].Wait(); err != nil {
 				t.Fatal(err)
 			}
-			if !c.Done() {
-				t.Fatal("the Commit of an inline append is not finished when Append returns")
+			if st := j.Stats(); st.Writes != 3 || st.Batches != 1 || st.Syncs != 0 {
+				t.Fatalf("stats %+v after one Wait: want 3 records in 1 write, no fsync", st)
 			}
-			if _, err := j.Remove(items[0].ID); err != nil {
+			for i, c := range commits {
+				if !c.Done() {
+					t.Fatalf("commit of append %d not finished by the write that carried it", i)
+				}
+			}
+			if _, err := j.Remove(ids[0]); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the lazy write of the remove", func() bool { return j.Stats().Writes == 2 })
+			waitFor(t, "the lazy write of the remove", func() bool { return j.Stats().Writes == 4 })
+			if st := j.Stats(); st.Batches != 2 {
+				t.Fatalf("stats %+v: want the remove in a write of its own", st)
+			}
+		})
+	}
+}
+
+// TestWaitYieldsToOtherAppenders: a Wait yields the processor before it
+// writes, so appenders that are ready to run add their records first and
+// share the write (the point of the yield under load). With one P and no
+// yield, each appender would run to its own write: as many writes as
+// records.
+func TestWaitYieldsToOtherAppenders(t *testing.T) {
+	for _, mode := range []SyncMode{SyncNever, SyncAlways} {
+		t.Run(mode.String(), func(t *testing.T) {
+			j := openT(t, t.TempDir(), Options{Sync: mode})
+			defer j.Close()
+			appendT(t, j, "first")
+			if mode == SyncAlways {
+				syncAndSettle(t, j)
+			} else {
+				settleInline(t, j)
+			}
+			// Hold off the lazy timer (as if armed), after the first
+			// append's has fired, so that only a Wait writes.
+			waitFor(t, "the lazy timer idle", func() bool {
+				j.mu.Lock()
+				defer j.mu.Unlock()
+				if j.lazyArmed {
+					return false
+				}
+				j.lazyArmed = true
+				return true
+			})
+			before := j.Stats()
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			const appenders = 8
+			errs := make(chan error, appenders)
+			for i := 0; i < appenders; i++ {
+				go func() {
+					c, err := j.Append([]Item{{Data: []byte("x")}})
+					if err == nil {
+						err = c.Wait()
+					}
+					errs <- err
+				}()
+			}
+			for i := 0; i < appenders; i++ {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := j.Stats()
+			w, b := st.Writes-before.Writes, st.Batches-before.Batches
+			t.Logf("%d records in %d writes", w, b)
+			if w != appenders || b >= appenders {
+				t.Fatalf("%d records in %d writes, want %d records sharing fewer writes: each Wait wrote before the others appended", w, b, appenders)
+			}
 		})
 	}
 }

@@ -164,6 +164,9 @@ func (j *Journal) flushOnce() bool {
 		j.writtenNext = max(j.writtenNext, b.adds[n-1]+1)
 	}
 	j.st.Writes += b.recs
+	if len(b.buf) > 0 {
+		j.st.Batches++
+	}
 	if cap(b.buf) <= maxPending {
 		j.spare = b.buf[:0]
 	}
