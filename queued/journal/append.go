@@ -52,6 +52,7 @@ func (j *Journal) Append(items []Item) (*Commit, error) {
 		j.pendingAdds = append(j.pendingAdds, it.ID)
 	}
 	j.pendingRecs += int64(len(items))
+	j.calls.Add(1)
 	// Nothing is written yet, under any policy: the first Wait writes the
 	// batch (writeFor), so a connection's pipelined sets, and the records
 	// other connections add meanwhile, share one write (and under
@@ -102,6 +103,7 @@ func (j *Journal) Remove(ids ...uint64) (*Commit, error) {
 	j.pending = EncodeRecord(j.pending, &rec)
 	j.pendingRetry = append(j.pendingRetry, rec)
 	j.pendingRecs++
+	j.calls.Add(1)
 	if j.inlineAllowedLocked() {
 		// The remove waits in the buffer: for the next inline write, for
 		// a Wait on its Commit (the caller is about to reply and needs it

@@ -40,8 +40,10 @@
 // Wait on it writes everything pending (writeFor), other callers' records
 // included. Wait first yields the processor (runtime.Gosched), so under
 // load the connections that run meanwhile add their records to the same
-// write; a pipelined batch's records are all added before its replies
-// wait. Records nobody waits for (noreply sets, removes of expired items)
+// write; it does so only while such yields pay (other callers added
+// records during them), since a yield with nothing else to run wakes an
+// idle thread for nothing. A pipelined batch's records are all added
+// before its replies wait. Records nobody waits for (noreply sets, removes of expired items)
 // are written by a timer lazyDelay (1 ms) later. Under SyncNever and
 // SyncInterval a commit needs only the write(2), and waking the writer and
 // parking the caller cost more than the write (docs/benchmarks.md has

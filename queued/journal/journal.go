@@ -72,6 +72,7 @@ type Stats struct {
 	Rotations, Rewrites int64 // segments dropped / compactions done since open
 	Writes, Syncs       int64 // records written / fsyncs done since open (group commit ratio)
 	Batches             int64 // write(2)s of records since open (records per write)
+	Yields              int64 // Waits that yielded the processor before writing
 }
 
 // Commit is the promise of one Append, Remove, Clear or Sync. Every call
@@ -90,17 +91,53 @@ type Commit struct {
 // the write or fsync error if that failed. Commits that no one waits for
 // are written within lazyDelay anyway.
 func (c *Commit) Wait() error {
-	if c.lazy != nil && !c.Done() {
-		// Let goroutines that are ready to run go first: under load they
-		// are other connections about to add records, which then share
-		// this write. With nothing else to run, Gosched returns at once.
-		runtime.Gosched()
+	if j := c.lazy; j != nil && !c.Done() {
+		if j.yieldFirst() {
+			// Let goroutines that are ready to run go first: under load
+			// they are other connections about to add records, which
+			// then share this write.
+			calls := j.calls.Load()
+			runtime.Gosched()
+			j.yielded(j.calls.Load() != calls)
+		}
 		if !c.Done() {
-			c.lazy.writeFor(c)
+			j.writeFor(c)
 		}
 	}
 	<-c.done
 	return c.err
+}
+
+// A yield before a write is not free when nothing else is ready to run
+// (the runtime wakes an idle thread to look for work), so a journal yields
+// only while yields pay: after a Wait during whose yield another caller
+// added records, the next maxYieldCredit Waits yield too; with no credit
+// left, one Wait in probeEvery tries.
+const (
+	maxYieldCredit = 16
+	probeEvery     = 32
+)
+
+func (j *Journal) yieldFirst() bool {
+	if j.yieldCredit.Load() > 0 {
+		return true
+	}
+	return j.waits.Add(1)%probeEvery == 0
+}
+
+// yielded records the outcome of a yield: paid if other callers added
+// records meanwhile. Concurrent updates may lose a step; the credit stays
+// within [0, maxYieldCredit].
+func (j *Journal) yielded(paid bool) {
+	j.yields.Add(1)
+	n := j.yieldCredit.Load()
+	if paid {
+		if n != maxYieldCredit { // a load leaves the cache line shared
+			j.yieldCredit.Store(maxYieldCredit)
+		}
+	} else if n > 0 {
+		j.yieldCredit.Store(n - 1)
+	}
 }
 
 // Done reports whether the commit has finished (Wait would not block).
@@ -157,6 +194,11 @@ type Journal struct {
 	deadOnce   sync.Once
 	crashSeen  atomic.Int64
 	bg         sync.WaitGroup
+
+	// Yields before writes (Commit.Wait): credit left, Waits counted for
+	// probes, yields made, Append and Remove calls seen.
+	yieldCredit          atomic.Int32
+	waits, yields, calls atomic.Int64
 
 	mu             sync.Mutex
 	cond           *sync.Cond // written progress and freed pending space
@@ -245,6 +287,7 @@ func Open(dir, name string, opts Options) (*Journal, error) {
 		live:       newLiveTable(),
 		reserve:    true,
 	}
+	j.yieldCredit.Store(maxYieldCredit)
 	j.cond = sync.NewCond(&j.mu)
 	if err := j.load(); err != nil {
 		j.closeFiles()
@@ -353,6 +396,7 @@ func (j *Journal) Stats() Stats {
 	defer j.mu.Unlock()
 	s := j.st
 	s.Items, s.Bytes = j.live.items, j.live.bytes
+	s.Yields = j.yields.Load()
 	for _, seg := range j.segs {
 		s.DiskBytes += seg.size
 	}

@@ -647,6 +647,56 @@ func TestWaitYieldsToOtherAppenders(t *testing.T) {
 	}
 }
 
+// TestWaitStopsYieldingAlone: with one caller a yield never pays (nobody
+// else writes its records), so after the credit is spent only one Wait in
+// probeEvery yields; when several callers come back, a probe's yield pays
+// and writes are shared again.
+func TestWaitStopsYieldingAlone(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{Sync: SyncNever})
+	defer j.Close()
+	const alone = 320
+	for i := 0; i < alone; i++ {
+		appendT(t, j, "x")
+	}
+	st := j.Stats()
+	if max := int64(maxYieldCredit + alone/probeEvery); st.Yields > max {
+		t.Fatalf("one caller, %d Waits: %d yields, want at most %d", alone, st.Yields, max)
+	}
+	if st.Batches != alone {
+		t.Fatalf("one caller: %d writes for %d records", st.Batches, alone)
+	}
+
+	// Rounds of callers that each append once and wait, as connections
+	// sending a request each; one P makes the order certain.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	// 7 callers a round: a probe (every 32nd Wait) falls on a different one
+	// each round, not always on the last, whose yield cannot pay.
+	const appenders, rounds = 7, 40
+	errs := make(chan error, appenders)
+	for r := 0; r < rounds; r++ {
+		for i := 0; i < appenders; i++ {
+			go func() {
+				c, err := j.Append([]Item{{Data: []byte("y")}})
+				if err == nil {
+					err = c.Wait()
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < appenders; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	after := j.Stats()
+	w, b := after.Writes-st.Writes, after.Batches-st.Batches
+	t.Logf("%d rounds of %d callers: %d records in %d writes, %d yields", rounds, appenders, w, b, after.Yields-st.Yields)
+	if w != appenders*rounds || b > w/3 {
+		t.Fatalf("%d records in %d writes, want them sharing (at most %d writes)", w, b, w/3)
+	}
+}
+
 // TestCursorSegmentGone: a segment file deleted under a running journal
 // (by hand) makes Next fail naming it, after a few looks for a compacted
 // stand-in, instead of looping.
