@@ -5,7 +5,8 @@
 // for readiness).
 //
 // Processes are ended by PID when the test finishes, so a failing test
-// leaves nothing behind.
+// leaves nothing behind; they are also killed by the kernel if the test
+// binary dies first (a timeout, a SIGKILL), which runs no cleanup.
 package testproc
 
 import (
@@ -93,6 +94,7 @@ func Start(t testing.TB, args ...string) *Proc {
 	p := &Proc{t: t, addrs: map[string]string{}, addrReady: make(chan struct{}), done: make(chan struct{})}
 	p.name = "kpush " + strings.Join(args, " ")
 	p.cmd = exec.Command(Binary(t), args...)
+	p.cmd.SysProcAttr = diesWithParent()
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -253,9 +255,17 @@ func (p *Proc) Wait(timeout time.Duration) error {
 func Run(t testing.TB, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	cmd := exec.Command(Binary(t), args...)
+	cmd.SysProcAttr = diesWithParent()
 	cmd.Stdin = stdin
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// diesWithParent makes the kernel SIGKILL the child when the thread that
+// started it exits, which for a Go test binary is when the process dies
+// (the runtime does not end its threads).
+func diesWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
