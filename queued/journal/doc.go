@@ -35,25 +35,25 @@
 // batch's Commit, releasing every waiter of the batch at once (group
 // commit).
 //
-// Appends (and, under SyncNever and SyncInterval, removes) are not
-// written at once: they stay pending with a lazy Commit, and the first
-// Wait on it writes everything pending (writeFor), other callers' records
-// included. Wait first yields the processor (runtime.Gosched), so under
-// load the connections that run meanwhile add their records to the same
-// write; it does so only while such yields pay (other callers added
-// records during them), since a yield with nothing else to run wakes an
-// idle thread for nothing. A pipelined batch's records are all added
-// before its replies wait. Records nobody waits for (noreply sets, removes of expired items)
-// are written by a timer lazyDelay (1 ms) later. Under SyncNever and
-// SyncInterval a commit needs only the write(2), and waking the writer and
-// parking the caller cost more than the write (docs/benchmarks.md has
-// what writing inline gained): so while the writer is idle (writerBusy
-// false) that write is made by the waiting caller itself, with one pwrite
-// under mu. The writer, while busy, keeps the files to itself; after inline
-// writes it is kicked only when a roll, a segment deletion or a compaction
-// check is due. A failed inline write leaves the records pending for the
-// writer, which retries at the same offset and undoes them if that fails
-// too. A compaction runs in its own goroutine, reading immutable old
+// Appends (and, under SyncNever and SyncInterval, removes) are not written
+// at once: they stay pending with a lazy Commit, and the first Wait on it
+// writes everything pending (writeFor), other callers' records included.
+// Under SyncNever and SyncInterval, Wait first yields the processor
+// (runtime.Gosched), so under load the connections that run meanwhile add
+// their records to the same write; it does so only while such yields pay
+// (other callers added records during them), since a yield with nothing
+// else to run wakes an idle thread for nothing. A pipelined batch's
+// records are all added before its replies wait. Records nobody waits for
+// (noreply sets, removes of expired items) are written by a timer
+// lazyDelay (1 ms) later. Under SyncNever and SyncInterval a commit needs
+// only the write(2), and waking the writer and parking the caller cost
+// more than the write (docs/benchmarks.md has what writing inline gained):
+// so while the writer is idle (writerBusy false) that write is made by the
+// waiting caller itself, with one pwrite under mu. The writer, while busy,
+// keeps the files to itself; after inline writes it is kicked only when a
+// roll, a segment deletion or a compaction check is due. A failed inline
+// write leaves the records pending for the writer, which retries at the
+// same offset and undoes them if that fails too. A compaction runs in its own goroutine, reading immutable old
 // segments and writing a temp file; only the final swap takes the lock.
 // Cursors read segment files with their own file descriptors.
 //

@@ -92,10 +92,11 @@ type Commit struct {
 // are written within lazyDelay anyway.
 func (c *Commit) Wait() error {
 	if j := c.lazy; j != nil && !c.Done() {
-		if j.yieldFirst() {
+		if j.opts.Sync != SyncAlways && j.yieldFirst() {
 			// Let goroutines that are ready to run go first: under load
 			// they are other connections about to add records, which
-			// then share this write.
+			// then share this write. (Under SyncAlways the writer's
+			// group commit gathers them while an fsync is in flight.)
 			calls := j.calls.Load()
 			runtime.Gosched()
 			j.yielded(j.calls.Load() != calls)
