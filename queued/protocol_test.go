@@ -337,7 +337,8 @@ func TestStatusPersists(t *testing.T) {
 // and an append does not write or wake the writer (the first Wait does),
 // so they share one write, and under sync always one fsync, instead of
 // paying one each; two if the batch reaches the daemon in two reads
-// (docs/journal.md). The figure is checked without -race (.ci/run's
+// (docs/journal.md), and a write or two more if the lazy timer fires while
+// the batch is parsed. The figure is checked without -race (.ci/run's
 // figures step), where it was measured.
 func TestPipelinedSetsShareCommits(t *testing.T) {
 	if raceEnabled {
@@ -349,10 +350,12 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 	for _, tc := range []struct {
 		queue, sync string
 		count       func(journal.Stats) int64
+		max         int64
 	}{
-		{"gc", "always: fsyncs", func(st journal.Stats) int64 { return st.Syncs }},
-		{"gc", "always: writes", func(st journal.Stats) int64 { return st.Batches }},
-		{"gn", "never: writes", func(st journal.Stats) int64 { return st.Batches }},
+		{"gc", "always: fsyncs", func(st journal.Stats) int64 { return st.Syncs }, 2},
+		// A write, unlike an fsync, can also come from the lazy timer
+		// (1 ms) while the batch is parsed: a few, not one per set.
+		{"gn", "never: writes", func(st journal.Stats) int64 { return st.Batches }, 4},
 	} {
 		c := dial(t, addr)
 		c.do("set "+tc.queue+" 0 0 1\r\n0\r\n", "STORED\r\n")
@@ -362,8 +365,8 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 		c.do(strings.Repeat("set "+tc.queue+" 0 0 1\r\nx\r\n", n), strings.Repeat("STORED\r\n", n))
 		got := tc.count(q.j.Stats()) - before
 		t.Logf("%s: %d pipelined sets, %d", tc.sync, n, got)
-		if got < 1 || got > 2 {
-			t.Fatalf("%s: %d pipelined sets took %d, want 1 (2 if the batch arrived in two reads)", tc.sync, n, got)
+		if got < 1 || got > tc.max {
+			t.Fatalf("%s: %d pipelined sets took %d, want 1 (at most %d if the batch arrived in two reads or a timer wrote part of it)", tc.sync, n, got, tc.max)
 		}
 	}
 }

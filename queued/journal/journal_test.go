@@ -556,6 +556,7 @@ func TestInlineCommits(t *testing.T) {
 			j := openT(t, t.TempDir(), Options{Sync: mode, SyncInterval: time.Hour})
 			defer j.Close()
 			settleInline(t, j)
+			release := holdLazyTimer(t, j)
 			var commits []*Commit
 			var ids []uint64
 			for _, d := range []string{"a", "b", "c"} {
@@ -581,6 +582,7 @@ func TestInlineCommits(t *testing.T) {
 					t.Fatalf("commit of append %d not finished by the write that carried it", i)
 				}
 			}
+			release()
 			if _, err := j.Remove(ids[0]); err != nil {
 				t.Fatal(err)
 			}
@@ -589,6 +591,27 @@ func TestInlineCommits(t *testing.T) {
 				t.Fatalf("stats %+v: want the remove in a write of its own", st)
 			}
 		})
+	}
+}
+
+// holdLazyTimer keeps the lazy timer from writing (as if it were armed),
+// once any armed timer has fired, so that only a Wait writes; the
+// returned func lets the next record arm it again.
+func holdLazyTimer(t *testing.T, j *Journal) (release func()) {
+	t.Helper()
+	waitFor(t, "the lazy timer idle", func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.lazyArmed {
+			return false
+		}
+		j.lazyArmed = true
+		return true
+	})
+	return func() {
+		j.mu.Lock()
+		j.lazyArmed = false
+		j.mu.Unlock()
 	}
 }
 
@@ -604,17 +627,7 @@ func TestWaitYieldsToOtherAppenders(t *testing.T) {
 			defer j.Close()
 			appendT(t, j, "first")
 			settleInline(t, j)
-			// Hold off the lazy timer (as if armed), after the first
-			// append's has fired, so that only a Wait writes.
-			waitFor(t, "the lazy timer idle", func() bool {
-				j.mu.Lock()
-				defer j.mu.Unlock()
-				if j.lazyArmed {
-					return false
-				}
-				j.lazyArmed = true
-				return true
-			})
+			holdLazyTimer(t, j)
 			before := j.Stats()
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			const appenders = 8
