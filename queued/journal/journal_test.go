@@ -631,21 +631,7 @@ func TestWaitYieldsToOtherAppenders(t *testing.T) {
 			before := j.Stats()
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			const appenders = 8
-			errs := make(chan error, appenders)
-			for i := 0; i < appenders; i++ {
-				go func() {
-					c, err := j.Append([]Item{{Data: []byte("x")}})
-					if err == nil {
-						err = c.Wait()
-					}
-					errs <- err
-				}()
-			}
-			for i := 0; i < appenders; i++ {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			appendRound(t, j, appenders)
 			st := j.Stats()
 			w, b := st.Writes-before.Writes, st.Batches-before.Batches
 			t.Logf("%d records in %d writes", w, b)
@@ -656,8 +642,29 @@ func TestWaitYieldsToOtherAppenders(t *testing.T) {
 	}
 }
 
+// appendRound starts n goroutines that each append one record and wait
+// for it, as n connections sending a set each, and waits for all of them.
+func appendRound(t *testing.T, j *Journal, n int) {
+	t.Helper()
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := j.Append([]Item{{Data: []byte("x")}})
+			if err == nil {
+				err = c.Wait()
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestWaitStopsYieldingAlone: with one caller a yield never pays (nobody
-// else writes its records), so after the credit is spent only one Wait in
+// else adds records meanwhile), so after the credit is spent only one Wait in
 // probeEvery yields; when several callers come back, a probe's yield pays
 // and writes are shared again.
 func TestWaitStopsYieldingAlone(t *testing.T) {
@@ -681,22 +688,8 @@ func TestWaitStopsYieldingAlone(t *testing.T) {
 	// 7 callers a round: a probe (every 32nd Wait) falls on a different one
 	// each round, not always on the last, whose yield cannot pay.
 	const appenders, rounds = 7, 40
-	errs := make(chan error, appenders)
 	for r := 0; r < rounds; r++ {
-		for i := 0; i < appenders; i++ {
-			go func() {
-				c, err := j.Append([]Item{{Data: []byte("y")}})
-				if err == nil {
-					err = c.Wait()
-				}
-				errs <- err
-			}()
-		}
-		for i := 0; i < appenders; i++ {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
-			}
-		}
+		appendRound(t, j, appenders)
 	}
 	after := j.Stats()
 	w, b := after.Writes-st.Writes, after.Batches-st.Batches
