@@ -336,9 +336,9 @@ func TestStatusPersists(t *testing.T) {
 // Pipelined sets on one connection are appended before any is waited for,
 // and an append does not write or wake the writer (the first Wait does),
 // so they share one write, and under sync always one fsync, instead of
-// paying one each; two if the batch reaches the daemon in two reads
-// (docs/journal.md), and a write or two more if the lazy timer fires while
-// the batch is parsed. The figure is checked without -race (.ci/run's
+// paying one each: one, a few if the batch reaches the daemon in several
+// reads or the journal's 1 ms lazy timer fires while the batch is parsed
+// (a loaded machine), never one per set (docs/journal.md). The figure is checked without -race (.ci/run's
 // figures step), where it was measured.
 func TestPipelinedSetsShareCommits(t *testing.T) {
 	if raceEnabled {
@@ -350,12 +350,9 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 	for _, tc := range []struct {
 		queue, sync string
 		count       func(journal.Stats) int64
-		max         int64
 	}{
-		{"gc", "always: fsyncs", func(st journal.Stats) int64 { return st.Syncs }, 2},
-		// A write, unlike an fsync, can also come from the lazy timer
-		// (1 ms) while the batch is parsed: a few, not one per set.
-		{"gn", "never: writes", func(st journal.Stats) int64 { return st.Batches }, 4},
+		{"gc", "always: fsyncs", func(st journal.Stats) int64 { return st.Syncs }},
+		{"gn", "never: writes", func(st journal.Stats) int64 { return st.Batches }},
 	} {
 		c := dial(t, addr)
 		c.do("set "+tc.queue+" 0 0 1\r\n0\r\n", "STORED\r\n")
@@ -365,8 +362,8 @@ func TestPipelinedSetsShareCommits(t *testing.T) {
 		c.do(strings.Repeat("set "+tc.queue+" 0 0 1\r\nx\r\n", n), strings.Repeat("STORED\r\n", n))
 		got := tc.count(q.j.Stats()) - before
 		t.Logf("%s: %d pipelined sets, %d", tc.sync, n, got)
-		if got < 1 || got > tc.max {
-			t.Fatalf("%s: %d pipelined sets took %d, want 1 (at most %d if the batch arrived in two reads or a timer wrote part of it)", tc.sync, n, got, tc.max)
+		if got < 1 || got > n/10 {
+			t.Fatalf("%s: %d pipelined sets took %d, want 1, a few if the batch arrived in several reads or the lazy timer wrote part of it, never one per set (at most %d)", tc.sync, n, got, n/10)
 		}
 	}
 }
