@@ -5,24 +5,39 @@
 package queued
 
 // loadNext reads the next items after the in-memory head from the journal
-// (at most maxItems, and maxBytes of data but at least one item) onto the
-// back of mem, opening the cursor if needed. It returns how many items and
-// data bytes it loaded; none means the cursor has caught up.
-func (q *queue) loadNext(maxItems int, maxBytes int64) (n, bytes int64, err error) {
+// onto the back of mem, opening the cursor if needed: at most maxItems,
+// costing at most maxCost against the memory bounds (data plus
+// itemOverhead each). With force it loads at least one item whatever it
+// costs (a refill must make progress). It returns how many items and data
+// bytes it loaded; none means the cursor has caught up or, without force,
+// that the next item does not fit.
+func (q *queue) loadNext(maxItems int, maxCost int64, force bool) (n, bytes int64, err error) {
 	if q.cursor == nil {
 		q.cursor = q.j.Cursor(q.memHighID)
 	}
-	items, err := q.cursor.Next(maxItems, maxBytes)
+	// Every item costs at least itemOverhead: no more than this can fit.
+	maxItems = int(min(int64(maxItems), max(1, maxCost/itemOverhead)))
+	items, err := q.cursor.Next(maxItems, maxCost)
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, it := range items {
+	var cost int64
+	for i, it := range items {
+		c := int64(len(it.Data)) + itemOverhead
+		if cost+c > maxCost && (i > 0 || !force) {
+			// The cursor read past what fits; the next load reopens it
+			// after the last item taken.
+			q.closeCursor()
+			break
+		}
+		cost += c
 		q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data})
 		q.addMem(int64(len(it.Data)), true)
 		q.memHighID = it.ID
+		n++
 		bytes += int64(len(it.Data))
 	}
-	return int64(len(items)), bytes, nil
+	return n, bytes, nil
 }
 
 // closeCursor drops the read-behind cursor, if any.
@@ -43,10 +58,13 @@ func (q *queue) replay() {
 		if q.cfg.MaxMemorySize > 0 {
 			room = min(room, q.cfg.MaxMemorySize-q.memCost())
 		}
-		if room <= 0 || q.overMemory() {
+		if q.s.memLimit > 0 {
+			room = min(room, q.s.memLimit-q.s.memCost.Load())
+		}
+		if room <= 0 {
 			break
 		}
-		n, bytes, err := q.loadNext(4096, room)
+		n, bytes, err := q.loadNext(4096, room, false)
 		if err != nil {
 			q.unavailable = unavailableError(q.name, err)
 			q.log.Error("queue unavailable", "queue", q.name, "err", err)
@@ -73,12 +91,15 @@ func (q *queue) refill() {
 		return
 	}
 	// Refill at most half the memory bound, so refills stay well inside it
-	// (the cursor always returns at least one item).
-	maxBytes := q.cfg.MaxMemorySize / 2
-	if maxBytes <= 0 {
-		maxBytes = 1 << 20
+	// (a refill loads at least one item, whatever its size).
+	maxCost := q.cfg.MaxMemorySize / 2
+	if maxCost <= 0 {
+		maxCost = 1 << 20
 	}
-	n, bytes, err := q.loadNext(int(min(q.behind, 4096)), maxBytes)
+	if q.s.memLimit > 0 {
+		maxCost = min(maxCost, (q.s.memLimit-q.s.memCost.Load())/2)
+	}
+	n, bytes, err := q.loadNext(int(min(q.behind, 4096)), maxCost, true)
 	if err != nil {
 		q.log.Error("read-behind refill failed", "queue", q.name, "err", err)
 		return

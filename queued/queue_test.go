@@ -410,19 +410,23 @@ func TestReadBehind(t *testing.T) {
 			c.do("get rb/abort\r\n", "END\r\n")
 		}
 		c.do("get rb\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
-		if st := queueStat(s, "rb"); st.MemBytes > 21*size {
-			t.Fatalf("mem_bytes %d over the bound", st.MemBytes)
+		if st := queueStat(s, "rb"); st.MemBytes+st.MemItems*itemOverhead > 20*size {
+			t.Fatalf("refilled: mem_bytes %d, mem_items %d: over the bound", st.MemBytes, st.MemItems)
 		}
 	}
 	c.nc.Close()
 	shutdown(t, s)
+	// Replay fills memory up to the same bound, overhead counted.
 	s2, addr2 := startServer(t, cfg)
-	if st := queueStat(s2, "rb"); st.Items != n/2 || st.Bytes != n/2*size || st.MemBytes > 21*size {
+	if st := queueStat(s2, "rb"); st.Items != n/2 || st.Bytes != n/2*size || st.MemItems == 0 || st.MemBytes+st.MemItems*itemOverhead > 20*size {
 		t.Fatalf("after restart: %+v", st)
 	}
 	c2 := dial(t, addr2)
 	for i := n / 2; i < n; i++ {
 		c2.do("get rb\r\n", "VALUE rb 0 100\r\n"+item(i)+"\r\nEND\r\n")
+		if st := queueStat(s2, "rb"); st.MemBytes+st.MemItems*itemOverhead > 20*size {
+			t.Fatalf("after restart, refilled: mem_bytes %d, mem_items %d: over the bound", st.MemBytes, st.MemItems)
+		}
 	}
 	c2.do("get rb\r\n", "END\r\n")
 	// Drained, the queue is out of read-behind: a new item stays in memory.
@@ -571,6 +575,39 @@ func TestTotalMemorySize(t *testing.T) {
 	}
 	if st := queueStat(s, "mb"); st.MemItems != 64 {
 		t.Fatalf("after 300 items went through ma: %d items of mb in memory, want 64", st.MemItems)
+	}
+}
+
+// Replay after a restart fills memory up to total_memory_size too, not
+// one batch past it; what does not fit is read back in order later.
+func TestTotalMemorySizeAfterRestart(t *testing.T) {
+	const bound = 64 * (100 + itemOverhead)
+	dir := t.TempDir()
+	cfg := func(c *Config) {
+		c.DataDir = dir
+		c.TotalMemorySize = bound
+		c.Defaults.MaxMemorySize = 1 << 20
+	}
+	s, addr := startServer(t, cfg)
+	c := dial(t, addr)
+	item := func(q string, i int) string { return fmt.Sprintf("%s%098d", q, i) }
+	for i := 0; i < 100; i++ {
+		c.do("set ma 0 0 100\r\n"+item("ma", i)+"\r\nset mb 0 0 100\r\n"+item("mb", i)+"\r\n", "STORED\r\nSTORED\r\n")
+	}
+	c.nc.Close()
+	shutdown(t, s)
+	s2, addr2 := startServer(t, cfg)
+	a, b := queueStat(s2, "ma"), queueStat(s2, "mb")
+	if cost := s2.memCost.Load(); cost > bound || a.Items != 100 || b.Items != 100 || a.MemItems+b.MemItems == 0 {
+		t.Fatalf("after restart: %d in memory (bound %d), ma %+v, mb %+v", cost, bound, a, b)
+	}
+	c2 := dial(t, addr2)
+	for i := 0; i < 100; i++ {
+		c2.do("get ma\r\nget mb\r\n", "VALUE ma 0 100\r\n"+item("ma", i)+"\r\nEND\r\nVALUE mb 0 100\r\n"+item("mb", i)+"\r\nEND\r\n")
+		// A refill takes half the room left, and at least one item.
+		if cost := s2.memCost.Load(); cost > bound+100+itemOverhead {
+			t.Fatalf("refilled: %d in memory, bound %d", cost, bound)
+		}
 	}
 }
 
