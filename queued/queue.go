@@ -249,14 +249,6 @@ func (q *queue) wouldOverflow(size int64) bool {
 		(q.s.memLimit > 0 && q.s.memCost.Load()+cost > q.s.memLimit)
 }
 
-func (q *queue) overMemory() bool {
-	if q.j == nil {
-		return false
-	}
-	return (q.cfg.MaxMemorySize > 0 && q.memCost() > q.cfg.MaxMemorySize) ||
-		(q.s.memLimit > 0 && q.s.memCost.Load() > q.s.memLimit)
-}
-
 // addMem accounts one item of size bytes entering (in) or leaving mem.
 func (q *queue) addMem(size int64, in bool) {
 	if !in {
