@@ -15,29 +15,20 @@ func (q *queue) loadNext(maxItems int, maxCost int64, force bool) (n, bytes int6
 	if q.cursor == nil {
 		q.cursor = q.j.Cursor(q.memHighID)
 	}
-	// Every item costs at least itemOverhead: no more than this can fit.
-	maxItems = int(min(int64(maxItems), max(1, maxCost/itemOverhead)))
-	items, err := q.cursor.Next(maxItems, maxCost)
+	items, err := q.cursor.NextWithin(maxItems, maxCost, itemOverhead)
+	if err == nil && len(items) == 0 && force {
+		items, err = q.cursor.Next(1, 0)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
-	var cost int64
-	for i, it := range items {
-		c := int64(len(it.Data)) + itemOverhead
-		if cost+c > maxCost && (i > 0 || !force) {
-			// The cursor read past what fits; the next load reopens it
-			// after the last item taken.
-			q.closeCursor()
-			break
-		}
-		cost += c
+	for _, it := range items {
 		q.mem.pushBack(entry{id: it.ID, addTime: it.AddTime, expiry: it.Expiry, data: it.Data})
 		q.addMem(int64(len(it.Data)), true)
 		q.memHighID = it.ID
-		n++
 		bytes += int64(len(it.Data))
 	}
-	return n, bytes, nil
+	return int64(len(items)), bytes, nil
 }
 
 // closeCursor drops the read-behind cursor, if any.

@@ -437,8 +437,8 @@ func TestReadBehind(t *testing.T) {
 }
 
 // A restart replays the head of a queue into memory in batches of up to
-// 1 MiB, each no bigger than the room left under max_memory_size, so the
-// data in memory stays within the bound (the per-item overhead aside).
+// 1 MiB, each no bigger than the room left under max_memory_size (each
+// item's overhead counted), so the data in memory stays within the bound.
 func TestReplayStaysUnderMaxMemorySize(t *testing.T) {
 	dir := t.TempDir()
 	const n, size, bound = 5000, 1000, 5 << 19 // 5 MB of items, a 2.5 MiB bound

@@ -37,6 +37,26 @@ func (j *Journal) Cursor(afterID uint64) *Cursor {
 // It sees every Append whose Commit has been issued. An empty slice with
 // nil error means caught up with the writer.
 func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
+	return c.next(maxItems, func(n int, bytes, _ int64) bool { return n == 0 || bytes < maxBytes })
+}
+
+// NextWithin is Next with a strict budget: the items' data plus perItem
+// bytes each add up to at most maxCost. The item that would not fit stays
+// unread, for the next call; none is returned if the first does not fit.
+func (c *Cursor) NextWithin(maxItems int, maxCost, perItem int64) ([]Item, error) {
+	var cost int64
+	return c.next(maxItems, func(_ int, _, size int64) bool {
+		if cost+size+perItem > maxCost {
+			return false
+		}
+		cost += size + perItem
+		return true
+	})
+}
+
+// next reads live items while admit, asked with the items and data bytes
+// taken so far and the next item's data size, accepts them.
+func (c *Cursor) next(maxItems int, admit func(n int, bytes, size int64) bool) ([]Item, error) {
 	if c.closed {
 		return nil, fmt.Errorf("journal cursor: %w", ErrClosed)
 	}
@@ -71,7 +91,7 @@ func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
 
 	var out []Item
 	var bytes int64
-	for len(out) < maxItems && (len(out) == 0 || bytes < maxBytes) {
+	for len(out) < maxItems {
 		if c.seg == nil {
 			ok, err := c.locate()
 			if err != nil {
@@ -116,10 +136,14 @@ func (c *Cursor) Next(maxItems int, maxBytes int64) ([]Item, error) {
 		if rec.Type != RecAdd || rec.ID <= c.last {
 			continue
 		}
-		c.last = rec.ID
 		j.mu.Lock()
 		_, live := j.live.size(rec.ID)
 		j.mu.Unlock()
+		if live && !admit(len(out), bytes, int64(len(rec.Data))) {
+			c.r.off = off // unread: the next call starts with this item
+			break
+		}
+		c.last = rec.ID
 		if !live {
 			continue
 		}

@@ -492,6 +492,35 @@ func TestCursorLimits(t *testing.T) {
 	}
 }
 
+// TestCursorNextWithin: NextWithin stops before the item that would pass
+// the budget (data plus perItem each), leaves it for the next call, and
+// returns nothing when the first item does not fit; dead items between are
+// passed over.
+func TestCursorNextWithin(t *testing.T) {
+	j := openT(t, t.TempDir(), Options{})
+	defer j.Close()
+	ids := appendT(t, j, "0", "1", "2", "3", "4")
+	removeT(t, j, ids[3])
+	c := j.Cursor(0)
+	defer c.Close()
+	for _, tc := range []struct {
+		maxItems int
+		maxCost  int64
+		want     string
+	}{
+		{10, 2 * (1 + 5), "[0 1]"}, // a third would cost 18
+		{10, 5, "[]"},              // the first costs 6: nothing, and it stays unread
+		{1, 100, "[2]"},
+		{10, 100, "[4]"}, // 3 is dead
+		{10, 100, "[]"},  // caught up
+	} {
+		items, err := c.NextWithin(tc.maxItems, tc.maxCost, 5)
+		if got := fmt.Sprint(datas(items)); err != nil || got != tc.want {
+			t.Fatalf("NextWithin(%d, %d, 5) = %s, %v; want %s", tc.maxItems, tc.maxCost, got, err, tc.want)
+		}
+	}
+}
+
 // TestCursorClosesFiles: a cursor that reads through several segments
 // keeps at most one of them open, and none after Close; the journal's
 // Close closes all of its files.
