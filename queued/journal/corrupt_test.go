@@ -79,16 +79,6 @@ func TestCorruption(t *testing.T) {
 			wantLive: "[aaaa bbbbbbbbbb c dd eeeee]",
 		},
 		{
-			name: "zeroed tail",
-			corrupt: modify(func(b []byte, offs []int64) []byte {
-				for i := offs[len(offs)-2]; i < int64(len(b)); i++ {
-					b[i] = 0
-				}
-				return append(b, make([]byte, 4096)...)
-			}),
-			wantLive: "[aaaa bbbbbbbbbb c dd]",
-		},
-		{
 			name: "garbage in the last record",
 			corrupt: modify(func(b []byte, offs []int64) []byte {
 				b[lastRec(offs)+9] ^= 0xff
@@ -606,4 +596,195 @@ func TestFrameReaderReadsOnce(t *testing.T) {
 		t.Fatalf("%d reads of %d bytes for %d frames in %d bytes", ra.calls, ra.bytes, n, limit)
 	}
 	t.Logf("%d frames, %d bytes: %d reads of %d bytes", n, limit, ra.calls, ra.bytes)
+}
+
+// recordsEnd is where the records of a segment file end: the first
+// offset at which no frame decodes, or the end of the file.
+func recordsEnd(t *testing.T, path string) (end, size int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := frameReader{ra: f, off: fileHeaderSize, limit: st.Size()}
+	for {
+		_, off, err := r.next()
+		if err != nil {
+			return off, st.Size()
+		}
+	}
+}
+
+// TestZeroTail: a segment whose records are followed by zeros (what the
+// writer's zeroAhead leaves when the process dies, last segment or, dying
+// in a roll, the one before it) ends at its last record: no torn tail, no
+// .broken copy, no warning, every item; Open trims the zeros. A record
+// whose bytes never reached the disk reads as zeros too and goes with them.
+func TestZeroTail(t *testing.T) {
+	cases := []struct {
+		name     string
+		zeroFrom func(offs []int64) int // index of the first record zeroed
+		last     bool
+		want     string
+	}{
+		{"after the last record", func(offs []int64) int { return len(offs) }, true, "[aaaa bbbbbbbbbb dd eeeee]"},
+		{"over the last two records", func(offs []int64) int { return len(offs) - 2 }, true, "[aaaa bbbbbbbbbb c dd]"},
+		{"in a segment that is not the last", func(offs []int64) int { return len(offs) }, false, "[aaaa bbbbbbbbbb dd eeeee]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			offs := writeSample(t, dir)
+			path := segFiles(t, dir)[0]
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := int64(len(b))
+			if i := tc.zeroFrom(offs); i < len(offs) {
+				end = offs[i]
+			}
+			b = append(b[:end], make([]byte, 3*4096+8)...)
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.last {
+				next := EncodeRecord(fileHeader(), &Record{Type: RecStart, ID: 6})
+				if err := os.WriteFile(filepath.Join(dir, segName("q", 2)), next, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := Check(dir, "q")
+			if err != nil || res.Torn != nil {
+				t.Fatalf("Check: %+v, %v; want no torn tail", res, err)
+			}
+			if err := DumpFile(path, func(DumpEntry) error { return nil }); err != nil {
+				t.Fatalf("DumpFile: %v", err)
+			}
+			var logs lockedLog
+			j, err := Open(dir, "q", Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if got := fmt.Sprint(datas(readAll(t, j))); got != tc.want {
+				t.Fatalf("live = %s, want %s", got, tc.want)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Size() != end {
+				t.Fatalf("after Open the segment is %v bytes (%v), want trimmed to %d", fi.Size(), err, end)
+			}
+			if _, err := os.Stat(path + brokeExt); err == nil {
+				t.Fatal("Open wrote a .broken copy for a tail of zeros")
+			}
+			if logs.String() != "" {
+				t.Fatalf("Open warned about a tail of zeros:\n%s", logs.String())
+			}
+			appendT(t, j, "new")
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			j = openT(t, dir, Options{})
+			defer j.Close()
+			if got := fmt.Sprint(datas(readAll(t, j))); got != strings.TrimSuffix(tc.want, "]")+" new]" {
+				t.Fatalf("after an append and a reopen: %s", got)
+			}
+		})
+	}
+	// Zeros followed by anything else are not the writer's: torn or
+	// corrupt as before (TestCorruption), never read past.
+	t.Run("zeros then garbage", func(t *testing.T) {
+		dir := t.TempDir()
+		writeSample(t, dir)
+		path := segFiles(t, dir)[0]
+		b, _ := os.ReadFile(path)
+		size := int64(len(b))
+		b = append(append(b, make([]byte, 4096)...), 0xff)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Check(dir, "q")
+		if err != nil || res.Torn == nil || res.Torn.Offset != size {
+			t.Fatalf("Check: %+v, %v; want a torn tail at %d", res, err, size)
+		}
+	})
+}
+
+// TestZeroAhead: under SyncAlways the writer keeps zeros written after its
+// records in the active file, so most fsyncs find the blocks written and
+// the file's size unchanged; a rolled segment and a closed journal end
+// with their last record.
+func TestZeroAhead(t *testing.T) {
+	for _, sync := range []SyncMode{SyncAlways, SyncNever} {
+		t.Run(sync.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			j := openT(t, dir, Options{Sync: sync, SegmentSize: 64 << 10})
+			data := strings.Repeat("x", 100)
+			for range 100 {
+				appendT(t, j, data)
+			}
+			active := segFiles(t, dir)
+			end, size := recordsEnd(t, active[len(active)-1])
+			switch {
+			case sync == SyncAlways && size <= end:
+				t.Fatalf("records end at %d in a file of %d bytes: want zeros after them", end, size)
+			case sync != SyncAlways && size != end:
+				t.Fatalf("records end at %d in a file of %d bytes: zeros only under SyncAlways", end, size)
+			}
+			for range 600 { // past a roll or two
+				appendT(t, j, data)
+			}
+			files := segFiles(t, dir)
+			if len(files) < 2 {
+				t.Fatalf("%d segments, want a roll", len(files))
+			}
+			for _, f := range files[:len(files)-1] {
+				if end, size := recordsEnd(t, f); end != size {
+					t.Fatalf("rolled segment %s: records end at %d of %d bytes", f, end, size)
+				}
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range segFiles(t, dir) {
+				if end, size := recordsEnd(t, f); end != size {
+					t.Fatalf("after Close, %s: records end at %d of %d bytes", f, end, size)
+				}
+			}
+		})
+	}
+}
+
+// TestCursorPassesDrainedRoll: a cursor reading the active segment when a
+// drained queue rolls it reads on into the next without meeting the zeros
+// written ahead in it (the roll trims them before the segment stops being
+// the active one, whose reads stop at its last record).
+func TestCursorPassesDrainedRoll(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Sync: SyncAlways, SegmentSize: 64 << 10})
+	defer j.Close()
+	c := j.Cursor(0)
+	defer c.Close()
+	var ids []uint64
+	for range 300 { // over half a segment: a drain rolls it
+		ids = append(ids, appendT(t, j, strings.Repeat("x", 100))...)
+	}
+	if items, err := c.Next(1, 1<<20); err != nil || len(items) != 1 {
+		t.Fatalf("Next: %d items, %v", len(items), err)
+	}
+	first := segFiles(t, dir)[0]
+	removeT(t, j, ids...)
+	if err := j.Sync(); err != nil { // after the remove's batch and its roll
+		t.Fatal(err)
+	}
+	if files := segFiles(t, dir); files[0] == first {
+		t.Fatalf("no roll after the drain: %v", files)
+	}
+	appendT(t, j, "after")
+	if items, err := c.Next(10, 1<<20); err != nil || fmt.Sprint(datas(items)) != "[after]" {
+		t.Fatalf("Next after the roll: %v, %v; want [after]", datas(items), err)
+	}
 }

@@ -89,6 +89,9 @@ func DumpFile(path string, fn func(DumpEntry) error) error {
 		}
 		if err != nil {
 			if isDecodeErr(err) {
+				if zeros, zerr := zeroTail(f, off, st.Size()); zerr == nil && zeros {
+					return nil // the zeros written ahead of the records
+				}
 				return &CorruptError{path, off, err.Error()}
 			}
 			return fmt.Errorf("read journal %s: %w", path, err)

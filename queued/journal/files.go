@@ -310,6 +310,23 @@ func (r *frameReader) next() (Record, int64, error) {
 	return rec, off, nil
 }
 
+// zeroTail reports whether the file holds only zeros from off to size:
+// the zeros a writer keeps ahead of its records (zeroAhead), not a record.
+func zeroTail(f io.ReaderAt, off, size int64) (bool, error) {
+	buf := make([]byte, min(size-off, readWindow))
+	for off < size {
+		b := buf[:min(int64(len(buf)), size-off)]
+		if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+			return false, err
+		}
+		if !allZero(b) {
+			return false, nil
+		}
+		off += int64(len(b))
+	}
+	return true, nil
+}
+
 // validFrameAfter reports the offset of the first whole, valid frame at
 // or after from (8-aligned), or -1. It tells a torn tail (nothing valid
 // follows) from corruption in the middle (valid data follows).

@@ -238,6 +238,7 @@ type Journal struct {
 
 	// writer-goroutine-only state
 	rollRetryAt time.Time // after a failed roll, when to try again
+	zeroEnd     int64     // the active file holds zeros up to here (zeroAhead)
 }
 
 // Open opens or creates the journal of the named queue in dir and replays it.

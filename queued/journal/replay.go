@@ -130,6 +130,24 @@ func replaySegment(sf segFile, live *liveTable, lastAdd *uint64, res *replayResu
 			if !isDecodeErr(err) {
 				return nil, fmt.Errorf("read journal segment %s: %w", sf.path, err)
 			}
+			zeros := false
+			if !first { // a segment without its START is torn, zeros or not
+				var zerr error
+				if zeros, zerr = zeroTail(f, off, size); zerr != nil {
+					return nil, fmt.Errorf("read journal segment %s: %w", sf.path, zerr)
+				}
+			}
+			if zeros {
+				// The writer's zeros ahead of its records (zeroAhead),
+				// left by a crash: the segment ends here. Not a tear.
+				if repair {
+					if err := trimZeroTail(sf.path, off); err != nil {
+						return nil, err
+					}
+				}
+				size = off
+				break
+			}
 			if !last {
 				return nil, &CorruptError{sf.path, off, err.Error() + " in a segment that is not the last"}
 			}
@@ -192,6 +210,22 @@ func isDecodeErr(err error) bool {
 		}
 	}
 	return false
+}
+
+// trimZeroTail cuts a segment's tail of zeros at off.
+func trimZeroTail(path string, off int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open journal segment %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(off); err != nil {
+		return fmt.Errorf("trim zeros after the last record of journal %s at %d: %w", path, off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync journal %s: %w", path, err)
+	}
+	return nil
 }
 
 // tornAt records (and with repair, cuts) a torn tail at off. A whole-file
