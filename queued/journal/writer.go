@@ -364,8 +364,8 @@ func (j *Journal) roll() error {
 		return err
 	}
 	// Give back the old file's unused preallocation and its zeros
-	// (zeroAhead) before it stops being the active segment: a cursor
-	// reads a closed segment to the end of its file.
+	// (zeroAhead) before the lock shows it closed: a cursor reads a
+	// closed segment to the end of its file.
 	if err := old.f.Truncate(old.size); err != nil {
 		j.log.Warn("cannot trim preallocation of rolled segment", "file", old.path, "err", err)
 	}
