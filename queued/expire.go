@@ -125,8 +125,11 @@ func (s *Server) expire(q *queue, items []entry) int {
 		}
 		if len(kept) > 0 {
 			q.unexpire(kept)
-			s.log.Warn("could not move expired items", "queue", q.name, "to", target, "items", len(kept),
-				"err", firstErr, "kept", "in the queue, moved at a later sweep or read once the target takes them")
+			s.warnMoveRefused(q, target, len(kept), firstErr)
+		} else if len(moved) > 0 {
+			q.mu.Lock()
+			q.moveWarned = time.Time{} // the next refusal is news again
+			q.mu.Unlock()
 		}
 		items = moved
 	}
@@ -141,6 +144,29 @@ func (s *Server) expire(q *queue, items []entry) int {
 		_ = c.Wait()
 	}
 	return len(items)
+}
+
+// moveWarnEvery bounds how often one queue warns of refused moves.
+const moveWarnEvery = time.Minute
+
+// warnMoveRefused logs a refused move of expired items, at most once per
+// moveWarnEvery for a queue until a move succeeds: a kept item is tried
+// again at every sweep and at every read that meets it, so a target that
+// keeps refusing would otherwise log at the rate of reads.
+func (s *Server) warnMoveRefused(q *queue, target string, kept int, err error) {
+	now := time.Now()
+	q.mu.Lock()
+	q.moveRefusals++
+	if !q.moveWarned.IsZero() && now.Sub(q.moveWarned) < moveWarnEvery {
+		q.mu.Unlock()
+		return
+	}
+	refusals := q.moveRefusals
+	q.moveWarned, q.moveRefusals = now, 0
+	q.mu.Unlock()
+	s.log.Warn("could not move expired items", "queue", q.name, "to", target, "items", kept, "err", err,
+		"refused_moves", refusals, "kept", "in the queue, moved at a later sweep or read once the target takes them",
+		"next_warning", "after "+moveWarnEvery.String()+" if moves are still refused")
 }
 
 // unexpire puts expired items whose move failed back at the head, in their

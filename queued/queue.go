@@ -67,6 +67,10 @@ type queue struct {
 	canceled     int64
 	totalFlushes int64
 	lastAge      int64 // ms the last item handed out waited in the queue
+
+	// Refused moves of expired items (see warnMoveRefused).
+	moveWarned   time.Time
+	moveRefusals int
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }

@@ -253,13 +253,25 @@ func TestExpireMoveFailureKeepsTheItem(t *testing.T) {
 		t.Fatalf("later after the refused move: items=%d expired_items=%d, want the item kept and 1 expired (the first)", st.Items, st.ExpiredItems)
 	}
 	// A read meets the expired item at the head, tries the move again, and
-	// finds nothing to hand out.
-	c.do("get later\r\n", "END\r\n")
+	// finds nothing to hand out. Reads and sweeps retry the move, but the
+	// queue warns once a minute, not at each.
+	for range 50 {
+		c.do("get later\r\n", "END\r\n")
+	}
+	c.do("flush_expired later\r\n", "0\r\n")
+	if n := log.count(warning); n != 1 {
+		t.Fatalf("50 reads and a sweep retrying a refused move logged %q %d times, want once", warning, n)
+	}
 	c.do("get soon\r\n", "VALUE soon 0 1\r\na\r\nEND\r\n")
 	c.do("flush_expired later\r\n", "1\r\n")
 	c.do("get soon\r\n", "VALUE soon 0 1\r\nb\r\nEND\r\n")
 	if st := queueStat(s, "later"); st.Items != 0 || st.ExpiredItems != 2 {
 		t.Fatalf("later after the move: items=%d expired_items=%d, want 0 and 2", st.Items, st.ExpiredItems)
+	}
+	// After a move that worked, the next refusal is reported at once.
+	c.do("set soon 0 0 1\r\nx\r\nset later 0 -1 1\r\nc\r\nflush_expired later\r\n", "STORED\r\nSTORED\r\n0\r\n")
+	if n := log.count(warning); n != 2 {
+		t.Fatalf("a refusal after a successful move: %q logged %d times in all, want 2", warning, n)
 	}
 }
 
