@@ -24,7 +24,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Host, "apns-host", c.Host, "APNs base URL (default Apple production, or sandbox with --development), e.g. https://127.0.0.1:2197 for kpush apns-sim")
 	fs.StringVar(&c.CAFile, "apns-ca", c.CAFile, "extra CA certificate (PEM) to trust for --apns-host, e.g. the simulator's ca.pem")
 	fs.BoolVar(&c.Development, "development", c.Development, "use Apple's sandbox host api.sandbox.push.apple.com")
-	fs.IntVar(&c.Connections, "apns-connections", c.Connections, "HTTP/2 connections to APNs; each carries up to 1,000 pushes at once (kpush worker and up: one per 1,000 of --concurrency unless given)")
+	fs.IntVar(&c.Connections, "apns-connections", c.Connections, "HTTP/2 connections to APNs; each carries up to 1,000 pushes at once")
 }
 
 // RegisterFlags binds the FCM flags every kpush command that sends pushes

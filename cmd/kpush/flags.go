@@ -191,3 +191,13 @@ func setUsageRules(cmd *cobra.Command) {
 		setUsageRules(sub)
 	}
 }
+
+// connectionsFollowConcurrency makes the help of --apns-connections show
+// the default that applies on a command that sizes its APNs connections
+// from --concurrency when the flag is not given (kpush worker and up),
+// instead of the fixed default kpush push uses.
+func connectionsFollowConcurrency(f *pflag.FlagSet) {
+	fl := f.Lookup("apns-connections")
+	fl.DefValue = "0" // the zero value: pflag then prints no "(default …)"
+	fl.Usage += " (default: one per 1,000 of --concurrency)"
+}

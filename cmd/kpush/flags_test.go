@@ -167,3 +167,34 @@ func TestCommandLineMistakes(t *testing.T) {
 		t.Errorf("kpush journal: %v, stdout %q; want its help", err, stdout)
 	}
 }
+
+// TestAPNSConnectionsHelp: the help of --apns-connections shows the
+// default each command applies: worker and up size the connections from
+// --concurrency, push uses a fixed number.
+func TestAPNSConnectionsHelp(t *testing.T) {
+	want := map[string]string{
+		"worker": "(default: one per 1,000 of --concurrency)",
+		"up":     "(default: one per 1,000 of --concurrency)",
+		"push":   "(default 1)",
+	}
+	seen := 0
+	walkCommands(rootCmd, func(c *cobra.Command) {
+		w, ok := want[c.Name()]
+		if !ok {
+			return
+		}
+		seen++
+		var line string
+		for _, l := range strings.Split(c.LocalFlags().FlagUsages(), "\n") {
+			if strings.Contains(l, "--apns-connections") {
+				line = l
+			}
+		}
+		if !strings.HasSuffix(strings.TrimSpace(line), w) || strings.Count(line, "default") != 1 {
+			t.Errorf("%s: --apns-connections help %q, want one default, %q", c.Name(), strings.TrimSpace(line), w)
+		}
+	})
+	if seen != len(want) {
+		t.Fatalf("found %d of the commands %v", seen, want)
+	}
+}

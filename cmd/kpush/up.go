@@ -87,6 +87,7 @@ journals.`,
 	f.StringVar(&o.syncFlag, "sync", "always", "journal sync policy: always, never or an interval such as 10ms")
 	f.DurationVar(&o.interval, "status-interval", time.Second, "period of the live status line (0: off)")
 	o.apns.RegisterFlags(f)
+	connectionsFollowConcurrency(f)
 	o.fcm.RegisterFlags(f)
 	rootCmd.AddCommand(cmd)
 }

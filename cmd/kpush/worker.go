@@ -150,6 +150,7 @@ SIGTERM or SIGINT: stop fetching, finish in-flight pushes within
 	f.DurationVar(&apns.Backoff.ServerBase, "requeue-backoff", push.DefaultServerBackoff, "base delay of a re-queue after 5xx or network errors (full jitter, doubling per attempt)")
 	f.DurationVar(&apns.Backoff.TokenBase, "requeue-backoff-token", push.DefaultTokenBackoff, "base delay of a re-queue after 429 TooManyRequests")
 	apns.RegisterFlags(f)
+	connectionsFollowConcurrency(f)
 	fcm.RegisterFlags(f)
 	aliasFlags(cmd, map[string]string{"summary-interval": "status-interval"})
 	rootCmd.AddCommand(cmd)
