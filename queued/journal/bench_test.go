@@ -16,42 +16,32 @@ import (
 // rawSyncNs measures a plain write(100 B)+fdatasync loop on the same disk:
 // the reference every journal number is compared with.
 func rawSyncNs(b *testing.B, dir string, n int) float64 {
-	b.Helper()
-	f, err := os.Create(filepath.Join(dir, "raw"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 100)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := f.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return float64(time.Since(start).Nanoseconds()) / float64(n)
+	return writeSyncNs(b, filepath.Join(dir, "raw"), n, false)
 }
 
 // overZerosSyncNs is rawSyncNs over zeros written and fsynced before, as
 // the writer's zeroAhead leaves the active file: the file's size does not
 // change and every block written already holds data.
 func overZerosSyncNs(b *testing.B, dir string, n int) float64 {
+	return writeSyncNs(b, filepath.Join(dir, "zeros"), n, true)
+}
+
+func writeSyncNs(b *testing.B, path string, n int, overZeros bool) float64 {
 	b.Helper()
-	f, err := os.Create(filepath.Join(dir, "zeros"))
+	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.Write(make([]byte, n*100)); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		b.Fatal(err)
-	}
 	buf := make([]byte, 100)
+	if overZeros {
+		if _, err := f.Write(make([]byte, n*len(buf))); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if _, err := f.WriteAt(buf, int64(i*len(buf))); err != nil {

@@ -141,7 +141,7 @@ func replaySegment(sf segFile, live *liveTable, lastAdd *uint64, res *replayResu
 				// The writer's zeros ahead of its records (zeroAhead),
 				// left by a crash: the segment ends here. Not a tear.
 				if repair {
-					if err := trimZeroTail(sf.path, off); err != nil {
+					if err := cutAt(sf.path, off); err != nil {
 						return nil, err
 					}
 				}
@@ -212,18 +212,18 @@ func isDecodeErr(err error) bool {
 	return false
 }
 
-// trimZeroTail cuts a segment's tail of zeros at off.
-func trimZeroTail(path string, off int64) error {
+// cutAt truncates the segment file at path to off and fsyncs it.
+func cutAt(path string, off int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open journal segment %s: %w", path, err)
 	}
 	defer f.Close()
 	if err := f.Truncate(off); err != nil {
-		return fmt.Errorf("trim zeros after the last record of journal %s at %d: %w", path, off, err)
+		return fmt.Errorf("truncate journal segment %s at %d: %w", path, off, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync journal %s: %w", path, err)
+		return fmt.Errorf("fsync journal segment %s: %w", path, err)
 	}
 	return nil
 }
@@ -247,16 +247,8 @@ func tornAt(path string, off, size int64, res *replayResult, log *slog.Logger, r
 		return fsync.Dir(filepath.Dir(path))
 	}
 	log.Warn("truncating torn journal tail", "file", path, "offset", off, "dropped", size-off, "copy", broken)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("open torn journal %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Truncate(off); err != nil {
-		return fmt.Errorf("truncate torn journal %s at %d: %w", path, off, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync torn journal %s: %w", path, err)
+	if err := cutAt(path, off); err != nil {
+		return err
 	}
 	return fsync.Dir(filepath.Dir(path))
 }
