@@ -62,7 +62,7 @@ func (c *conn) queueAdmin(cmd *Command, op string) bool {
 }
 
 func (c *conn) flushExpired(q *queue) int64 {
-	exp := q.sweepExpired(0)
+	exp := q.sweepExpired(0, nowMS())
 	if len(exp) == 0 {
 		return 0
 	}

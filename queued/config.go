@@ -37,7 +37,7 @@ type QueueConfig struct {
 	MaxExpireSweep         int           // max_expire_sweep: items moved per sweep, 0 = all
 	FanoutOnly             bool          // fanout_only
 	OpenTransactionTimeout time.Duration // open_transaction_timeout (ms in the file)
-	MaxQueueAge            time.Duration // max_queue_age (ms in the file): drop items older than this at the head
+	MaxQueueAge            time.Duration // max_queue_age (ms in the file): delete the queue once it is this old and empty
 
 	// Journal sizing, as in Kestrel 1.x: once the journal passes
 	// MaxJournalSize and the queue is empty (or the journal passes

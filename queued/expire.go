@@ -11,21 +11,17 @@ import (
 )
 
 func (q *queue) isExpired(e *entry, now int64) bool {
-	if e.expiry != 0 && e.expiry <= now {
-		return true
-	}
-	return q.cfg.MaxQueueAge > 0 && now-e.addTime >= q.cfg.MaxQueueAge.Milliseconds()
+	return e.expiry != 0 && e.expiry <= now
 }
 
 // sweepExpired removes expired items at the head, at most max (0 = all),
-// and returns them.
-func (q *queue) sweepExpired(max int) []entry {
+// and returns them; now is the time in unix ms.
+func (q *queue) sweepExpired(max int, now int64) []entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.unusableLocked() != nil {
 		return nil
 	}
-	now := nowMS()
 	var out []entry
 	for max <= 0 || len(out) < max {
 		if q.mem.len() == 0 {
@@ -36,7 +32,6 @@ func (q *queue) sweepExpired(max int) []entry {
 		}
 		out = append(out, q.popHead())
 		q.expiredItems++
-		q.s.queueExpires.Add(1)
 	}
 	if q.cfg.ExpireToQueue != "" && (max <= 0 || len(out) < max) {
 		out = q.sweepBehindHead(now, max, out)
@@ -58,7 +53,6 @@ func (q *queue) sweepBehindHead(now int64, max int, out []entry) []entry {
 			out = append(out, *e)
 			q.addMem(int64(len(e.data)), false)
 			q.expiredItems++
-			q.s.queueExpires.Add(1)
 			continue
 		}
 		if kept != i {
@@ -71,7 +65,8 @@ func (q *queue) sweepBehindHead(now int64, max int, out []entry) []entry {
 }
 
 // sweepLoop periodically drops or moves expired items at the heads of the
-// queues and aborts open reads past open_transaction_timeout.
+// queues, aborts open reads past open_transaction_timeout and deletes
+// queues past max_queue_age.
 func (s *Server) sweepLoop() {
 	defer s.bgWG.Done()
 	t := time.NewTicker(s.cfg.ExpirationTimerFrequency)
@@ -82,16 +77,47 @@ func (s *Server) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		now := nowMS()
-		for _, q := range s.queueList() {
-			q.timeoutOpens(now)
-			q.mu.Lock()
-			maxSweep := q.cfg.MaxExpireSweep
-			q.mu.Unlock()
-			if exp := q.sweepExpired(maxSweep); len(exp) > 0 {
-				s.expire(q, exp)
-			}
+		s.sweep(time.Now())
+	}
+}
+
+func (s *Server) sweep(now time.Time) {
+	for _, q := range s.queueList() {
+		q.timeoutOpens(now.UnixMilli())
+		q.mu.Lock()
+		maxSweep := q.cfg.MaxExpireSweep
+		q.mu.Unlock()
+		if exp := q.sweepExpired(maxSweep, now.UnixMilli()); len(exp) > 0 {
+			s.expire(q, exp)
 		}
+		s.expireQueue(q, now)
+	}
+}
+
+// expireQueue deletes q, journal and all, when it has a max_queue_age, has
+// existed that long and holds nothing: no items, no open reads, no
+// blocked readers (Kestrel's queue expiry, counted in queue_expires and
+// queue_deletes). The check and the deletion hold q's lock together, so a
+// set that comes in between finds the queue deleted and creates it afresh.
+func (s *Server) expireQueue(q *queue, now time.Time) {
+	idle := func(q *queue) bool {
+		age := q.cfg.MaxQueueAge
+		return age > 0 && now.Sub(q.created) >= age &&
+			q.itemCount() == 0 && q.openCount == 0 && len(q.waiters) == 0
+	}
+	q.mu.Lock()
+	ok, age := idle(q), q.cfg.MaxQueueAge
+	q.mu.Unlock()
+	if !ok {
+		return // without taking the server's lock
+	}
+	expired, err := s.deleteQueueIf(q.name, idle)
+	if err != nil {
+		s.log.Warn("expiring an idle queue", "queue", q.name, "err", err)
+	}
+	if expired {
+		s.queueExpires.Add(1)
+		s.log.Info("queue expired: empty past max_queue_age", "queue", q.name, "max_queue_age", age)
 	}
 }
 
@@ -183,5 +209,4 @@ func (q *queue) unexpire(items []entry) {
 		q.addMem(int64(len(items[i].data)), true)
 	}
 	q.expiredItems -= int64(len(items))
-	q.s.queueExpires.Add(-int64(len(items)))
 }

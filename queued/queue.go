@@ -28,11 +28,11 @@ var (
 // of the journal). Journal commits are waited for outside mu, so many
 // connections' sets on one queue are in the journal's group commit at once.
 type queue struct {
-	s          *Server
-	name       string
-	createTime int64 // unix seconds
-	log        *slog.Logger
-	ready      chan struct{} // closed once the journal is open and replayed
+	s       *Server
+	name    string
+	created time.Time
+	log     *slog.Logger
+	ready   chan struct{} // closed once the journal is open and replayed
 
 	mu          sync.Mutex
 	cfg         QueueConfig

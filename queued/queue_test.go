@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,7 @@ func TestMaxExpireSweep(t *testing.T) {
 		q.mu.Lock()
 		max := q.cfg.MaxExpireSweep
 		q.mu.Unlock()
-		exp := q.sweepExpired(max)
+		exp := q.sweepExpired(max, nowMS())
 		var got []string
 		for _, e := range exp {
 			got = append(got, string(e.data))
@@ -676,16 +677,69 @@ func TestMemoryOnlyQueue(t *testing.T) {
 	c2.do("get transient\r\nget durable\r\n", "END\r\nVALUE durable 0 1\r\nb\r\nEND\r\n")
 }
 
+// TestMaxQueueAge: as in Kestrel, max_queue_age deletes a queue, journal
+// and all, once it has existed that long and holds nothing; it is counted
+// in queue_expires and queue_deletes, and a later set creates the queue
+// afresh. A queue with items, an open read or a blocked reader is kept, and
+// its items do not age out (that is max_age's job). The sweep runs with a
+// clock moved ahead instead of waiting.
 func TestMaxQueueAge(t *testing.T) {
-	_, addr := startServer(t, func(c *Config) {
-		c.ExpirationTimerFrequency = time.Hour
-		c.Queues["fresh"] = QueueConfig{Journal: true, MaxQueueAge: 30 * time.Millisecond, MaxMemorySize: 1 << 20}
+	dataDir := t.TempDir()
+	s, addr := startServer(t, func(c *Config) {
+		c.DataDir = dataDir
+		c.ExpirationTimerFrequency = time.Hour // sweeps only when the test says
+		for _, name := range []string{"idle", "full", "held", "waited"} {
+			c.Queues[name] = QueueConfig{Journal: true, MaxQueueAge: time.Second, MaxMemorySize: 1 << 20}
+		}
 	})
 	c := dial(t, addr)
-	c.do("set fresh 0 0 3\r\nold\r\n", "STORED\r\n")
-	// Wait on an unrelated blocking get so the item ages without a sleep.
-	c.do("get nothing/t=60\r\n", "END\r\n")
-	c.do("set fresh 0 0 3\r\nnew\r\nget fresh\r\n", "STORED\r\nVALUE fresh 0 3\r\nnew\r\nEND\r\n")
+	c.do("set idle 0 0 1\r\na\r\nget idle\r\n", "STORED\r\nVALUE idle 0 1\r\na\r\nEND\r\n")
+	c.do("set full 0 0 3\r\nold\r\n", "STORED\r\n")
+	c.do("set held 0 0 1\r\nh\r\nget held/open\r\n", "STORED\r\nVALUE held 0 1\r\nh\r\nEND\r\n")
+	w := dial(t, addr)
+	w.send("get waited/t=60000\r\n")
+	waitFor(t, "the blocking get waits", func() bool { return queueStat(s, "waited").Waiters == 1 })
+	exists := func(name string) bool {
+		_, ok := c.stats()["queue_"+name+"_items"]
+		return ok
+	}
+
+	s.sweep(time.Now()) // younger than max_queue_age: nothing goes
+	for _, name := range []string{"idle", "full", "held", "waited"} {
+		if !exists(name) {
+			t.Fatalf("queue %s deleted before max_queue_age", name)
+		}
+	}
+	s.sweep(time.Now().Add(2 * time.Second))
+	st := c.stats()
+	if exists("idle") || st["queue_expires"] != "1" || st["queue_deletes"] != "1" {
+		t.Fatalf("after the sweep: idle still there %v, queue_expires %s, queue_deletes %s; want gone, 1, 1",
+			exists("idle"), st["queue_expires"], st["queue_deletes"])
+	}
+	if files, _ := filepath.Glob(filepath.Join(dataDir, "idle*")); len(files) != 0 {
+		t.Fatalf("the expired queue's files are still there: %v", files)
+	}
+	for _, name := range []string{"full", "held", "waited"} {
+		if !exists(name) {
+			t.Fatalf("queue %s deleted though it holds an item, an open read or a reader", name)
+		}
+	}
+	c.do("get full\r\n", "VALUE full 0 3\r\nold\r\nEND\r\n") // not aged out
+	c.do("set waited 0 0 1\r\nw\r\n", "STORED\r\n")
+	w.expect("VALUE waited 0 1\r\nw\r\nEND\r\n")
+	c.do("get held/close\r\n", "END\r\n")
+
+	// Now all three are empty and idle: the next sweep past their age
+	// takes them. A set afterwards creates the queue afresh.
+	s.sweep(time.Now().Add(2 * time.Second))
+	if st := c.stats(); st["queue_expires"] != "4" || exists("full") || exists("held") || exists("waited") {
+		t.Fatalf("queue_expires %s after the emptied queues' sweep, want 4 and all gone", st["queue_expires"])
+	}
+	creates := c.stats()["queue_creates"]
+	c.do("set idle 0 0 1\r\nb\r\nget idle\r\n", "STORED\r\nVALUE idle 0 1\r\nb\r\nEND\r\n")
+	if got := c.stats()["queue_creates"]; got == creates {
+		t.Fatalf("queue_creates %s after a set on an expired queue, want one more", got)
+	}
 }
 
 func TestStatsAreTrue(t *testing.T) {

@@ -199,7 +199,7 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	// outside the server lock: commands on other queues go on meanwhile,
 	// and commands on this one wait for ready.
 	cfg := s.config()
-	q = &queue{s: s, name: name, cfg: cfg.QueueConfig(name), createTime: time.Now().Unix(), log: s.log, ready: make(chan struct{})}
+	q = &queue{s: s, name: name, cfg: cfg.QueueConfig(name), created: time.Now(), log: s.log, ready: make(chan struct{})}
 	s.queues[name] = q
 	s.mu.Unlock()
 	s.openJournal(q, cfg.DataDir)
@@ -264,14 +264,26 @@ func unavailableError(name string, err error) error { return &UnavailableError{Q
 // until the files are gone, so a set that recreates the queue right away
 // opens a fresh journal, never the one being deleted.
 func (s *Server) deleteQueue(name string) error {
+	_, err := s.deleteQueueIf(name, nil)
+	return err
+}
+
+// deleteQueueIf is deleteQueue when ok (nil: always) holds for the queue,
+// judged under its lock; it reports whether the queue was deleted.
+func (s *Server) deleteQueueIf(name string, ok func(*queue) bool) (bool, error) {
 	s.mu.Lock()
 	q := s.queues[name]
 	if q == nil {
 		s.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	<-q.ready
 	q.mu.Lock()
+	if ok != nil && !ok(q) {
+		q.mu.Unlock()
+		s.mu.Unlock()
+		return false, nil
+	}
 	q.deleted = true
 	q.dropAll()
 	q.wakeAll()
@@ -297,7 +309,7 @@ func (s *Server) deleteQueue(name string) error {
 			parent.mu.Unlock()
 		}
 	}
-	return err
+	return true, err
 }
 
 // SetReloader gives `reload` a way to re-read the configuration (cmd/kpush

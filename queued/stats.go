@@ -108,7 +108,7 @@ func (q *queue) stats() QueueStats {
 		Transactions:         q.transactions,
 		CanceledTransactions: q.canceled,
 		TotalFlushes:         q.totalFlushes,
-		CreateTime:           q.createTime,
+		CreateTime:           q.created.Unix(),
 	}
 	if q.unavailable != nil {
 		qs.Unavailable = q.unavailable.Error()

@@ -40,7 +40,6 @@ func (q *queue) take(owner uint64, mode takeMode, w *waiter, front bool) (e entr
 		if q.isExpired(h, now) {
 			expired = append(expired, q.popHead())
 			q.expiredItems++
-			q.s.queueExpires.Add(1)
 			continue
 		}
 		break

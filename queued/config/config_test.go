@@ -546,7 +546,7 @@ func TestExampleProductionConf(t *testing.T) {
 	if !c.QueueConfig("events").FanoutOnly || c.QueueConfig("events+ios").FanoutOnly {
 		t.Errorf("fanout_only must hold for events and not for its child events+ios")
 	}
-	if q := c.QueueConfig("recent_activity"); q.MaxItems != 100000 || !q.DiscardOldWhenFull || q.MaxQueueAge != time.Hour {
+	if q := c.QueueConfig("recent_activity"); q.MaxItems != 100000 || !q.DiscardOldWhenFull || q.MaxAge != time.Hour {
 		t.Errorf("recent_activity: %+v", q)
 	}
 	if c.QueueConfig("transient_events").Journal {
