@@ -356,6 +356,29 @@ func TestFanout(t *testing.T) {
 	c.do("get ev+b\r\n", "VALUE ev+b 0 1\r\n2\r\nEND\r\n")
 }
 
+// TestFanoutChildrenOutliveTheirParent: as in Kestrel, deleting a fanout
+// parent (by delete, or by max_queue_age on a fanout_only parent, which
+// never holds items) does not cut its children off: the parent created
+// again by the next set copies to them.
+func TestFanoutChildrenOutliveTheirParent(t *testing.T) {
+	s, addr := startServer(t, func(c *Config) {
+		c.ExpirationTimerFrequency = time.Hour
+		c.Queues["aged"] = QueueConfig{Journal: true, FanoutOnly: true, MaxQueueAge: time.Second, MaxMemorySize: 1 << 20}
+	})
+	c := dial(t, addr)
+	c.do("get ev+b\r\nget ev+a\r\ndelete ev\r\nset ev 0 0 1\r\n1\r\n", "END\r\nEND\r\nDELETED\r\nSTORED\r\n")
+	c.do("get ev+a\r\nget ev+b\r\n", "VALUE ev+a 0 1\r\n1\r\nEND\r\nVALUE ev+b 0 1\r\n1\r\nEND\r\n")
+
+	// The child (its parent's settings, max_queue_age too) holds an item,
+	// so only the parent expires.
+	c.do("get aged+x\r\nset aged 0 0 1\r\ny\r\n", "END\r\nSTORED\r\n")
+	s.sweep(time.Now().Add(2 * time.Second))
+	if st := c.stats(); st["queue_expires"] != "1" {
+		t.Fatalf("queue_expires %s, want the fanout_only parent expired", st["queue_expires"])
+	}
+	c.do("set aged 0 0 1\r\nz\r\nget aged+x\r\nget aged+x\r\n", "STORED\r\nVALUE aged+x 0 1\r\ny\r\nEND\r\nVALUE aged+x 0 1\r\nz\r\nEND\r\n")
+}
+
 func TestMonitorConfirm(t *testing.T) {
 	s, addr := startServer(t, nil) // max_open_transactions 1: monitor is bounded by max instead
 	c := dial(t, addr)

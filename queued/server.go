@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -200,6 +202,16 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	// and commands on this one wait for ready.
 	cfg := s.config()
 	q = &queue{s: s, name: name, cfg: cfg.QueueConfig(name), created: time.Now(), log: s.log, ready: make(chan struct{})}
+	if parent == nil {
+		// Fanout children outlive a deleted (or expired) parent, as in
+		// Kestrel: the parent created again takes them back.
+		for cname, c := range s.queues {
+			if p, ok := queuename.Parent(cname); ok && p == name {
+				q.children = append(q.children, c)
+			}
+		}
+		slices.SortFunc(q.children, func(a, b *queue) int { return strings.Compare(a.name, b.name) })
+	}
 	s.queues[name] = q
 	s.mu.Unlock()
 	s.openJournal(q, cfg.DataDir)
