@@ -85,12 +85,14 @@ func (s *Server) sweep(now time.Time) {
 	for _, q := range s.queueList() {
 		q.timeoutOpens(now.UnixMilli())
 		q.mu.Lock()
-		maxSweep := q.cfg.MaxExpireSweep
+		maxSweep, maxAge := q.cfg.MaxExpireSweep, q.cfg.MaxQueueAge
 		q.mu.Unlock()
 		if exp := q.sweepExpired(maxSweep, now.UnixMilli()); len(exp) > 0 {
 			s.expire(q, exp)
 		}
-		s.expireQueue(q, now)
+		if maxAge > 0 {
+			s.expireQueue(q, now)
+		}
 	}
 }
 
@@ -113,7 +115,8 @@ func (s *Server) expireQueue(q *queue, now time.Time) {
 	}
 	expired, err := s.deleteQueueIf(q.name, idle)
 	if err != nil {
-		s.log.Warn("expiring an idle queue", "queue", q.name, "err", err)
+		s.log.Warn("expired queue's journal files not all removed", "queue", q.name, "err", err,
+			"fix", "remove the queue's files from the data directory (they would bring it back at restart), or send delete once the cause is fixed")
 	}
 	if expired {
 		s.queueExpires.Add(1)
@@ -192,6 +195,7 @@ func (s *Server) warnMoveRefused(q *queue, target string, kept int, err error) {
 	q.mu.Unlock()
 	s.log.Warn("could not move expired items", "queue", q.name, "to", target, "items", kept, "err", err,
 		"refused_moves", refusals, "kept", "in the queue, moved at a later sweep or read once the target takes them",
+		"fix", "make room in "+target+" (read it, or raise its max_items, max_size or max_item_size)",
 		"next_warning", "after "+moveWarnEvery.String()+" if moves are still refused")
 }
 

@@ -53,8 +53,9 @@
 // keeps the files to itself; after inline writes it is kicked only when a
 // roll, a segment deletion or a compaction check is due. A failed inline
 // write leaves the records pending for the writer, which retries at the
-// same offset and undoes them if that fails too. A compaction runs in its own goroutine, reading immutable old
-// segments and writing a temp file; only the final swap takes the lock.
+// same offset and undoes them if that fails too. A compaction runs in its
+// own goroutine, reading immutable old segments and writing a temp file;
+// only the final swap takes the lock.
 // Cursors read segment files with their own file descriptors.
 //
 // # Invariants

@@ -268,7 +268,7 @@ func (j *Journal) trimZeros() {
 		return
 	}
 	if err := seg.f.Truncate(size); err != nil {
-		j.log.Warn("cannot trim the zeros after the journal's last record", "file", seg.path, "err", err)
+		j.log.Warn("cannot trim the zeros after the journal's last record (harmless: the next open trims them)", "file", seg.path, "err", err)
 	}
 }
 
