@@ -25,6 +25,14 @@ func (j *Journal) maybeCompact(rolled bool) {
 	}
 	j.lastCompactChk = time.Now()
 	prefix := j.segs[:len(j.segs)-1]
+	if len(prefix) == 1 && j.lastCompactChk.Sub(j.rolledAt) < compactCheckEvery {
+		// The segment a roll just left behind: while the queue moves (a
+		// flood keeps a few items in flight across every roll) its last
+		// live items die soon and it is dropped whole, where a compaction
+		// would read all of it to copy those few. A head still stuck
+		// at a later look is compacted then.
+		return
+	}
 	var fileBytes int64
 	for _, s := range prefix {
 		fileBytes += s.size

@@ -107,7 +107,8 @@ func (j *Journal) finishInlineLocked(seg *segment, off, n int64) {
 		j.pending = j.pending[:0]
 	}
 	j.pendingAdds = j.pendingAdds[:0]
-	j.pendingRetry, j.pendingRecs = nil, 0
+	clear(j.pendingRetry) // keep the array, not the ranges it points to
+	j.pendingRetry, j.pendingRecs = j.pendingRetry[:0], 0
 	if c := j.pendingCommit; c != nil {
 		// Records that were waiting (lazy removes, or a batch the writer
 		// was kicked for but had not taken yet) are written now.

@@ -226,6 +226,7 @@ type Journal struct {
 	reserve        bool  // fallocate works here
 	compacting     bool
 	lastCompactChk time.Time
+	rolledAt       time.Time // when roll last switched segments (maybeCompact)
 	st             Stats
 	closeErr       error
 

@@ -372,6 +372,7 @@ func (j *Journal) roll() error {
 	j.zeroEnd = 0
 	j.nextSeq = seq + 1
 	j.segs = append(j.segs, seg)
+	j.rolledAt = time.Now()
 	j.mu.Unlock()
 	old.f.Close()
 	old.f = nil
