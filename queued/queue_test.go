@@ -379,6 +379,41 @@ func TestFanoutChildrenOutliveTheirParent(t *testing.T) {
 	c.do("set aged 0 0 1\r\nz\r\nget aged+x\r\nget aged+x\r\n", "STORED\r\nVALUE aged+x 0 1\r\ny\r\nEND\r\nVALUE aged+x 0 1\r\nz\r\nEND\r\n")
 }
 
+// TestFanoutChildCreatedWhileItsParentIsRecreated: a child whose parent is
+// deleted and created again while the child is being created ends up the
+// new parent's child, once. At "parent-found" the new parent's scan cannot
+// see the child yet (linking it to the parent it had found lost it); at
+// "child-published" the scan sees it (linking it again doubled every
+// copy).
+func TestFanoutChildCreatedWhileItsParentIsRecreated(t *testing.T) {
+	for _, stage := range []string{"parent-found", "child-published"} {
+		t.Run(stage, func(t *testing.T) {
+			s, addr := startServer(t, nil)
+			c := dial(t, addr)
+			c.do("set race 0 0 1\r\n0\r\n", "STORED\r\n")
+			recreated := false
+			s.testHookCreating = func(at string) {
+				if at != stage || recreated {
+					return
+				}
+				recreated = true
+				if err := s.deleteQueue("race"); err != nil {
+					t.Error(err)
+				}
+				s.queueFor("race", true)
+			}
+			// Called here, not by a connection: the hook runs on this
+			// goroutine.
+			s.queueFor("race+b", true)
+			if !recreated {
+				t.Fatalf("the hook never ran at %s", stage)
+			}
+			c.do("set race 0 0 1\r\n1\r\nget race+b\r\nget race+b\r\nget race\r\n",
+				"STORED\r\nVALUE race+b 0 1\r\n1\r\nEND\r\nEND\r\nVALUE race 0 1\r\n1\r\nEND\r\n")
+		})
+	}
+}
+
 func TestMonitorConfirm(t *testing.T) {
 	s, addr := startServer(t, nil) // max_open_transactions 1: monitor is bounded by max instead
 	c := dial(t, addr)

@@ -89,6 +89,11 @@ type Server struct {
 	cmdGet, cmdSet, cmdPeek, getHits, getMisses atomic.Int64
 	bytesRead, bytesWritten                     atomic.Int64
 	queueCreates, queueDeletes, queueExpires    atomic.Int64
+
+	// testHookCreating, when set (tests only), is called by queueFor
+	// while it creates a fanout child: at "parent-found" and at
+	// "child-published" (see linkChild).
+	testHookCreating func(stage string)
 }
 
 // NewServer opens cfg.DataDir (creating it), restores the persisted status
@@ -187,9 +192,10 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	if !create {
 		return nil
 	}
-	var parent *queue
-	if p, ok := queuename.Parent(name); ok {
-		parent = s.queueFor(p, true)
+	parentName, isChild := queuename.Parent(name)
+	if isChild {
+		s.queueFor(parentName, true)
+		s.testHook("parent-found")
 	}
 	s.mu.Lock()
 	if q = s.queues[name]; q != nil {
@@ -202,7 +208,7 @@ func (s *Server) queueFor(name string, create bool) *queue {
 	// and commands on this one wait for ready.
 	cfg := s.config()
 	q = &queue{s: s, name: name, cfg: cfg.QueueConfig(name), created: time.Now(), log: s.log, ready: make(chan struct{})}
-	if parent == nil {
+	if !isChild {
 		// Fanout children outlive a deleted (or expired) parent, as in
 		// Kestrel: the parent created again takes them back.
 		for cname, c := range s.queues {
@@ -227,12 +233,37 @@ func (s *Server) queueFor(name string, create bool) *queue {
 		return q
 	}
 	s.queueCreates.Add(1)
-	if parent != nil {
-		parent.mu.Lock()
-		parent.children = append(parent.children, q)
-		parent.mu.Unlock()
+	if isChild {
+		s.testHook("child-published")
+		s.linkChild(q, parentName)
 	}
 	return q
+}
+
+// linkChild adds a new fanout child to its parent. The parent is looked up
+// again rather than taken from before the child's journal was opened: it
+// may have been deleted and created again since, and the new one's scan
+// for children (under s.mu) may or may not have found this child. With no
+// parent now, the next one created takes the child in that scan.
+func (s *Server) linkChild(q *queue, parentName string) {
+	s.mu.RLock()
+	parent := s.queues[parentName]
+	s.mu.RUnlock()
+	if parent == nil {
+		return
+	}
+	<-parent.ready
+	parent.mu.Lock()
+	if !slices.Contains(parent.children, q) {
+		parent.children = append(parent.children, q)
+	}
+	parent.mu.Unlock()
+}
+
+func (s *Server) testHook(stage string) {
+	if s.testHookCreating != nil {
+		s.testHookCreating(stage)
+	}
 }
 
 // openJournal opens and replays q's journal; on failure q stays
