@@ -86,12 +86,13 @@ with open(path, "w") as f, open(tokpath, "w") as t:
 PY
 }
 
-# queue_held ADMIN_ADDR QUEUE: items waiting plus reads open in QUEUE on
-# the queued server whose admin listener is at ADMIN_ADDR.
-queue_held() {
-  python3 - "$1" "$2" <<'PY'
+# queue_stat ADMIN_ADDR QUEUE FIELD: one number of the `stats` command for
+# QUEUE (items: waiting, not handed out; waiters: blocked monitors and
+# gets) on the queued server whose admin listener is at ADMIN_ADDR.
+queue_stat() {
+  python3 - "$1" "$2" "$3" <<'PY'
 import json, sys, urllib.request
 q = json.load(urllib.request.urlopen("http://%s/stats.json" % sys.argv[1], timeout=10))["queues"].get(sys.argv[2], {})
-print(q.get("items", 0) + q.get("open_transactions", 0))
+print(q.get(sys.argv[3], 0))
 PY
 }
