@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -471,15 +472,18 @@ func powerCut(t *testing.T, dir, synced string) int {
 }
 
 // smallDisk gives a data directory that fills up after about size bytes,
-// and starts the daemon on it: a tmpfs of that size when mounting works
-// (root), otherwise RLIMIT_FSIZE set in the daemon (inherited from this
-// process for the instant of the fork; Go ignores SIGXFSZ, so writes past
-// the limit fail with EFBIG, which the journal treats as a full disk).
-// KPUSH_TEST_NO_MOUNT=1 forces the second way.
-func smallDisk(t *testing.T, size int, extra ...string) (dir string, start func() *testproc.Proc) {
+// and starts the daemon on it. With mount, a tmpfs of that size when
+// mounting works (root): a full file system, where the journal's
+// preallocation fails and a set is refused before its append. Otherwise
+// RLIMIT_FSIZE set in the daemon (inherited from this process for the
+// instant of the fork; Go ignores SIGXFSZ, so writes past the limit fail
+// with EFBIG, which the journal treats as a full disk): preallocation
+// (FALLOC_FL_KEEP_SIZE) still works there, so the write itself fails,
+// after the append.
+func smallDisk(t *testing.T, size int, mount bool, extra ...string) (dir string, start func() *testproc.Proc) {
 	dir = t.TempDir()
 	args := append([]string{"queued", "--listen", "127.0.0.1:0", "--data-dir", dir}, extra...)
-	if os.Getenv("KPUSH_TEST_NO_MOUNT") == "" {
+	if mount {
 		err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size))
 		if err == nil {
 			t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
@@ -505,15 +509,20 @@ func smallDisk(t *testing.T, size int, extra ...string) (dir string, start func(
 	}
 }
 
+// TestDiskFull: a set that cannot be journaled is refused with an error
+// and leaves nothing behind, whether the disk is full (the append fails)
+// or the write fails after the append (its item is taken back); reads go
+// on, and nothing acknowledged is lost across a restart.
 func TestDiskFull(t *testing.T) {
 	// never: the sets' journal writes are made inline by the connections.
 	for _, sync := range []string{"always", "never"} {
-		t.Run("sync="+sync, func(t *testing.T) { testDiskFull(t, sync) })
+		t.Run("sync="+sync+"/full-disk", func(t *testing.T) { testDiskFull(t, sync, true) })
+		t.Run("sync="+sync+"/file-size-limit", func(t *testing.T) { testDiskFull(t, sync, false) })
 	}
 }
 
-func testDiskFull(t *testing.T, sync string) {
-	dir, start := smallDisk(t, 2<<20, "--sync", sync)
+func testDiskFull(t *testing.T, sync string, mount bool) {
+	dir, start := smallDisk(t, 2<<20, mount, "--sync", sync)
 	p := start()
 	c := dial(t, p.Addr("queued"))
 	item := strings.Repeat("d", 32<<10)
@@ -534,10 +543,17 @@ func testDiskFull(t *testing.T, sync string) {
 		t.Fatalf("stored %d items of 32 KiB on a 2 MiB disk without an error", stored)
 	}
 	t.Logf("disk full after %d items: %s", stored, failure)
+	if !mount && !strings.Contains(failure, "item not stored") {
+		t.Fatalf("with a file size limit the write fails after the append, got %q", failure)
+	}
 	// Other writes fail the same way, reads and removes keep working.
 	c.send(fmt.Sprintf("set full 0 0 %d\r\n%s\r\n", len(item), item))
 	if l := c.line(); !strings.HasPrefix(l, "SERVER_ERROR") {
 		t.Fatalf("set on a full disk: %q", l)
+	}
+	// The refused sets left no item in the queue.
+	if n := c.stats()["queue_full_items"]; n != strconv.Itoa(stored) {
+		t.Fatalf("queue_full_items %s after %d sets stored and two refused", n, stored)
 	}
 	half := stored / 2
 	for i := 0; i < half; i++ {
@@ -553,6 +569,41 @@ func testDiskFull(t *testing.T, sync string) {
 	left := drain(t, p2.Addr("queued"), "full")
 	if len(left) != stored-half {
 		t.Fatalf("after restart %d items, want %d", len(left), stored-half)
+	}
+}
+
+// TestDiskFullFanoutOnly: a set on a fanout_only queue is refused when
+// its child's journal write fails (the parent keeps nothing, so the
+// child's copy is the item), and the child keeps only what was stored.
+func TestDiskFullFanoutOnly(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "queued.conf")
+	if err := os.WriteFile(conf, []byte("queues {\n  fo {\n    fanout_only = true\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, start := smallDisk(t, 2<<20, false, "--config", conf, "--sync", "never")
+	p := start()
+	c := dial(t, p.Addr("queued"))
+	c.do("get fo+c\r\n", "END\r\n") // the child, created empty
+	item := strings.Repeat("f", 32<<10)
+	stored := 0
+	failure := ""
+	for i := 0; i < 200 && failure == ""; i++ {
+		c.send(fmt.Sprintf("set fo 0 0 %d\r\n%s\r\n", len(item), item))
+		switch l := c.line(); {
+		case l == "STORED":
+			stored++
+		case strings.HasPrefix(l, "SERVER_ERROR "):
+			failure = l
+		default:
+			t.Fatalf("set reply %q", l)
+		}
+	}
+	if failure == "" || stored == 0 || !strings.Contains(failure, "item not stored") {
+		t.Fatalf("stored %d items of 32 KiB in a child limited to 2 MiB; refusal %q", stored, failure)
+	}
+	st := c.stats()
+	if st["queue_fo+c_items"] != strconv.Itoa(stored) || st["queue_fo_items"] != "0" {
+		t.Fatalf("after %d stored and one refused: child %s items, parent %s", stored, st["queue_fo+c_items"], st["queue_fo_items"])
 	}
 }
 
