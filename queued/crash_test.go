@@ -153,7 +153,7 @@ func (cl *crashLoad) produce(n, life int) {
 					return nil
 				default:
 				}
-				item := fmt.Sprintf("p%d-L%d-%06d", p, life, i)
+				item := fmt.Sprintf("p%d-L%02d-%06d", p, life, i)
 				if _, err := fmt.Fprintf(nc, "set %s 0 0 %d\r\n%s\r\n", q, len(item), item); err != nil {
 					return nil
 				}
@@ -414,7 +414,11 @@ func TestCrashKeepsAcknowledgedItems(t *testing.T) {
 func TestPowerLossKeepsAcknowledgedRemovals(t *testing.T) {
 	synced := filepath.Join(t.TempDir(), "synced.log")
 	cuts := 0
-	crashCycles(t, "always", 4, []string{journal.SyncedLogEnv + "=" + synced}, func(dir string) {
+	// A kill finds records written but not yet fsynced only if it lands
+	// while a batch's fsync is in flight, about one kill in two (4 kills
+	// all missed in 3 runs of 30): 16 make a run in which no cut dropped
+	// anything mean the harness is broken, not that the kills were unlucky.
+	crashCycles(t, "always", 16, []string{journal.SyncedLogEnv + "=" + synced}, func(dir string) {
 		cuts += powerCut(t, dir, synced)
 	})
 	if cuts == 0 {
