@@ -530,19 +530,7 @@ func testDiskFull(t *testing.T, sync string, mount bool) {
 	p := start()
 	c := dial(t, p.Addr("queued"))
 	item := strings.Repeat("d", 32<<10)
-	stored := 0
-	var failure string
-	for i := 0; i < 200 && failure == ""; i++ {
-		c.send(fmt.Sprintf("set full 0 0 %d\r\n%s\r\n", len(item), item))
-		switch l := c.line(); {
-		case l == "STORED":
-			stored++
-		case strings.HasPrefix(l, "SERVER_ERROR "):
-			failure = l
-		default:
-			t.Fatalf("set reply %q", l)
-		}
-	}
+	stored, failure := setUntilRefused(t, c, "full", item)
 	if failure == "" || stored == 0 {
 		t.Fatalf("stored %d items of 32 KiB on a 2 MiB disk without an error", stored)
 	}
@@ -588,11 +576,23 @@ func TestDiskFullFanoutOnly(t *testing.T) {
 	p := start()
 	c := dial(t, p.Addr("queued"))
 	c.do("get fo+c\r\n", "END\r\n") // the child, created empty
-	item := strings.Repeat("f", 32<<10)
-	stored := 0
-	failure := ""
+	stored, failure := setUntilRefused(t, c, "fo", strings.Repeat("f", 32<<10))
+	if failure == "" || stored == 0 || !strings.Contains(failure, "item not stored") {
+		t.Fatalf("stored %d items of 32 KiB in a child limited to 2 MiB; refusal %q", stored, failure)
+	}
+	st := c.stats()
+	if st["queue_fo+c_items"] != strconv.Itoa(stored) || st["queue_fo_items"] != "0" {
+		t.Fatalf("after %d stored and one refused: child %s items, parent %s", stored, st["queue_fo+c_items"], st["queue_fo_items"])
+	}
+}
+
+// setUntilRefused sets item on q until a set is refused with SERVER_ERROR
+// (at most 200 sets) and returns how many were stored and the refusal
+// ("" if none came).
+func setUntilRefused(t *testing.T, c *client, q, item string) (stored int, failure string) {
+	t.Helper()
 	for i := 0; i < 200 && failure == ""; i++ {
-		c.send(fmt.Sprintf("set fo 0 0 %d\r\n%s\r\n", len(item), item))
+		c.send(fmt.Sprintf("set %s 0 0 %d\r\n%s\r\n", q, len(item), item))
 		switch l := c.line(); {
 		case l == "STORED":
 			stored++
@@ -602,13 +602,7 @@ func TestDiskFullFanoutOnly(t *testing.T) {
 			t.Fatalf("set reply %q", l)
 		}
 	}
-	if failure == "" || stored == 0 || !strings.Contains(failure, "item not stored") {
-		t.Fatalf("stored %d items of 32 KiB in a child limited to 2 MiB; refusal %q", stored, failure)
-	}
-	st := c.stats()
-	if st["queue_fo+c_items"] != strconv.Itoa(stored) || st["queue_fo_items"] != "0" {
-		t.Fatalf("after %d stored and one refused: child %s items, parent %s", stored, st["queue_fo+c_items"], st["queue_fo_items"])
-	}
+	return stored, failure
 }
 
 func TestCorruptJournal(t *testing.T) {
