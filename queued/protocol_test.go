@@ -3,6 +3,7 @@ package queued
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -439,6 +440,31 @@ func TestDeleteWakesWaitersWithEnd(t *testing.T) {
 
 // Sets racing deletes of the same queue always succeed: a set after a
 // delete recreates the queue on a fresh journal.
+// TestSetWhoseQueueIsDeletedBeforeItsPut: a delete that lands between a
+// set's lookup of its queue and its put (a hook puts it there) makes the
+// set create the queue afresh and store the item, as a set after a
+// delete does.
+func TestSetWhoseQueueIsDeletedBeforeItsPut(t *testing.T) {
+	s, addr := startServer(t, nil)
+	c := dial(t, addr)
+	c.do("set churn 0 0 1\r\na\r\n", "STORED\r\n")
+	var deleted atomic.Bool
+	hook := func(stage string) {
+		if stage == "set-looked-up" && deleted.CompareAndSwap(false, true) {
+			if err := s.deleteQueue("churn"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	s.onStage.Store(&hook)
+	defer s.onStage.Store(nil)
+	c.do("set churn 0 0 1\r\nb\r\n", "STORED\r\n")
+	if !deleted.Load() {
+		t.Fatal("the hook never ran")
+	}
+	c.do("get churn\r\nget churn\r\n", "VALUE churn 0 1\r\nb\r\nEND\r\nEND\r\n")
+}
+
 func TestSetRacingDelete(t *testing.T) {
 	_, addr := startServer(t, nil)
 	done := make(chan struct{})

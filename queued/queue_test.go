@@ -392,7 +392,7 @@ func TestFanoutChildCreatedWhileItsParentIsRecreated(t *testing.T) {
 			c := dial(t, addr)
 			c.do("set race 0 0 1\r\n0\r\n", "STORED\r\n")
 			recreated := false
-			s.testHookCreating = func(at string) {
+			hook := func(at string) {
 				if at != stage || recreated {
 					return
 				}
@@ -402,6 +402,8 @@ func TestFanoutChildCreatedWhileItsParentIsRecreated(t *testing.T) {
 				}
 				s.queueFor("race", true)
 			}
+			s.onStage.Store(&hook)
+			defer s.onStage.Store(nil)
 			// Called here, not by a connection: the hook runs on this
 			// goroutine.
 			s.queueFor("race+b", true)

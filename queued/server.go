@@ -90,10 +90,12 @@ type Server struct {
 	bytesRead, bytesWritten                     atomic.Int64
 	queueCreates, queueDeletes, queueExpires    atomic.Int64
 
-	// testHookCreating, when set (tests only), is called by queueFor
-	// while it creates a fanout child: at "parent-found" and at
-	// "child-published" (see linkChild).
-	testHookCreating func(stage string)
+	// onStage, when set (tests only), is called at points where another
+	// connection's command could slip in, so a test can put one there:
+	// queueFor creating a fanout child, at "parent-found" and at
+	// "child-published" (see linkChild); a set, at "set-looked-up"
+	// (between finding its queue and putting the item on it).
+	onStage atomic.Pointer[func(stage string)]
 }
 
 // NewServer opens cfg.DataDir (creating it), restores the persisted status
@@ -261,8 +263,8 @@ func (s *Server) linkChild(q *queue, parentName string) {
 }
 
 func (s *Server) testHook(stage string) {
-	if s.testHookCreating != nil {
-		s.testHookCreating(stage)
+	if f := s.onStage.Load(); f != nil {
+		(*f)(stage)
 	}
 }
 

@@ -43,6 +43,7 @@ func (c *conn) set(cmd *Command) bool {
 		expiry = exptime * 1000
 	}
 	data := c.takeData(cmd.Data)
+	c.s.testHook("set-looked-up")
 	// The reply waits for the commit, but the connection goes on parsing:
 	// pipelined sets are all in the journal's next group commit, and their
 	// replies are written, in order, when the batch settles.
