@@ -349,8 +349,9 @@ func TestConcurrentAppendRemoveCursor(t *testing.T) {
 // TestCompactionWithOneRolledSegment: a single rolled segment pinned by one
 // live item is compacted too, without waiting for another roll: once
 // compactCheckEvery has passed since the roll and the last look, the next
-// batch looks again. "exact" makes the rolled segment exactly SegmentSize bytes (a
-// 40-byte START and header, 40-byte ADDs), the least that is compacted.
+// batch looks again. "exact" makes the rolled segment exactly SegmentSize
+// bytes (a 40-byte START and header, 40-byte ADDs), the least that is
+// compacted.
 func TestCompactionWithOneRolledSegment(t *testing.T) {
 	for _, tc := range []struct {
 		name string
