@@ -758,6 +758,31 @@ func TestZeroAhead(t *testing.T) {
 	}
 }
 
+// TestCursorPassesZerosInClosedSegment: zeros after a closed segment's
+// last record (a roll that could not trim its zeros ahead) end that
+// segment for a cursor, which reads on into the next, as replay does.
+func TestCursorPassesZerosInClosedSegment(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 4 << 10})
+	defer j.Close()
+	var want []string
+	for i := 0; len(segFiles(t, dir)) < 3; i++ {
+		appendT(t, j, payload(i))
+		want = append(want, payload(i))
+	}
+	f, err := os.OpenFile(segFiles(t, dir)[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := datas(readAll(t, j)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("cursor read %d items, want %d", len(got), len(want))
+	}
+}
+
 // TestCursorPassesDrainedRoll: a cursor reading the active segment when a
 // drained queue rolls it reads on into the next without meeting the zeros
 // written ahead in it (the roll trims them before the segment stops being

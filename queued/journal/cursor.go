@@ -120,6 +120,14 @@ func (c *Cursor) next(maxItems int, admit func(n int, bytes, size int64) bool) (
 			c.r.limit = c.closedSize
 		}
 		rec, off, err := c.r.next()
+		if err != nil && !active && isDecodeErr(err) {
+			// Zeros after a closed segment's last record (zeroAhead,
+			// left where the roll could not trim them) end it, as at
+			// replay.
+			if zeros, zerr := zeroTail(c.f, off, c.r.limit); zerr == nil && zeros {
+				err = io.EOF
+			}
+		}
 		if errors.Is(err, io.EOF) {
 			if active {
 				break // caught up with what is written

@@ -367,7 +367,8 @@ func (j *Journal) roll() error {
 	// (zeroAhead) before the lock shows it closed: a cursor reads a
 	// closed segment to the end of its file.
 	if err := old.f.Truncate(old.size); err != nil {
-		j.log.Warn("cannot trim preallocation of rolled segment", "file", old.path, "err", err)
+		j.log.Warn("cannot trim preallocation of rolled segment", "file", old.path, "err", err,
+			"fix", "none needed: readers stop at its zeros and the next start trims it; check the disk if this repeats")
 	}
 	j.zeroEnd = 0
 	j.nextSeq = seq + 1
